@@ -1,0 +1,33 @@
+"""`python -m lib inspect SOURCE [--json]`: index a folder or .zip, decode every image, report."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from lib.index import build_index, verify_index
+from lib.sources import cli_root
+
+
+def register(sub) -> None:
+    p = sub.add_parser("inspect", help="index and fully check a dataset (folder or .zip)")
+    p.add_argument("source", help="an ImageFolder folder, or a .zip of one")
+    p.add_argument("--json", action="store_true", help="print one JSON object (default: a text summary)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    index = verify_index(build_index(str(cli_root(args.source))))
+    if index.num_images == 0:
+        raise ValueError(f"{args.source} has no usable images; check the bad-file report with --json.")
+    summary = index.summary()
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{summary['root']}: {summary['num_images']} images in {len(summary['classes'])} classes")
+    for name, n in summary["counts"].items():
+        print(f"  {name}: {n}")
+    print(f"skipped (not images): {len(summary['skipped_files'])}; empty classes: {summary['empty_classes'] or 'none'}")
+    for bad in summary["bad_files"]:
+        print(f"  bad: {bad['path']}: {bad['reason']}", file=sys.stderr)
+    return 0

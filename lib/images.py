@@ -1,0 +1,131 @@
+"""Opening image files: a cheap header check, and one decode path that always gives RGB.
+
+Every page, the statistics and the trainer decode through `load_rgb`, so an image looks the
+same everywhere. Alpha is composited over a white background (how viewers show it), 16-bit
+images are scaled to 8 bits, palette and CMYK images are converted, and EXIF orientation
+is applied.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# torchvision's IMG_EXTENSIONS plus .gif.
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+# Truncated files must fail loudly, not decode as grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclass(frozen=True)
+class Header:
+    """What an image's header says, read without decoding pixels."""
+
+    width: int
+    height: int
+    mode: str
+    format: str
+
+
+def is_image_file(name: str) -> bool:
+    """True for a file name with an image extension that is not hidden (`._x.jpg`, `.DS_Store`)."""
+    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
+
+
+def read_header(path: str) -> Header:
+    """Read size, mode and format from the header only.
+
+    Raises:
+        ValueError: with the reason the file cannot be used (empty, not an image, too many pixels).
+    """
+    if not os.path.exists(path):
+        raise ValueError("dangling symbolic link" if os.path.islink(path) else "file not found")
+    if os.path.getsize(path) == 0:
+        raise ValueError("empty file (0 bytes)")
+    try:
+        with _strict_open(path) as img:
+            return Header(img.width, img.height, img.mode, img.format or "")
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any decoder error means "unusable", with its reason
+        raise ValueError(_reason(e)) from None
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Decode an image fully and return it as 8-bit RGB, the same way everywhere.
+
+    Raises:
+        ValueError: with the reason the file cannot be decoded (truncated, corrupt, too large).
+    """
+    try:
+        with _strict_open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(_reason(e)) from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB: orientation applied, alpha over white, 16-bit scaled."""
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)  # animated GIF/WebP/TIFF: first frame
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        img = _high_depth_to_l(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "La", "PA", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        return background
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _high_depth_to_l(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey to 8-bit: 16-bit range scaled down, floats taken as 0-1."""
+    a = np.asarray(img)
+    if img.mode == "F":
+        a = np.clip(a, 0.0, 1.0) * 255.0
+    else:
+        a = np.clip(a.astype(np.int64), 0, 65535) / 257.0  # 65535 -> 255 exactly
+    return Image.fromarray(np.rint(a).astype(np.uint8), mode="L")
+
+
+class _strict_open:
+    """Image.open that treats Pillow's decompression-bomb warning as an error."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.img: Image.Image | None = None
+
+    def __enter__(self) -> Image.Image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            self.img = Image.open(self.path)
+        return self.img
+
+    def __exit__(self, *exc) -> None:
+        if self.img is not None:
+            self.img.close()
+
+
+def _reason(e: Exception) -> str:
+    """A short, user-facing reason for a decoder exception."""
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"too many pixels (over Pillow's limit of {Image.MAX_IMAGE_PIXELS:,}): possible decompression bomb"
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image Pillow can read"
+    if isinstance(e, OSError) and "truncated" in str(e).lower():
+        return "truncated image"
+    if isinstance(e, (IsADirectoryError, PermissionError)):
+        return "cannot be read: " + (e.strerror or str(e))
+    return f"corrupt image ({type(e).__name__}: {e})"

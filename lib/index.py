@@ -1,0 +1,178 @@
+"""Indexing a dataset in torchvision's ImageFolder layout, without ever crashing on a bad file.
+
+`build_index` walks the tree and reads image headers only (cheap: the dataset page answers at
+once). `verify_index` decodes every image once and names each file that fails (a truncated JPEG
+passes the header check and fails only there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from lib.images import Header, is_image_file, load_rgb, read_header
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass(frozen=True)
+class BadFile:
+    path: str  # relative to the root, POSIX separators
+    reason: str
+
+
+@dataclass
+class DatasetIndex:
+    """What a source holds: ImageFolder's `classes`, `class_to_idx`, `samples`, and what was left out."""
+
+    root: str
+    classes: list[str]
+    class_to_idx: dict[str, int]
+    samples: list[tuple[str, int]]  # (absolute path, class index), sorted
+    headers: list[Header]  # one per sample
+    bad_files: list[BadFile] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)  # non-image files, relative paths
+    empty_classes: list[str] = field(default_factory=list)
+    verified: bool = False  # True once every image was fully decoded
+
+    @property
+    def num_images(self) -> int:
+        return len(self.samples)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.classes, 0)
+        for _, target in self.samples:
+            counts[self.classes[target]] += 1
+        return counts
+
+    def relpath(self, path: str) -> str:
+        return os.path.relpath(path, self.root).replace(os.sep, "/")
+
+    def fingerprint(self) -> str:
+        """A short hash of the file list, sizes and modification times: changes when the data does."""
+        h = hashlib.sha1(self.root.encode())
+        for path, target in self.samples:
+            st = os.stat(path)
+            h.update(f"{path}\0{target}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> dict:
+        """The JSON shape of `python -m lib inspect --json`."""
+        return {
+            "root": self.root,
+            "classes": self.classes,
+            "class_to_idx": self.class_to_idx,
+            "counts": self.class_counts(),
+            "num_images": self.num_images,
+            "bad_files": [{"path": b.path, "reason": b.reason} for b in self.bad_files],
+            "skipped_files": self.skipped_files,
+            "empty_classes": self.empty_classes,
+            "verified": self.verified,
+        }
+
+
+def find_classes(root: str) -> tuple[list[str], dict[str, int]]:
+    """Sorted class folder names, as torchvision's `find_classes` (hidden folders left out).
+
+    Raises:
+        ValueError: when root is not a folder or has no class folders.
+    """
+    if not os.path.isdir(root):
+        raise ValueError(f"{root} is not a folder; give the folder that holds one sub-folder per class.")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(("."  , "__MACOSX")))
+    if not classes:
+        raise ValueError(f"{root} has no class folders; put each class's images in a sub-folder named after it.")
+    return classes, {c: i for i, c in enumerate(classes)}
+
+
+def build_index(root: str, *, workers: int = 8, progress: Progress | None = None) -> DatasetIndex:
+    """Walk `root/<class>/**` and check each image's header.
+
+    Raises:
+        ValueError: when root is missing, not a folder, or has no class folders.
+    """
+    root = os.path.abspath(root)
+    classes, class_to_idx = find_classes(root)
+    candidates: list[tuple[str, int]] = []
+    skipped: list[str] = []
+    for c in classes:
+        for path in _walk_files(os.path.join(root, c)):
+            if is_image_file(os.path.basename(path)):
+                candidates.append((path, class_to_idx[c]))
+            else:
+                skipped.append(os.path.relpath(path, root).replace(os.sep, "/"))
+    # Header reads are file I/O and short: threads overlap the waiting.
+    results = _map(_try_header, [p for p, _ in candidates], workers, progress)
+    index = DatasetIndex(root, classes, class_to_idx, [], [], skipped_files=sorted(skipped))
+    for (path, target), result in zip(candidates, results):
+        if isinstance(result, Header):
+            index.samples.append((path, target))
+            index.headers.append(result)
+        else:
+            index.bad_files.append(BadFile(index.relpath(path), result))
+    index.empty_classes = [c for c, n in index.class_counts().items() if n == 0]
+    return index
+
+
+def verify_index(index: DatasetIndex, *, workers: int = 4, progress: Progress | None = None) -> DatasetIndex:
+    """Decode every image once; return a new index without the files that fail, each reported."""
+    results = _map(_try_decode, [p for p, _ in index.samples], workers, progress)
+    keep = [i for i, r in enumerate(results) if r is None]
+    failed = [BadFile(index.relpath(index.samples[i][0]), r) for i, r in enumerate(results) if r is not None]
+    verified = replace(
+        index,
+        samples=[index.samples[i] for i in keep],
+        headers=[index.headers[i] for i in keep],
+        bad_files=sorted(index.bad_files + failed, key=lambda b: b.path),
+        verified=True,
+    )
+    verified.empty_classes = [c for c, n in verified.class_counts().items() if n == 0]
+    return verified
+
+
+def _walk_files(folder: str):
+    """Every file under folder, sorted, following symlinked files but not symlinked folders (no loops)."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        for name in sorted(filenames):
+            yield os.path.join(dirpath, name)
+
+
+def _try_header(path: str) -> Header | str:
+    try:
+        return read_header(path)
+    except ValueError as e:
+        return str(e)
+
+
+def _try_decode(path: str) -> str | None:
+    try:
+        load_rgb(path)
+        return None
+    except ValueError as e:
+        return str(e)
+
+
+def _map(fn, items: list, workers: int, progress: Progress | None) -> list:
+    total = len(items)
+    if progress:
+        progress(0, total)
+    if workers <= 1 or total < 64:
+        out = []
+        for i, item in enumerate(items):
+            out.append(fn(item))
+            if progress and (i + 1) % 256 == 0:
+                progress(i + 1, total)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            out = []
+            for i, r in enumerate(pool.map(fn, items, chunksize=64)):
+                out.append(r)
+                if progress and (i + 1) % 256 == 0:
+                    progress(i + 1, total)
+    if progress:
+        progress(total, total)
+    return out

@@ -1,0 +1,83 @@
+"""Where the app keeps its files, and the one settings object for modes and limits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Mapping
+
+MODES = ("local", "deployed")
+
+
+def cache_dir() -> Path:
+    """The app's own folder for the sample, extracted archives and exports (TORCHSCOPE_CACHE_DIR)."""
+    path = Path(os.environ.get("TORCHSCOPE_CACHE_DIR") or Path.home() / ".cache" / "torchscope")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    """The run store's folder (TORCHSCOPE_RUNS_DIR, default `<cache>/runs`)."""
+    path = Path(os.environ.get("TORCHSCOPE_RUNS_DIR") or cache_dir() / "runs")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Mode and limits, validated once. Deployed mode accepts no server path anywhere."""
+
+    mode: str = "local"
+    max_upload_mb: int = 200
+    max_archive_files: int = 100_000
+    max_archive_mb: int = 2048  # declared uncompressed total
+    max_total_pixels: int = 2_000_000_000
+    max_epochs: int = 100
+    max_image_size: int = 512
+    max_runs_global: int = 4
+    max_runs_per_session: int = 1
+    session_idle_minutes: int = 60
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"Unknown mode {self.mode!r}; set TORCHSCOPE_MODE to 'local' or 'deployed'.")
+        for f in fields(self):
+            if f.type == "int" and getattr(self, f.name) <= 0:
+                raise ValueError(f"Setting {f.name} must be a positive number, got {getattr(self, f.name)}.")
+
+    @property
+    def deployed(self) -> bool:
+        return self.mode == "deployed"
+
+
+DEPLOYED_DEFAULTS = dict(
+    max_upload_mb=50,
+    max_archive_files=20_000,
+    max_archive_mb=512,
+    max_total_pixels=200_000_000,
+    max_epochs=10,
+    max_image_size=128,
+    max_runs_global=2,
+    max_runs_per_session=1,
+    session_idle_minutes=30,
+)
+
+
+def load_settings(secrets: Mapping | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `TORCHSCOPE_MODE` / `TORCHSCOPE_<SETTING>` variables, else the secrets' `mode` and
+    keys of the same names; the environment wins. Deployed mode starts from stricter defaults."""
+    env = os.environ if env is None else env
+    secrets = dict(secrets or {})
+    mode = env.get("TORCHSCOPE_MODE") or secrets.get("mode") or "local"
+    values: dict = dict(DEPLOYED_DEFAULTS) if mode == "deployed" else {}
+    for f in fields(Settings):
+        if f.name == "mode":
+            continue
+        raw = env.get(f"TORCHSCOPE_{f.name.upper()}", secrets.get(f.name))
+        if raw is not None:
+            try:
+                values[f.name] = int(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"Setting {f.name} must be a whole number, got {raw!r}.") from None
+    return Settings(mode=mode, **values)

@@ -1,0 +1,104 @@
+"""Data sources: the sample, a folder, a .zip (path or upload), a torchvision built-in.
+
+Every source resolves to one ImageFolder folder on disk; nothing downstream knows which it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.settings import Settings, cache_dir
+
+KINDS = ("sample", "folder", "zip", "upload", "builtin")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data source as chosen in the sidebar or written in the URL.
+
+    kind: one of KINDS. value: the folder or .zip path, the upload's stored path, or the built-in's
+    name. root: for a built-in, the folder holding its files.
+    """
+
+    kind: str = "sample"
+    value: str = ""
+    root: str = ""
+
+    def label(self) -> str:
+        if self.kind == "sample":
+            return "Built-in sample (shapes)"
+        if self.kind == "builtin":
+            return f"{self.value} from {self.root}"
+        if self.kind == "upload":
+            return f"Upload {Path(self.value).name}"
+        return self.value
+
+
+def resolve_root(source: Source, settings: Settings) -> Path:
+    """The ImageFolder folder for a source, extracting or exporting it into the cache when needed.
+
+    Raises:
+        ValueError: when the source cannot be used, with what to do instead.
+    """
+    from lib import archive, builtin_datasets, sample  # heavy imports only when needed
+
+    if source.kind not in KINDS:
+        raise ValueError(f"Unknown data source {source.kind!r}; choose one of {', '.join(KINDS)}.")
+    if settings.deployed and source.kind in ("folder", "zip"):
+        raise ValueError("This deployment does not open server paths; upload a .zip or use the sample.")
+    if source.kind == "sample":
+        return sample_root_or_raise(sample)
+    if source.kind == "folder":
+        return _existing_folder(source.value)
+    if source.kind in ("zip", "upload"):
+        return archive.extract_zip(
+            source.value,
+            cache_dir() / "archives",
+            max_files=settings.max_archive_files,
+            max_bytes=settings.max_archive_mb * 2**20,
+        )
+    return builtin_datasets.export_builtin(source.value, source.root, cache_dir() / "builtins")
+
+
+def sample_root_or_raise(sample) -> Path:
+    try:
+        return sample.sample_root()
+    except OSError as e:
+        raise ValueError(f"Could not write the sample dataset ({e.strerror}); set TORCHSCOPE_CACHE_DIR to a writable folder.") from None
+
+
+def cli_root(arg: str) -> Path:
+    """The folder for a command-line SOURCE: a folder, a .zip, or `sample`."""
+    from lib.settings import load_settings
+
+    if arg == "sample":
+        return resolve_root(Source("sample"), load_settings(env={}))
+    if os.path.isdir(arg):
+        return _existing_folder(arg)
+    if not os.path.exists(arg):
+        raise ValueError(f"{arg} does not exist; give an ImageFolder folder or a .zip of one.")
+    return resolve_root(Source("zip", arg), load_settings(env={}))
+
+
+def _existing_folder(path: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ValueError(f"{path} does not exist; give the path of an ImageFolder folder.")
+    if not p.is_dir():
+        raise ValueError(f"{path} is not a folder; give a folder with one sub-folder per class, or choose .zip.")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise ValueError(f"{path} cannot be read; check its permissions.")
+    return p.resolve()
+
+
+def upload_path(data: bytes, name: str, session_dir: Path) -> Path:
+    """Store an uploaded archive under the session's folder, named by its content hash."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    session_dir.mkdir(parents=True, exist_ok=True)
+    path = session_dir / f"{digest}-{Path(name).name}"
+    if not path.exists():
+        path.write_bytes(data)
+    return path
