@@ -43,27 +43,31 @@ def resolve_root(source: Source, settings: Settings) -> Path:
     Raises:
         ValueError: when the source cannot be used, with what to do instead.
     """
-    from lib import archive, builtin_datasets, sample  # heavy imports only when needed
-
     if source.kind not in KINDS:
         raise ValueError(f"Unknown data source {source.kind!r}; choose one of {', '.join(KINDS)}.")
     if settings.deployed and source.kind in ("folder", "zip"):
         raise ValueError("This deployment does not open server paths; upload a .zip or use the sample.")
     if source.kind == "sample":
-        return sample_root_or_raise(sample)
+        return sample_root_or_raise()
     if source.kind == "folder":
         return _existing_folder(source.value)
     if source.kind in ("zip", "upload"):
+        from lib import archive
+
         return archive.extract_zip(
             source.value,
             cache_dir() / "archives",
             max_files=settings.max_archive_files,
             max_bytes=settings.max_archive_mb * 2**20,
         )
+    from lib import builtin_datasets
+
     return builtin_datasets.export_builtin(source.value, source.root, cache_dir() / "builtins")
 
 
-def sample_root_or_raise(sample) -> Path:
+def sample_root_or_raise() -> Path:
+    from lib import sample
+
     try:
         return sample.sample_root()
     except OSError as e:
@@ -102,3 +106,28 @@ def upload_path(data: bytes, name: str, session_dir: Path) -> Path:
     if not path.exists():
         path.write_bytes(data)
     return path
+
+
+def source_from_params(params: dict, settings: Settings) -> tuple[Source, str | None]:
+    """The source a URL names (`?source=folder&path=...`), or the sample with a reason when it can't be used."""
+    kind = params.get("source", "sample")
+    if kind == "sample":
+        return Source("sample"), None
+    if kind == "upload":
+        return Source("sample"), "Uploads are not part of a link; upload the archive again."
+    if kind not in KINDS:
+        return Source("sample"), f"Unknown source {kind!r} in the link; showing the sample."
+    if settings.deployed and kind in ("folder", "zip"):
+        return Source("sample"), "This deployment does not open server paths; showing the sample."
+    if kind == "builtin":
+        return Source("builtin", params.get("name", ""), params.get("root", "")), None
+    return Source(kind, params.get("path", "")), None
+
+
+def source_to_params(source: Source) -> dict:
+    """Query parameters that reproduce a source in a link (uploads cannot be linked)."""
+    if source.kind == "builtin":
+        return {"source": "builtin", "name": source.value, "root": source.root}
+    if source.kind in ("folder", "zip"):
+        return {"source": source.kind, "path": source.value}
+    return {"source": "sample"}

@@ -1,0 +1,66 @@
+"""The one module that wraps lib functions in Streamlit's caches. Pages call these; lib stays plain.
+
+`st.cache_resource` values are shared by every session: they are only ever read (an index) or
+owned by a background job that nobody else mutates.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from PIL import Image
+
+from lib import explore, images
+from lib.index import DatasetIndex, build_index, verify_index
+from lib.jobs import BackgroundJob
+from lib.settings import Settings, load_settings
+
+
+@st.cache_resource(show_spinner=False)
+def settings() -> Settings:
+    """Mode and limits from the environment and `.streamlit/secrets.toml` (a missing file is fine)."""
+    try:
+        secrets = st.secrets.to_dict()
+    except Exception:  # noqa: BLE001 - no secrets file is the normal local case
+        secrets = {}
+    return load_settings(secrets)
+
+
+@st.cache_resource(show_spinner="Indexing the dataset (headers only)…", max_entries=16)
+def header_index(root: str) -> DatasetIndex:
+    return build_index(root)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def verify_job(root: str) -> BackgroundJob:
+    """The full check (decode every image once), started once per dataset in the background."""
+    index = header_index(root)
+    return BackgroundJob(lambda progress: verify_index(index, progress=progress), name=f"verify:{root}")
+
+
+def current_index(root: str) -> DatasetIndex:
+    """The fully checked index once the background check is done, the header index until then."""
+    job = verify_job(root)
+    return job.result if job.done and job.result is not None else header_index(root)
+
+
+def forget_dataset(root: str) -> None:
+    """Drop a dataset's cached index and check, so the next read rescans the folder."""
+    header_index.clear(root)
+    verify_job.clear(root)
+    header_frame.clear()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def header_frame(root: str, verified: bool):
+    return explore.header_frame(current_index(root))
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def thumbnail(path: str, size: int = 128) -> Image.Image | str:
+    """A decoded thumbnail, or the reason the file cannot be decoded."""
+    try:
+        img = images.load_rgb(path)
+    except ValueError as e:
+        return str(e)
+    img.thumbnail((size, size))
+    return img

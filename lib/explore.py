@@ -1,0 +1,69 @@
+"""What the dataset page shows, as DataFrames computed from an index (headers only, no decoding)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lib.index import DatasetIndex
+
+
+def class_counts_frame(index: DatasetIndex) -> pd.DataFrame:
+    """One row per class: `class`, `images`, `share` (fraction of all images)."""
+    counts = index.class_counts()
+    df = pd.DataFrame({"class": list(counts), "images": list(counts.values())})
+    df["share"] = df["images"] / max(1, index.num_images)
+    return df
+
+
+def header_frame(index: DatasetIndex) -> pd.DataFrame:
+    """One row per image: `class`, `width`, `height`, `aspect` (width / height), `mode`, `format`."""
+    h = index.headers
+    df = pd.DataFrame(
+        {
+            "class": [index.classes[t] for _, t in index.samples],
+            "width": np.fromiter((x.width for x in h), int, len(h)),
+            "height": np.fromiter((x.height for x in h), int, len(h)),
+            "mode": [x.mode for x in h],
+            "format": [x.format for x in h],
+        }
+    )
+    df["aspect"] = df["width"] / df["height"].clip(lower=1)
+    return df
+
+
+def size_counts(headers: pd.DataFrame, top: int = 30) -> pd.DataFrame:
+    """The most common (width, height) pairs with their counts, so a chart stays small at any size."""
+    g = headers.groupby(["width", "height"]).size().reset_index(name="images")
+    return g.sort_values("images", ascending=False).head(top).reset_index(drop=True)
+
+
+def aspect_bins(headers: pd.DataFrame, bins: int = 30) -> pd.DataFrame:
+    """Histogram of aspect ratios: `start`, `end`, `images`."""
+    if headers.empty:
+        return pd.DataFrame({"start": [], "end": [], "images": []})
+    lo, hi = float(headers["aspect"].min()), float(headers["aspect"].max())
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.05, hi + 0.05
+    counts, edges = np.histogram(headers["aspect"], bins=bins, range=(lo, hi))
+    return pd.DataFrame({"start": edges[:-1], "end": edges[1:], "images": counts})
+
+
+def mode_counts(headers: pd.DataFrame) -> pd.DataFrame:
+    """Images per Pillow mode and file format."""
+    return headers.groupby(["mode", "format"]).size().reset_index(name="images")
+
+
+def grid_sample(index: DatasetIndex, class_name: str | None, *, seed: int, page: int, per_page: int) -> list[tuple[str, int]]:
+    """A seeded shuffle of one class's samples (or all), cut into pages; `page` counts from 0."""
+    if class_name is None:
+        pool = index.samples
+    else:
+        target = index.class_to_idx[class_name]
+        pool = [s for s in index.samples if s[1] == target]
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return [pool[i] for i in order[page * per_page : (page + 1) * per_page]]
+
+
+def bad_files_frame(index: DatasetIndex) -> pd.DataFrame:
+    return pd.DataFrame([{"path": b.path, "reason": b.reason} for b in index.bad_files], columns=["path", "reason"])

@@ -1,0 +1,101 @@
+"""Torchscope: the router. Page config, the shared data-source sidebar, navigation over pages/."""
+
+import uuid
+
+import streamlit as st
+
+from lib import cache
+from lib.sources import KINDS, Source, resolve_root, source_from_params, source_to_params, upload_path
+from lib.settings import cache_dir
+
+# Widget keys of the shared sidebar.
+KEY_KIND, KEY_PATH, KEY_UPLOAD, KEY_BUILTIN, KEY_BUILTIN_ROOT, KEY_OPEN = (
+    "source_kind", "source_path", "source_upload", "builtin_name", "builtin_root", "source_open",
+)
+LABELS = {
+    "sample": "Built-in sample",
+    "folder": "Folder on the server",
+    "zip": ".zip on the server",
+    "upload": "Upload a .zip",
+    "builtin": "torchvision built-in",
+}
+
+st.set_page_config(page_title="Torchscope", page_icon="🔬", layout="wide")
+
+
+def open_source(source: Source) -> bool:
+    """Resolve a source to a folder and make it this session's dataset; say why when it can't."""
+    try:
+        root = resolve_root(source, cache.settings())
+    except ValueError as e:
+        st.sidebar.error(str(e))
+        return False
+    st.session_state.source = source
+    st.session_state.dataset_root = str(root)
+    st.query_params.from_dict({**_other_params(), **source_to_params(source)})
+    return True
+
+
+def _other_params() -> dict:
+    return {k: v for k, v in st.query_params.to_dict().items() if k not in ("source", "path", "name", "root")}
+
+
+def init_session() -> None:
+    if "session_id" not in st.session_state:
+        st.session_state.session_id = uuid.uuid4().hex
+    if "dataset_root" not in st.session_state:
+        source, why = source_from_params(st.query_params.to_dict(), cache.settings())
+        if why:
+            st.sidebar.warning(why)
+        if not open_source(source):
+            open_source(Source("sample"))
+
+
+def source_inputs(kind: str) -> Source | None:
+    """The inputs for one kind of source; the Source they describe, or None while incomplete."""
+    if kind == "sample":
+        return Source("sample")
+    if kind in ("folder", "zip"):
+        hint = "/data/my_images" if kind == "folder" else "/data/my_images.zip"
+        path = st.text_input("Path", key=KEY_PATH, placeholder=hint).strip()
+        return Source(kind, path) if path else None
+    if kind == "upload":
+        limit = cache.settings().max_upload_mb
+        up = st.file_uploader(f"ImageFolder as .zip (up to {limit} MB)", type=["zip"], key=KEY_UPLOAD)
+        if up is None:
+            return None
+        if up.size > limit * 2**20:
+            st.error(f"{up.name} is {up.size / 2**20:.0f} MB, over this app's {limit} MB limit; upload a smaller archive.")
+            return None
+        folder = cache_dir() / "sessions" / st.session_state.session_id / "uploads"
+        return Source("upload", str(upload_path(up.getvalue(), up.name, folder)))
+    from lib.builtin_datasets import BUILTINS
+
+    name = st.selectbox("Dataset", BUILTINS, key=KEY_BUILTIN)
+    root = st.text_input("Folder holding its files", key=KEY_BUILTIN_ROOT, placeholder="~/data").strip()
+    return Source("builtin", name, root) if root else None
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.subheader("Data source")
+        current: Source = st.session_state.source
+        kinds = [k for k in KINDS if not (cache.settings().deployed and k in ("folder", "zip", "builtin"))]
+        if KEY_KIND not in st.session_state:
+            st.session_state[KEY_KIND] = current.kind if current.kind in kinds else "sample"
+        kind = st.radio("Source", kinds, format_func=LABELS.get, key=KEY_KIND, label_visibility="collapsed")
+        chosen = source_inputs(kind)
+        if st.button("Open", key=KEY_OPEN, type="primary", disabled=chosen is None, width="stretch"):
+            with st.spinner("Opening…"):
+                open_source(chosen)
+        st.caption(f"Showing: {st.session_state.source.label()}")
+
+
+init_session()
+sidebar()
+nav = st.navigation(
+    [
+        st.Page("pages/dataset.py", title="Dataset", icon="🗂️", url_path="dataset", default=True),
+    ]
+)
+nav.run()
