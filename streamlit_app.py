@@ -5,8 +5,8 @@ import uuid
 import streamlit as st
 
 from lib import cache
-from lib.sources import KINDS, Source, resolve_root, source_from_params, source_to_params, upload_path
 from lib.settings import cache_dir
+from lib.sources import KINDS, Source, resolve_root, source_from_params, source_to_params, upload_path
 
 # Widget keys of the shared sidebar.
 KEY_KIND, KEY_PATH, KEY_UPLOAD, KEY_BUILTIN, KEY_BUILTIN_ROOT, KEY_OPEN = (
