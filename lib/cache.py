@@ -6,6 +6,8 @@ owned by a background job that nobody else mutates.
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 from PIL import Image
 
@@ -30,23 +32,36 @@ def header_index(root: str) -> DatasetIndex:
     return build_index(root)
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def verify_job(root: str) -> BackgroundJob:
-    """The full check (decode every image once), started once per dataset in the background."""
-    index = header_index(root)
-    return BackgroundJob(lambda progress: verify_index(index, progress=progress), name=f"verify:{root}")
+@st.cache_resource(show_spinner=False)
+def _verify_jobs() -> dict[str, BackgroundJob]:
+    # One registry for the server: a dataset is checked once, whoever asked first.
+    return {}
+
+
+_jobs_lock = threading.Lock()
+
+
+def verify_job(root: str, *, start: bool = False) -> BackgroundJob | None:
+    """The full check of a dataset (decode every image once in the background); started when asked."""
+    with _jobs_lock:
+        jobs = _verify_jobs()
+        if root not in jobs and start:
+            index = header_index(root)
+            jobs[root] = BackgroundJob(lambda progress: verify_index(index, progress=progress), name=f"verify:{root}")
+        return jobs.get(root)
 
 
 def current_index(root: str) -> DatasetIndex:
-    """The fully checked index once the background check is done, the header index until then."""
+    """The fully checked index once its background check is done, the header index until then."""
     job = verify_job(root)
-    return job.result if job.done and job.result is not None else header_index(root)
+    return job.result if job and job.done and job.result is not None else header_index(root)
 
 
 def forget_dataset(root: str) -> None:
     """Drop a dataset's cached index and check, so the next read rescans the folder."""
     header_index.clear(root)
-    verify_job.clear(root)
+    with _jobs_lock:
+        _verify_jobs().pop(root, None)
     header_frame.clear()
 
 

@@ -10,7 +10,9 @@ from lib import cache, charts, explore
 KEY_CLASS_CHART, KEY_GRID_CLASS, KEY_SEED, KEY_PAGE, KEY_RESCAN = (
     "class_chart", "grid_class", "grid_seed", "grid_page", "rescan",
 )
+KEY_CHECK = "full_check"
 PER_PAGE = 24
+AUTO_CHECK_MAX = 2_000  # the full check starts by itself up to this many images, on a button above
 ALL = "All classes"
 
 root = st.session_state.get("dataset_root")
@@ -23,15 +25,26 @@ try:
 except ValueError as e:
     st.error(str(e))
     st.stop()
-job = cache.verify_job(root)
+job = cache.verify_job(root, start=index.num_images <= AUTO_CHECK_MAX)
 
 st.title("Dataset")
 st.caption(f"`{index.root}`")
+if job is None:
+    st.info(
+        f"{index.num_images:,} images were indexed from their headers. The full check decodes every image once "
+        "and finds files whose data is broken (a truncated JPEG passes a header check)."
+    )
+    if st.button("Run the full check", key=KEY_CHECK):
+        job = cache.verify_job(root, start=True)
+if job is not None and job.done:
+    st.session_state[f"checked:{root}"] = True  # this run already shows the checked index
 
 
-@st.fragment(run_every=1.0 if not job.done else None)
+@st.fragment(run_every=1.0 if job is not None and not job.done else None)
 def check_progress() -> None:
     """Progress of the background full check; reruns the page once when it finishes."""
+    if job is None:
+        return
     if not job.done:
         st.progress(job.fraction, text=f"Full check: decoding every image once ({job.done_count:,}/{job.total:,})…")
     elif not st.session_state.get(f"checked:{root}"):
@@ -93,7 +106,7 @@ st.subheader("Bad files")
 if index.bad_files:
     st.dataframe(explore.bad_files_frame(index), hide_index=True, width="stretch")
 else:
-    st.success("No bad files found" + ("." if index.verified else " so far (the full check is still running)."))
+    st.success("No bad files found" + ("." if index.verified else " in the headers (the full check has not finished)."))
 if index.skipped_files:
     with st.expander(f"{len(index.skipped_files)} files skipped (not images)"):
         st.dataframe({"path": index.skipped_files[:1000]}, width="stretch")

@@ -9,8 +9,14 @@ APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 TIMEOUT = 120
 
 
-def open_app(page: str | None = None) -> AppTest:
+def open_app(page: str | None = None, **params: str) -> AppTest:
+    """Run the app once, on the source the query parameters name (as a shared link would).
+
+    AppTest keeps the router's own sidebar only on the first run of a st.navigation app, so
+    tests choose sources through the URL; the browser tests drive the sidebar itself.
+    """
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(params)
     at.run()
     if page:
         at.switch_page(page)
@@ -46,3 +52,32 @@ def test_grid_filters_by_class_and_pages():
     # 160 squares: the last page of 24 holds the 16 left over.
     at.number_input(key="grid_page").set_value(7).run()
     assert len(captions(at)) == 160 - 6 * 24
+
+
+def test_open_folder_reports_bad_files_after_full_check(tmp_path):
+    import time
+
+    from tests.helpers import write_imagefolder, write_truncated_jpeg
+
+    root = write_imagefolder(tmp_path / "ds", classes=("cats", "dogs"), per_class=4)
+    write_truncated_jpeg(root / "cats" / "broken.jpg")
+    (root / "dogs" / "notes.txt").write_text("not an image")
+    at = open_app(source="folder", path=str(root))
+    assert not at.exception and not at.error
+    # The full check runs in the background: poll the page until it reports, with a deadline.
+    deadline = time.monotonic() + 60
+    while at.get("progress") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "8" and metrics["Bad files"] == "1" and metrics["Skipped"] == "1"
+    bad = at.dataframe[0].value
+    assert list(bad["path"]) == ["cats/broken.jpg"] and "truncated" in bad["reason"][0]
+
+
+def test_missing_folder_is_one_sentence_error(tmp_path):
+    at = open_app(source="folder", path=str(tmp_path / "nope"))
+    assert not at.exception
+    assert "does not exist" in at.sidebar.error[0].value
+    assert at.title[0].value == "Dataset"
+    assert {m.label: m.value for m in at.metric}["Images"] == "640"  # fell back to the sample

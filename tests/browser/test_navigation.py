@@ -34,3 +34,26 @@ def test_dataset_page_shows_sample(page, app_url):
     page.locator("[data-testid='stMetric']", has_text="Images").get_by_text("640").wait_for()
     assert page.locator("[data-testid='stImage']").count() >= 24 or page.locator("img").count() >= 24
     assert page.locator("[data-testid='stVegaLiteChart']").count() >= 4
+
+
+def test_open_folder_from_sidebar_updates_url(page, app_url, tmp_path):
+    from tests.helpers import write_imagefolder
+
+    root = write_imagefolder(tmp_path / "pets", classes=("cat", "dog", "fish"), per_class=3)
+    page.goto(app_url)
+    page.get_by_role("heading", name="Dataset").wait_for()
+    wait_idle(page)
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.get_by_text("Folder on the server").click()
+    wait_idle(page)
+    sidebar.get_by_label("Path").fill(str(root))
+    sidebar.get_by_label("Path").press("Enter")
+    wait_idle(page)
+    sidebar.get_by_role("button", name="Open").click()
+    page.locator("[data-testid='stMetric']", has_text="Classes").get_by_text("3").wait_for()
+    assert "source=folder" in page.url
+    # The link alone reproduces the view in a fresh tab.
+    other = page.context.new_page()
+    other.goto(page.url)
+    other.locator("[data-testid='stMetric']", has_text="Images").get_by_text("9").wait_for()
+    assert other.locator(ERRORS).count() == 0

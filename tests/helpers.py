@@ -1,0 +1,28 @@
+"""Small dataset builders shared by tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_imagefolder(root: Path, classes=("a", "b"), per_class: int = 5, size=(16, 16), seed: int = 0) -> Path:
+    """An ImageFolder of random RGB PNGs; returns root."""
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / c / f"{c}_{i}.png")
+    return root
+
+
+def write_truncated_jpeg(path: Path, size=(64, 64)) -> Path:
+    """A JPEG cut in half: its header reads fine, decoding fails."""
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, quality=95)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
