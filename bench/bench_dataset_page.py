@@ -1,0 +1,67 @@
+"""How the Dataset page's cost grows with the dataset: 1,000 vs 20,000 images.
+
+Times a warm rerun of the page (index cached, as after the first visit) under AppTest, and
+the cold first visit (which includes indexing the headers). Want: the warm ratio near 1.
+Run: .venv/bin/python bench/bench_dataset_page.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = Path(os.environ.get("TORCHSCOPE_BENCH_DATA", Path(tempfile.gettempdir()) / "torchscope-bench"))
+
+
+def generated_folder(n: int, classes: int = 10, size: int = 32) -> Path:
+    """n small PNGs in `classes` class folders, written once and reused."""
+    root = DATA / f"imagefolder-{n}-{size}"
+    if (root / ".complete").exists():
+        return root
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / f"class_{i % classes:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:06d}.png", compress_level=1)
+    (root / ".complete").touch()
+    return root
+
+
+def page_times(root: Path, repeats: int = 5) -> tuple[float, float]:
+    """(first visit, best warm rerun) of the Dataset page on root, in seconds."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=600)
+    at.query_params.update(source="folder", path=str(root))
+    t0 = time.perf_counter()
+    at.run()
+    first = time.perf_counter() - t0
+    assert not at.exception, at.exception
+    warm = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        at.run()
+        warm.append(time.perf_counter() - t0)
+    return first, min(warm)
+
+
+def main() -> None:
+    os.environ.setdefault("TORCHSCOPE_CACHE_DIR", tempfile.mkdtemp(prefix="torchscope-bench-cache-"))
+    results = {}
+    for n in (1_000, 20_000):
+        results[n] = page_times(generated_folder(n))
+        print(f"{n:>6} images: first visit {results[n][0]:.2f} s, warm rerun {results[n][1] * 1000:.0f} ms")
+    ratio = results[20_000][1] / results[1_000][1]
+    print(f"warm page cost, 20,000 / 1,000 images: {ratio:.2f}x (want near 1; the data grew 20x)")
+
+
+if __name__ == "__main__":
+    main()
