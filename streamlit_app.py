@@ -4,9 +4,16 @@ import uuid
 
 import streamlit as st
 
-from lib import cache
-from lib.settings import cache_dir
-from lib.sources import KINDS, Source, resolve_root, source_from_params, source_to_params, upload_path
+from lib import cache, sessions
+from lib.sources import (
+    KINDS,
+    Source,
+    check_dataset_limits,
+    resolve_root,
+    source_from_params,
+    source_to_params,
+    upload_path,
+)
 
 # Widget keys of the shared sidebar.
 KEY_KIND, KEY_PATH, KEY_UPLOAD, KEY_BUILTIN, KEY_BUILTIN_ROOT, KEY_OPEN = (
@@ -25,13 +32,18 @@ st.set_page_config(page_title="Torchscope", page_icon="🔬", layout="wide")
 
 def open_source(source: Source) -> bool:
     """Resolve a source to a folder and make it this session's dataset; say why when it can't."""
+    settings = cache.settings()
     try:
-        root = resolve_root(source, cache.settings())
+        root = str(resolve_root(source, settings, sessions.session_dir(st.session_state.session_id)))
+        if settings.deployed:
+            index = cache.header_index(root)
+            check_dataset_limits(index.num_images, sum(h.width * h.height for h in index.headers), settings)
     except ValueError as e:
-        st.sidebar.error(str(e))
+        st.session_state.source_error = str(e)
         return False
+    st.session_state.source_error = None
     st.session_state.source = source
-    st.session_state.dataset_root = str(root)
+    st.session_state.dataset_root = root
     st.query_params.from_dict({**_other_params(), **source_to_params(source)})
     return True
 
@@ -41,14 +53,24 @@ def _other_params() -> dict:
 
 
 def init_session() -> None:
+    """A new visitor: an id of their own, then the source their link names (or the sample)."""
     if "session_id" not in st.session_state:
         st.session_state.session_id = uuid.uuid4().hex
     if "dataset_root" not in st.session_state:
         source, why = source_from_params(st.query_params.to_dict(), cache.settings())
-        if why:
-            st.sidebar.warning(why)
         if not open_source(source):
+            why = st.session_state.source_error
             open_source(Source("sample"))
+        st.session_state.source_error = why
+    sessions.touch(st.session_state.session_id)
+    cache.sweep_idle_sessions(st.session_state.session_id)
+
+
+def allowed_kinds() -> list[str]:
+    s = cache.settings()
+    if not s.deployed:
+        return list(KINDS)
+    return ["sample", "upload"] + (["builtin"] if s.builtin_root else [])
 
 
 def source_inputs(kind: str) -> Source | None:
@@ -60,34 +82,48 @@ def source_inputs(kind: str) -> Source | None:
         path = st.text_input("Path", key=KEY_PATH, placeholder=hint).strip()
         return Source(kind, path) if path else None
     if kind == "upload":
-        limit = cache.settings().max_upload_mb
-        up = st.file_uploader(f"ImageFolder as .zip (up to {limit} MB)", type=["zip"], key=KEY_UPLOAD)
-        if up is None:
-            return None
-        if up.size > limit * 2**20:
-            st.error(f"{up.name} is {up.size / 2**20:.0f} MB, over this app's {limit} MB limit; upload a smaller archive.")
-            return None
-        folder = cache_dir() / "sessions" / st.session_state.session_id / "uploads"
-        return Source("upload", str(upload_path(up.getvalue(), up.name, folder)))
+        return uploaded_source()
     from lib.builtin_datasets import BUILTINS
 
     name = st.selectbox("Dataset", BUILTINS, key=KEY_BUILTIN)
+    if cache.settings().deployed:
+        return Source("builtin", name)
     root = st.text_input("Folder holding its files", key=KEY_BUILTIN_ROOT, placeholder="~/data").strip()
     return Source("builtin", name, root) if root else None
+
+
+def uploaded_source() -> Source | None:
+    """An uploaded .zip, stored under this session's folder; None until one is uploaded."""
+    limit = cache.settings().max_upload_mb
+    up = st.file_uploader(f"ImageFolder as .zip (up to {limit} MB)", type=["zip"], key=KEY_UPLOAD)
+    if up is None:
+        return None
+    if up.size > limit * 2**20:
+        st.session_state.source_error = f"{up.name} is {up.size / 2**20:.0f} MB, over this app's {limit} MB limit; upload a smaller archive."
+        return None
+    folder = sessions.session_dir(st.session_state.session_id) / "uploads"
+    return Source("upload", str(upload_path(up.getvalue(), up.name, folder)))
 
 
 def sidebar() -> None:
     with st.sidebar:
         st.subheader("Data source")
-        current: Source = st.session_state.source
-        kinds = [k for k in KINDS if not (cache.settings().deployed and k in ("folder", "zip", "builtin"))]
-        if KEY_KIND not in st.session_state:
-            st.session_state[KEY_KIND] = current.kind if current.kind in kinds else "sample"
+        kinds = allowed_kinds()
+        if st.session_state.get(KEY_KIND) not in kinds:
+            current = st.session_state.source.kind
+            st.session_state[KEY_KIND] = current if current in kinds else "sample"
         kind = st.radio("Source", kinds, format_func=LABELS.get, key=KEY_KIND, label_visibility="collapsed")
         chosen = source_inputs(kind)
-        if st.button("Open", key=KEY_OPEN, type="primary", disabled=chosen is None, width="stretch"):
+        # A new upload opens by itself: choosing the file was the intent.
+        if kind == "upload" and chosen and chosen != st.session_state.source and chosen.value != st.session_state.get("_last_upload"):
+            st.session_state._last_upload = chosen.value
+            with st.spinner("Opening the archive…"):
+                open_source(chosen)
+        elif st.button("Open", key=KEY_OPEN, type="primary", disabled=chosen is None, width="stretch"):
             with st.spinner("Opening…"):
                 open_source(chosen)
+        if st.session_state.get("source_error"):
+            st.error(st.session_state.source_error)
         st.caption(f"Showing: {st.session_state.source.label()}")
 
 

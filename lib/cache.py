@@ -7,24 +7,42 @@ owned by a background job that nobody else mutates.
 from __future__ import annotations
 
 import threading
+import time
 
 import streamlit as st
 from PIL import Image
 
-from lib import explore, images
+from lib import explore, images, sessions
 from lib.index import DatasetIndex, build_index, verify_index
 from lib.jobs import BackgroundJob
 from lib.settings import Settings, load_settings
 
 
-@st.cache_resource(show_spinner=False)
 def settings() -> Settings:
-    """Mode and limits from the environment and `.streamlit/secrets.toml` (a missing file is fine)."""
+    """Mode and limits from the environment and `.streamlit/secrets.toml` (a missing file is fine).
+
+    Not cached: it is cheap, and a test or an operator may change the environment between runs.
+    """
     try:
         secrets = st.secrets.to_dict()
     except Exception:  # noqa: BLE001 - no secrets file is the normal local case
         secrets = {}
     return load_settings(secrets)
+
+
+_last_sweep = [0.0]
+
+
+def sweep_idle_sessions(current_session: str) -> list[str]:
+    """At most once a minute per server: delete the uploads of sessions idle past the limit."""
+    now = time.time()
+    if now - _last_sweep[0] < 60:
+        return []
+    _last_sweep[0] = now
+    removed = [s for s in sessions.idle_sessions(settings().session_idle_minutes * 60, now) if s != current_session]
+    for session_id in removed:
+        sessions.remove_session(session_id)
+    return removed
 
 
 @st.cache_resource(show_spinner="Indexing the dataset (headers only)…", max_entries=16)

@@ -38,6 +38,7 @@ class Settings:
     max_runs_global: int = 4
     max_runs_per_session: int = 1
     session_idle_minutes: int = 60
+    builtin_root: str = ""  # deployed mode: the one server folder built-in datasets are read from
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -75,7 +76,9 @@ def load_settings(secrets: Mapping | None = None, env: Mapping[str, str] | None 
         if f.name == "mode":
             continue
         raw = env.get(f"TORCHSCOPE_{f.name.upper()}", secrets.get(f.name))
-        if raw is not None:
+        if raw is not None and f.type == "str":
+            values[f.name] = str(raw)
+        elif raw is not None:
             try:
                 values[f.name] = int(raw)
             except (TypeError, ValueError):

@@ -37,8 +37,11 @@ class Source:
         return self.value
 
 
-def resolve_root(source: Source, settings: Settings) -> Path:
+def resolve_root(source: Source, settings: Settings, session_folder: Path | None = None) -> Path:
     """The ImageFolder folder for a source, extracting or exporting it into the cache when needed.
+
+    An upload is extracted under its session's folder, so its path (and every cache keyed by it)
+    belongs to that session alone.
 
     Raises:
         ValueError: when the source cannot be used, with what to do instead.
@@ -54,15 +57,19 @@ def resolve_root(source: Source, settings: Settings) -> Path:
     if source.kind in ("zip", "upload"):
         from lib import archive
 
+        dest = session_folder / "archives" if source.kind == "upload" and session_folder else cache_dir() / "archives"
         return archive.extract_zip(
             source.value,
-            cache_dir() / "archives",
+            dest,
             max_files=settings.max_archive_files,
             max_bytes=settings.max_archive_mb * 2**20,
         )
     from lib import builtin_datasets
 
-    return builtin_datasets.export_builtin(source.value, source.root, cache_dir() / "builtins")
+    root = settings.builtin_root if settings.deployed else source.root
+    if not root:
+        raise ValueError("This deployment has no built-in datasets; upload a .zip or use the sample.")
+    return builtin_datasets.export_builtin(source.value, root, cache_dir() / "builtins")
 
 
 def sample_root_or_raise() -> Path:
@@ -101,8 +108,9 @@ def _existing_folder(path: str) -> Path:
 def upload_path(data: bytes, name: str, session_dir: Path) -> Path:
     """Store an uploaded archive under the session's folder, named by its content hash."""
     digest = hashlib.sha256(data).hexdigest()[:16]
+    name = Path(name).name.replace("\\", "_") or "upload.zip"  # a browser-sent name is never a path
     session_dir.mkdir(parents=True, exist_ok=True)
-    path = session_dir / f"{digest}-{Path(name).name}"
+    path = session_dir / f"{digest}-{name}"
     if not path.exists():
         path.write_bytes(data)
     return path
@@ -120,14 +128,32 @@ def source_from_params(params: dict, settings: Settings) -> tuple[Source, str | 
     if settings.deployed and kind in ("folder", "zip"):
         return Source("sample"), "This deployment does not open server paths; showing the sample."
     if kind == "builtin":
-        return Source("builtin", params.get("name", ""), params.get("root", "")), None
+        root = "" if settings.deployed else params.get("root", "")
+        return Source("builtin", params.get("name", ""), root), None
     return Source(kind, params.get("path", "")), None
 
 
 def source_to_params(source: Source) -> dict:
     """Query parameters that reproduce a source in a link (uploads cannot be linked)."""
     if source.kind == "builtin":
-        return {"source": "builtin", "name": source.value, "root": source.root}
+        return {"source": "builtin", "name": source.value, **({"root": source.root} if source.root else {})}
     if source.kind in ("folder", "zip"):
         return {"source": source.kind, "path": source.value}
     return {"source": "sample"}
+
+
+def check_dataset_limits(num_images: int, total_pixels: int, settings: Settings) -> None:
+    """Refuse a dataset over this deployment's limits.
+
+    Raises:
+        ValueError: naming the limit, and what to do.
+    """
+    if num_images > settings.max_archive_files:
+        raise ValueError(
+            f"The dataset has {num_images:,} images, over this app's limit of {settings.max_archive_files:,}; use a smaller subset."
+        )
+    if total_pixels > settings.max_total_pixels:
+        raise ValueError(
+            f"The dataset has {total_pixels:,} pixels in all, over this app's limit of {settings.max_total_pixels:,}; "
+            "downscale the images or use fewer."
+        )

@@ -1,0 +1,53 @@
+"""Per-visitor folders: each browser session keeps its uploads under its own id, removed when idle."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from lib.settings import cache_dir
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+HEARTBEAT = ".last_seen"
+
+
+def session_dir(session_id: str) -> Path:
+    """The folder of one session (created on demand).
+
+    Raises:
+        ValueError: for an id that is not a 32-character hex string (never a path).
+    """
+    if not _ID.match(session_id):
+        raise ValueError("Invalid session id; reload the page to start a new session.")
+    path = cache_dir() / "sessions" / session_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def touch(session_id: str) -> None:
+    """Record that the session is alive now."""
+    (session_dir(session_id) / HEARTBEAT).touch()
+
+
+def idle_sessions(max_idle_s: float, now: float | None = None) -> list[str]:
+    """Ids of sessions not seen for longer than max_idle_s."""
+    base = cache_dir() / "sessions"
+    if not base.is_dir():
+        return []
+    now = time.time() if now is None else now
+    idle = []
+    for entry in os.scandir(base):
+        beat = Path(entry.path) / HEARTBEAT
+        seen = beat.stat().st_mtime if beat.exists() else entry.stat().st_mtime
+        if _ID.match(entry.name) and now - seen > max_idle_s:
+            idle.append(entry.name)
+    return idle
+
+
+def remove_session(session_id: str) -> None:
+    """Delete a session's uploads and extracted archives."""
+    if _ID.match(session_id):
+        shutil.rmtree(cache_dir() / "sessions" / session_id, ignore_errors=True)

@@ -1,0 +1,92 @@
+"""Deployed mode: settings, refusals of server paths, per-session folders, limits."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib import sessions
+from lib.settings import DEPLOYED_DEFAULTS, load_settings
+from lib.sources import Source, check_dataset_limits, resolve_root, source_from_params
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+
+
+def test_mode_from_env_or_secrets_env_wins():
+    assert load_settings({}, env={}).mode == "local"
+    assert load_settings({"mode": "deployed"}, env={}).deployed
+    s = load_settings({"mode": "deployed", "max_epochs": 3}, env={"TORCHSCOPE_MODE": "local", "TORCHSCOPE_MAX_EPOCHS": "7"})
+    assert s.mode == "local" and s.max_epochs == 7
+    assert load_settings({}, env={"TORCHSCOPE_MODE": "deployed"}).max_epochs == DEPLOYED_DEFAULTS["max_epochs"]
+
+
+@pytest.mark.parametrize(
+    "secrets, env, message",
+    [
+        ({"mode": "cloud"}, {}, "Unknown mode"),
+        ({}, {"TORCHSCOPE_MAX_EPOCHS": "ten"}, "whole number"),
+        ({}, {"TORCHSCOPE_MAX_UPLOAD_MB": "0"}, "positive"),
+    ],
+)
+def test_bad_settings_are_one_sentence(secrets, env, message):
+    with pytest.raises(ValueError, match=message):
+        load_settings(secrets, env=env)
+
+
+def test_deployed_refuses_server_paths(tmp_path):
+    deployed = load_settings({}, env={"TORCHSCOPE_MODE": "deployed"})
+    for kind in ("folder", "zip"):
+        with pytest.raises(ValueError, match="does not open server paths"):
+            resolve_root(Source(kind, str(tmp_path)), deployed)
+        source, why = source_from_params({"source": kind, "path": "/etc"}, deployed)
+        assert source == Source("sample") and "server paths" in why
+    # A link's built-in root is ignored: only the configured server folder counts.
+    source, _ = source_from_params({"source": "builtin", "name": "MNIST", "root": "/etc"}, deployed)
+    assert source.root == ""
+    with pytest.raises(ValueError, match="no built-in datasets"):
+        resolve_root(source, deployed)
+
+
+def test_dataset_limits():
+    s = load_settings({"max_archive_files": 10, "max_total_pixels": 1000}, env={})
+    check_dataset_limits(10, 1000, s)
+    with pytest.raises(ValueError, match="11 images"):
+        check_dataset_limits(11, 10, s)
+    with pytest.raises(ValueError, match="1,001 pixels"):
+        check_dataset_limits(1, 1001, s)
+
+
+def test_idle_sessions_are_found_and_removed():
+    old, new = "a" * 32, "b" * 32
+    sessions.touch(old)
+    sessions.touch(new)
+    past = time.time() - 3600
+    os.utime(sessions.session_dir(old) / sessions.HEARTBEAT, (past, past))
+    assert sessions.idle_sessions(1800) == [old]
+    sessions.remove_session(old)
+    assert not (sessions.session_dir(new).parent / old).exists()
+    with pytest.raises(ValueError):
+        sessions.session_dir("../etc")
+
+
+def test_deployed_app_has_no_path_input(monkeypatch):
+    monkeypatch.setenv("TORCHSCOPE_MODE", "deployed")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update(source="folder", path="/etc")
+    at.run()
+    assert not at.exception
+    assert at.radio(key="source_kind").options == ["Built-in sample", "Upload a .zip"]
+    assert not at.text_input
+    assert "server paths" in at.sidebar.error[0].value
+    assert {m.label: m.value for m in at.metric}["Images"] == "640"
+
+
+def test_two_sessions_get_their_own_ids_and_folders():
+    a, b = (AppTest.from_file(APP, default_timeout=120) for _ in range(2))
+    a.run()
+    b.run()
+    ida, idb = a.session_state["session_id"], b.session_state["session_id"]
+    assert ida != idb
+    assert sessions.session_dir(ida) != sessions.session_dir(idb)
