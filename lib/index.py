@@ -107,7 +107,7 @@ def build_index(root: str, *, workers: int = 8, progress: Progress | None = None
     # Header reads are file I/O and short: threads overlap the waiting.
     results = _map(_try_header, [p for p, _ in candidates], workers, progress)
     index = DatasetIndex(root, classes, class_to_idx, [], [], skipped_files=sorted(skipped))
-    for (path, target), result in zip(candidates, results):
+    for (path, target), result in zip(candidates, results, strict=True):
         if isinstance(result, Header):
             index.samples.append((path, target))
             index.headers.append(result)
@@ -146,6 +146,8 @@ def _try_header(path: str) -> Header | str:
         return read_header(path)
     except ValueError as e:
         return str(e)
+    except OSError as e:  # e.g. the size check on a file that vanished or cannot be listed
+        return "cannot be read: " + (e.strerror or str(e))
 
 
 def _try_decode(path: str) -> str | None:
