@@ -135,4 +135,5 @@ def _reason(e: Exception) -> str:
         return "truncated image"
     if isinstance(e, (IsADirectoryError, PermissionError)):
         return "cannot be read: " + (e.strerror or str(e))
-    return f"corrupt image ({type(e).__name__}: {e})"
+    detail = " ".join(str(e).split())  # one line: reasons end up in one-line reports
+    return f"corrupt image ({type(e).__name__}: {detail})"

@@ -18,11 +18,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     index = verify_index(build_index(str(cli_root(args.source))))
-    if index.num_images == 0:
-        raise ValueError(f"{args.source} has no usable images; check the bad-file report with --json.")
     summary = index.summary()
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary))  # printed even when unusable: it is the report that says why
+    if index.num_images == 0:
+        raise ValueError(_no_images_message(args.source, index))
+    if args.json:
         return 0
     print(f"{summary['root']}: {summary['num_images']} images in {len(summary['classes'])} classes")
     for name, n in summary["counts"].items():
@@ -31,3 +32,12 @@ def run(args) -> int:
     for bad in summary["bad_files"]:
         print(f"  bad: {bad['path']}: {bad['reason']}", file=sys.stderr)
     return 0
+
+
+def _no_images_message(source: str, index) -> str:
+    """One line saying why nothing is usable, with the first bad file as an example."""
+    if not index.bad_files:
+        return f"{source} has no images in its class folders; put .jpg/.png files in one sub-folder per class."
+    first = index.bad_files[0]
+    return (f"{source} has no usable images ({len(index.bad_files)} bad, e.g. {first.path}: {first.reason}); "
+            "replace the bad files and run inspect again.")
