@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -105,7 +106,7 @@ def build_index(root: str, *, workers: int = 8, progress: Progress | None = None
             else:
                 skipped.append(os.path.relpath(path, root).replace(os.sep, "/"))
     # Header reads are file I/O and short: threads overlap the waiting.
-    results = _map(_try_header, [p for p, _ in candidates], workers, progress)
+    results = _map(_try_header, [p for p, _ in candidates], workers, progress, io_only=True)
     index = DatasetIndex(root, classes, class_to_idx, [], [], skipped_files=sorted(skipped))
     for (path, target), result in zip(candidates, results, strict=True):
         if isinstance(result, Header):
@@ -158,23 +159,33 @@ def _try_decode(path: str) -> str | None:
         return str(e)
 
 
-def _map(fn, items: list, workers: int, progress: Progress | None) -> list:
+def _map(fn, items: list, workers: int, progress: Progress | None, *, io_only: bool = False, chunk: int = 256) -> list:
+    """fn over items in order, in chunks of `chunk`, reporting progress after each chunk.
+
+    Chunks, because ThreadPoolExecutor.map ignores chunksize and one future per file cost more than
+    reading a header. With io_only (header reads: Python code holding the GIL), threads only pay off
+    while files are waited on, so the first chunk runs alone and threads are used only when its wall
+    time was mostly waiting (a cold cache, a network drive); on a warm cache they made it 1.3-1.5x slower.
+    """
     total = len(items)
+    chunks = [items[i : i + chunk] for i in range(0, total, chunk)]
+    out: list = []
     if progress:
         progress(0, total)
-    if workers <= 1 or total < 64:
-        out = []
-        for i, item in enumerate(items):
-            out.append(fn(item))
-            if progress and (i + 1) % 256 == 0:
-                progress(i + 1, total)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            out = []
-            for i, r in enumerate(pool.map(fn, items, chunksize=64)):
-                out.append(r)
-                if progress and (i + 1) % 256 == 0:
-                    progress(i + 1, total)
-    if progress:
-        progress(total, total)
+
+    def run(part: list) -> list:
+        return [fn(x) for x in part]
+
+    if io_only and chunks:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        out.extend(run(chunks.pop(0)))
+        if progress:
+            progress(len(out), total)
+        if time.perf_counter() - wall < 2 * (time.thread_time() - cpu):
+            workers = 1
+    with ThreadPoolExecutor(max(1, min(workers, len(chunks) or 1))) as pool:
+        for part in pool.map(run, chunks) if workers > 1 else map(run, chunks):
+            out.extend(part)
+            if progress:
+                progress(len(out), total)
     return out
