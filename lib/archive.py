@@ -114,7 +114,9 @@ def _checked_member(path: Path, info: zipfile.ZipInfo) -> _Member:
 
 
 def _is_junk(parts: tuple[str, ...]) -> bool:
-    """macOS resource forks and Finder files, which are never data."""
+    """macOS resource forks and Finder files, which are never data, and our marker's name."""
+    if parts[:1] == (MARKER,):  # would clash with our own marker
+        return True
     return not parts or "__MACOSX" in parts or parts[-1] == ".DS_Store" or parts[-1].startswith("._")
 
 
@@ -189,11 +191,11 @@ def _extract_atomically(path: Path, members: list[_Member], root: tuple[str, ...
 def _extract_member(zf: zipfile.ZipFile, raw: BinaryIO, m: _Member, dest: Path, archive: str) -> None:
     """Write one member under dest; refuse the archive if the member is damaged or inflates past its size."""
     target = dest.joinpath(*m.parts)
-    if m.is_dir:
-        target.mkdir(parents=True, exist_ok=True)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        if m.is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)  # fails when a file of that name came first
         with open(target, "wb") as out:
             if m.info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 _inflate(raw, m.info, out)

@@ -168,6 +168,17 @@ def test_symlink_member_refused(tmp_path, dest, outside):
     assert_refused(z, dest, r"member 'cat/2\.png' is a symbolic link")
 
 
+def test_file_and_folder_of_the_same_name_refused(tmp_path, dest, outside):
+    z = make_zip(tmp_path / "d.zip", {"cat/a.png": png_bytes(), "cat/a.png/b.png": png_bytes(), "dog/c.png": png_bytes()})
+    assert_refused(z, dest, r"member 'cat/a\.png/b\.png' cannot be extracted")
+
+
+def test_member_named_like_the_marker_is_dropped(tmp_path, dest):
+    z = make_zip(tmp_path / "d.zip", {"cat/a.png": png_bytes(), "dog/b.png": png_bytes(), ".torchscope-extracted/x": b"x"})
+    root = extract_zip(z, dest, **LIMITS)
+    assert (root / ".torchscope-extracted").is_file() and sorted(os.listdir(root)) == [".torchscope-extracted", "cat", "dog"]
+
+
 # --- refused: over the limits, before anything is written --------------------------------------
 
 

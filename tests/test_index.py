@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +232,23 @@ def test_truncated_jpeg_load_rgb_raises_value_error(tmp_path):
     assert read_header(str(tmp_path / "t.jpg")).format == "JPEG"
     with pytest.raises(ValueError, match="^truncated image$"):
         load_rgb(str(tmp_path / "t.jpg"))
+
+
+def test_threaded_chunks_keep_order_and_results(tmp_path, monkeypatch):
+    # Over two chunks of 256, with bad files among them; threads forced on by making the first
+    # chunk look like it waited on I/O (no CPU time), then compared with a single worker.
+    for i in range(600):
+        path = tmp_path / f"k{i % 3}" / f"{i:04d}.png"
+        if i % 97 == 0:
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(b"broken")
+        else:
+            save(path, rgb((i % 256, 0, 0), (2, 2)))
+    monkeypatch.setattr(time, "thread_time", lambda: 0.0)
+    calls = []
+    threaded = build_index(str(tmp_path), workers=4, progress=lambda d, t: calls.append((d, t)))
+    single = build_index(str(tmp_path), workers=1)
+    assert threaded.samples == single.samples and threaded.headers == single.headers
+    assert threaded.bad_files == single.bad_files and len(threaded.bad_files) == 7
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1] == (600, 600)
+    assert [p for p, _ in threaded.samples] == sorted(p for p, _ in threaded.samples)
