@@ -127,8 +127,9 @@ def _dataset_root(members: list[_Member]) -> tuple[str, ...]:
     itself hold image files, descend into it. A folder holding images is a class folder, so
     `cats/1.jpg` stays a one-class dataset with class `cats`, and `data/train/cats/1.jpg` roots at
     `data/train`. Other files (a README) beside the single folder do not stop the descent.
-    Ambiguity: a one-class archive whose images sit only in sub-folders (`cats/2019/1.jpg`) roots at
-    `cats` and gets class `2019`; zip the parent folder to keep `cats` as the class.
+    Ambiguity: a chain of single folders ending in images reads as a one-class dataset of the last
+    folder, so `cats/2019/1.jpg` gets class `2019` (as `data/train/cats/1.jpg` gets `cats`); a
+    one-class dataset that should be called `cats` needs some images directly in `cats/`.
 
     Raises:
         ValueError: when the root holds no folders (images loose at the top, or no files at all).

@@ -89,6 +89,13 @@ def test_single_class_archive_keeps_its_class_folder(tmp_path, dest):
     assert root.name == "data" and os.listdir(root) == ["cat"]
 
 
+def test_single_chain_ending_in_images_is_one_class_of_the_last_folder(tmp_path, dest):
+    # The documented ambiguity: cats/2019/ could be a nested folder of class `cats`, but reads as class `2019`.
+    z = make_zip(tmp_path / "d.zip", {"cats/2019/1.png": png_bytes(), "cats/2019/2.png": png_bytes()})
+    root = extract_zip(z, dest, **LIMITS)
+    assert root.name == "cats" and os.listdir(root) == ["2019"]
+
+
 def test_macos_junk_stripped(tmp_path, dest):
     z = make_zip(
         tmp_path / "d.zip",
