@@ -9,6 +9,7 @@ import stat
 import struct
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,15 @@ def test_reuses_an_extracted_archive(tmp_path, dest):
     second = extract_zip(z, dest, **LIMITS)
     assert second == first and not (second / "cat" / "1.png").exists()
     assert len(os.listdir(dest)) == 1  # one folder per archive, no temp leftovers
+
+
+def test_concurrent_callers_share_one_extraction(tmp_path, dest):
+    members = {f"x/c{i % 3}/{i}.png": png_bytes(i) for i in range(60)}
+    z = make_zip(tmp_path / "d.zip", members)
+    with ThreadPoolExecutor(6) as pool:
+        roots = set(pool.map(lambda _: extract_zip(z, dest, **LIMITS), range(6)))
+    assert len(roots) == 1 and os.listdir(dest) == [roots.pop().parent.name]  # no temp folders left
+    assert len(list(dest.rglob("*.png"))) == 60
 
 
 def test_different_archives_get_different_folders(tmp_path, dest):
