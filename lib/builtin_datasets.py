@@ -49,7 +49,7 @@ def export_builtin(name: str, root: str | os.PathLike, dest_parent: Path, progre
     """
     root = Path(root).expanduser()
     files = _source_files(name, root)
-    missing = [f for f, p in files.items() if p is None]
+    missing = [f if name == "CIFAR10" else f"{f} (or {f}.gz)" for f, p in files.items() if p is None]
     if missing:
         raise ValueError(f"{name} files not found: expected {', '.join(missing)} under {_data_dir(name, root)}; "
                          "put them there or download the dataset.")

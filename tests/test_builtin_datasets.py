@@ -143,13 +143,13 @@ def test_export_is_reused(tmp_path):
 def test_mnist_missing_labels_named(tmp_path):
     write_mnist(tmp_path / "data")
     (tmp_path / "data/MNIST/raw/train-labels-idx1-ubyte").unlink()
-    with pytest.raises(ValueError, match=r"expected train-labels-idx1-ubyte under .*MNIST/raw; put them there"):
+    with pytest.raises(ValueError, match=r"expected train-labels-idx1-ubyte \(or train-labels-idx1-ubyte\.gz\) under .*MNIST/raw; put them there"):
         export_builtin("MNIST", tmp_path / "data", tmp_path / "cache")
 
 
 def test_mnist_nothing_there(tmp_path):
     assert not builtin_available("FashionMNIST", tmp_path)
-    with pytest.raises(ValueError, match=r"FashionMNIST files not found: expected train-images-idx3-ubyte, "):
+    with pytest.raises(ValueError, match=r"FashionMNIST files not found: expected train-images-idx3-ubyte \(or train-images-idx3-ubyte\.gz\), "):
         export_builtin("FashionMNIST", tmp_path, tmp_path / "cache")
 
 
