@@ -27,9 +27,6 @@ LABELS = {
     "builtin": "torchvision built-in",
 }
 
-st.set_page_config(page_title="Torchscope", page_icon="🔬", layout="wide")
-
-
 def open_source(source: Source) -> bool:
     """Resolve a source to a folder and make it this session's dataset; say why when it can't."""
     settings = cache.settings()
@@ -127,11 +124,18 @@ def sidebar() -> None:
         st.caption(f"Showing: {st.session_state.source.label()}")
 
 
-init_session()
-sidebar()
-nav = st.navigation(
-    [
-        st.Page("pages/dataset.py", title="Dataset", icon="🗂️", url_path="dataset", default=True),
-    ]
-)
-nav.run()
+def main() -> None:
+    st.set_page_config(page_title="Torchscope", page_icon="🔬", layout="wide")
+    init_session()
+    sidebar()
+    nav = st.navigation(
+        [
+            st.Page("pages/dataset.py", title="Dataset", icon="🗂️", url_path="dataset", default=True),
+        ]
+    )
+    nav.run()
+
+
+# Imported by tests that drive the sidebar alone (AppTest drops a router's sidebar after its first run).
+if __name__ == "__main__":
+    main()

@@ -54,6 +54,8 @@ def resolve_root(source: Source, settings: Settings, session_folder: Path | None
         return sample_root_or_raise()
     if source.kind == "folder":
         return _existing_folder(source.value)
+    if source.kind == "upload" and not _inside(source.value, session_folder):
+        raise ValueError("That upload belongs to another session; upload the archive again.")
     if source.kind in ("zip", "upload"):
         from lib import archive
 
@@ -72,6 +74,11 @@ def resolve_root(source: Source, settings: Settings, session_folder: Path | None
     return builtin_datasets.export_builtin(source.value, root, cache_dir() / "builtins")
 
 
+def _inside(path: str, folder: Path | None) -> bool:
+    """True when path resolves to somewhere under folder (an upload stays in its session)."""
+    return folder is not None and Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
 def sample_root_or_raise() -> Path:
     from lib import sample
 
@@ -83,15 +90,18 @@ def sample_root_or_raise() -> Path:
 
 def cli_root(arg: str) -> Path:
     """The folder for a command-line SOURCE: a folder, a .zip, or `sample`."""
+    from dataclasses import replace
+
     from lib.settings import load_settings
 
+    settings = replace(load_settings(), mode="local")  # the command line runs on this machine's files
     if arg == "sample":
-        return resolve_root(Source("sample"), load_settings(env={}))
+        return resolve_root(Source("sample"), settings)
     if os.path.isdir(arg):
         return _existing_folder(arg)
     if not os.path.exists(arg):
         raise ValueError(f"{arg} does not exist; give an ImageFolder folder or a .zip of one.")
-    return resolve_root(Source("zip", arg), load_settings(env={}))
+    return resolve_root(Source("zip", arg), settings)
 
 
 def _existing_folder(path: str) -> Path:

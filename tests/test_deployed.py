@@ -90,3 +90,97 @@ def test_two_sessions_get_their_own_ids_and_folders():
     ida, idb = a.session_state["session_id"], b.session_state["session_id"]
     assert ida != idb
     assert sessions.session_dir(ida) != sessions.session_dir(idb)
+
+
+def test_upload_source_must_live_in_its_session(tmp_path):
+    local = load_settings({}, env={})
+    mine = sessions.session_dir("c" * 32)
+    with pytest.raises(ValueError, match="another session"):
+        resolve_root(Source("upload", str(tmp_path / "x.zip")), local, mine)
+    with pytest.raises(ValueError, match="another session"):
+        resolve_root(Source("upload", str(mine / ".." / ("d" * 32) / "x.zip")), local, mine)
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _png(seed: int) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _upload(at: AppTest, name: str, data: bytes) -> None:
+    at.file_uploader(key="source_upload").set_value((name, data, "application/zip"))
+    at.run()
+    assert not at.exception
+
+
+SIDEBAR_ONLY = """
+from streamlit_app import init_session, sidebar
+init_session()
+sidebar()
+"""
+
+
+def _deployed_upload_app(monkeypatch) -> AppTest:
+    """The router's sidebar on its own: AppTest keeps a st.navigation app's sidebar for one run only."""
+    monkeypatch.setenv("TORCHSCOPE_MODE", "deployed")
+    at = AppTest.from_string(SIDEBAR_ONLY, default_timeout=120)
+    at.session_state["source_kind"] = "upload"
+    at.run()
+    return at
+
+
+def _images(at: AppTest) -> int:
+    from lib.index import build_index
+
+    return build_index(at.session_state["dataset_root"]).num_images
+
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ({"../escape/a.png": b"x"}, ".."),
+        ({"/etc/passwd_a.png": b"x"}, "absolute"),
+        ({"not an archive": None}, "not a .zip"),
+    ],
+)
+def test_hostile_uploads_are_refused_through_the_upload_box(monkeypatch, members, message):
+    at = _deployed_upload_app(monkeypatch)
+    data = b"plain text, not a zip" if None in members.values() else _zip_bytes(members)
+    _upload(at, "evil.zip", data)
+    assert message in at.session_state["source_error"]
+    assert at.session_state["source"].kind == "sample"  # what was open stays open
+    assert at.sidebar.error[0].value == at.session_state["source_error"]
+    assert _images(at) == 640
+
+
+def test_upload_opens_in_its_own_session_only(monkeypatch):
+    a = _deployed_upload_app(monkeypatch)
+    b = AppTest.from_string(SIDEBAR_ONLY, default_timeout=120)
+    b.run()
+    _upload(a, "pets.zip", _zip_bytes({f"pets/{c}/{i}.png": _png(i) for c in ("cat", "dog") for i in range(3)}))
+    assert a.session_state["source_error"] is None
+    root = Path(a.session_state["dataset_root"])
+    assert root.is_relative_to(sessions.session_dir(a.session_state["session_id"]))
+    assert _images(a) == 6
+    b.run()
+    assert b.session_state["source"].kind == "sample"
+    assert _images(b) == 640
+    # B cannot open A's upload even by naming its path.
+    with pytest.raises(ValueError, match="another session"):
+        resolve_root(Source("upload", a.session_state["source"].value), load_settings({}, env={}), sessions.session_dir(b.session_state["session_id"]))

@@ -1,0 +1,75 @@
+"""Deployed mode in a real browser: two visitors side by side, uploads, refusals."""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.browser.conftest import start_app, stop_app, wait_idle
+
+pytestmark = pytest.mark.browser
+ERRORS = "[data-testid='stException']"
+
+
+@pytest.fixture(scope="module")
+def deployed_url(tmp_path_factory, browser):
+    proc, url = start_app(tmp_path_factory.mktemp("deployed"), {"TORCHSCOPE_MODE": "deployed"})
+    yield url
+    stop_app(proc)
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _png(seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _visitor(browser, url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.get_by_role("heading", name="Dataset").wait_for()
+    wait_idle(page)
+    return context, page
+
+
+def _upload(page, name: str, data: bytes) -> None:
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.get_by_text("Upload a .zip").click()
+    wait_idle(page)
+    sidebar.locator("input[type='file']").set_input_files({"name": name, "mimeType": "application/zip", "buffer": data})
+
+
+def test_two_visitors_uploads_stay_apart(browser, deployed_url):
+    ctx_a, a = _visitor(browser, deployed_url)
+    ctx_b, b = _visitor(browser, deployed_url)
+    try:
+        for page in (a, b):
+            assert page.locator("[data-testid='stSidebar']").get_by_text("Folder on the server").count() == 0
+            assert page.locator("[data-testid='stSidebar'] input[type='text']").count() == 0
+        _upload(a, "pets.zip", _zip({f"pets/{c}/{i}.png": _png(i) for c in ("cat", "dog") for i in range(3)}))
+        a.locator("[data-testid='stMetric']", has_text="Images").get_by_text("6", exact=True).wait_for()
+        b.reload()
+        b.get_by_role("heading", name="Dataset").wait_for()
+        wait_idle(b)
+        b.locator("[data-testid='stMetric']", has_text="Images").get_by_text("640").wait_for()
+        # A hostile archive is refused in one sentence; A's own dataset stays open.
+        _upload(a, "evil.zip", _zip({"../../escape.png": _png(0)}))
+        a.locator("[data-testid='stSidebar'] [data-testid='stAlertContentError']").wait_for()
+        assert ".." in a.locator("[data-testid='stSidebar'] [data-testid='stAlertContentError']").inner_text()
+        assert a.locator("[data-testid='stMetric']", has_text="Images").get_by_text("6", exact=True).count() == 1
+        assert a.locator(ERRORS).count() == 0 and b.locator(ERRORS).count() == 0
+    finally:
+        ctx_a.close()
+        ctx_b.close()
