@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -24,8 +27,9 @@ from lib.images import load_rgb
 
 Progress = Callable[[int, int], None]  # (done, total)
 EXECUTORS = ("auto", "process", "thread", "serial")
-# Below this many images a pool's start-up costs more than it saves.
-MIN_IMAGES_FOR_POOL = 1500
+# Below this many images the pool's first start-up (0.3 s; 1-2 s inside Streamlit, whose main module
+# each worker re-imports) costs more than the second core saves (about 80 us an image).
+MIN_IMAGES_FOR_POOL = 4000
 
 
 @dataclass(frozen=True)
@@ -197,14 +201,18 @@ def _run_chunks(paths: list[str], config: StatsConfig, progress: Progress | None
     chunks = (paths[i : i + config.chunk_images] for i in range(0, total, config.chunk_images))
     if progress:
         progress(0, total)
+    pending: dict[Future, int] = {}
     with _executor(config, total) as pool:
-        pending: dict[Future, int] = {}
-        for chunk in chunks:
-            pending[pool.submit(_chunk_counts, chunk, config.size, config.chunk_bytes)] = len(chunk)
-            while len(pending) >= 2 * config.num_workers():
+        try:
+            for chunk in chunks:
+                pending[pool.submit(_chunk_counts, chunk, config.size, config.chunk_bytes)] = len(chunk)
+                while len(pending) >= 2 * config.num_workers():
+                    done = yield from _collect(pending, done, total, progress)
+            while pending:
                 done = yield from _collect(pending, done, total, progress)
-        while pending:
-            done = yield from _collect(pending, done, total, progress)
+        finally:  # stopped early (an error, or Streamlit's rerun): drop the work not yet started
+            for f in pending:
+                f.cancel()
 
 
 def _collect(pending: dict[Future, int], done: int, total: int, progress: Progress | None) -> Iterator:
@@ -217,12 +225,35 @@ def _collect(pending: dict[Future, int], done: int, total: int, progress: Progre
     return done
 
 
-def _executor(config: StatsConfig, total: int) -> Executor:
+@contextmanager
+def _executor(config: StatsConfig, total: int) -> Iterator[Executor]:
     kind, workers = config.executor, config.num_workers()
     if kind == "auto":
         kind = "process" if workers > 1 and total >= MIN_IMAGES_FOR_POOL else "serial"
-    if kind == "process":
-        # Never fork: the caller may be a threaded Streamlit server that imported torch.
-        ctx = multiprocessing.get_context("forkserver")
-        return ProcessPoolExecutor(workers, mp_context=ctx)
-    return ThreadPoolExecutor(workers if kind == "thread" else 1)
+    if kind != "process":
+        with ThreadPoolExecutor(workers if kind == "thread" else 1) as pool:
+            yield pool
+        return
+    pool = _process_pool(workers)
+    try:
+        yield pool
+    except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh next time
+        with _POOLS_LOCK:
+            _POOLS.pop(workers, None)
+        raise
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool kept for the life of this process, shared by callers (threads of a server).
+
+    Its workers' start-up is paid once: each re-imports the main module, which in the app is
+    Streamlit (1-2 s). forkserver, never fork: the caller may be a threaded server that imported torch.
+    """
+    with _POOLS_LOCK:
+        if workers not in _POOLS:
+            _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        return _POOLS[workers]

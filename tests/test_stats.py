@@ -149,3 +149,19 @@ def test_memory_stays_flat_on_many_small_images(tmp_path):
     peak_small, peak_large = _peak_bytes(small, config), _peak_bytes(large, config)
     # Flat: the extra peak for 10x the images is a small fraction of their decoded size.
     assert peak_large - peak_small < 0.05 * data_bytes, (peak_small, peak_large, data_bytes)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_stopped_run_leaves_the_shared_pool_usable(mixed):
+    # In the app a rerun interrupts the progress callback; the next computation must still work.
+    def stop(done, total):
+        if done:
+            raise _Stop
+
+    config = StatsConfig(executor="process", workers=2, chunk_images=2)
+    with pytest.raises(_Stop):
+        channel_stats(mixed, config, progress=stop)
+    assert channel_stats(mixed, config).to_dict() == channel_stats(mixed, StatsConfig(executor="serial")).to_dict()
