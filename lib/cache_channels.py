@@ -31,8 +31,14 @@ def _stats_store() -> tuple[OrderedDict, threading.Lock]:
     return OrderedDict(), threading.Lock()
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _fingerprint(root: str, num_images: int, _index: DatasetIndex) -> str:
+    # fingerprint() stats every file: on every rerun that is slow for big datasets, so reuse it briefly.
+    return _index.fingerprint()
+
+
 def _key(index: DatasetIndex, size: int | None) -> tuple:
-    return (index.root, index.fingerprint(), size)
+    return (index.root, _fingerprint(index.root, index.num_images, index), size)
 
 
 def stored_stats(index: DatasetIndex, size: int | None) -> ChannelStats | None:
