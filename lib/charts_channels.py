@@ -47,6 +47,7 @@ def pixel_histograms(df: pd.DataFrame, width: int = 560) -> alt.FacetChart:
         x=alt.X("start:Q", title="pixel value (before: [0, 1]; after: std units)"),
         x2="end:Q",
         y=alt.Y("count:Q", title="pixels", stack=None),
+        y2=alt.datum(0),  # bars rise from 0: x/x2 ranges alone leave Vega-Lite guessing the orientation
         color=alt.Color("channel:N", scale=CHANNEL_COLOURS, title="channel"),
         tooltip=[
             alt.Tooltip("stage:N"),
@@ -60,7 +61,7 @@ def pixel_histograms(df: pd.DataFrame, width: int = 560) -> alt.FacetChart:
     return (
         alt.layer(bars, zero, data=df)
         .properties(width=width, height=140)
-        .facet(row=alt.Row("stage:N", sort="ascending", title=None))
+        .facet(row=alt.Row("stage:N", sort="descending", title=None))  # "before" above "after"
         .resolve_scale(x="independent", y="independent")
         .properties(title=HISTOGRAM_TITLE)
     )

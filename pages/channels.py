@@ -9,6 +9,7 @@ Widget keys (stable, for tests and URLs):
     channels_compute_stats                            the button that computes the dataset's mean/std
     aug_random_crop, aug_hflip, aug_rotation,
     aug_jitter, aug_count, aug_seed                   the training pipeline's augmentation preview
+Containers: normalized_channels, pixel_histograms (CSS .st-key-<name>) hold the two charts.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ for col, picture, caption in zip(st.columns(4), [to_uint8(view.x), *channel_pane
 st.subheader("Normalized")
 for col, name, m, s in zip(st.columns(3), CHANNELS, view.normalized_mean(), view.normalized_std(), strict=True):
     col.metric(f"{name}: normalized mean", f"{m:+.3f}", help=f"std {s:.3f}; 0 and 1 when the mean and std fit this image")
-st.altair_chart(channel_heatmaps(heatmap_frame(view.z)), key="channels_heatmaps")
+with st.container(key="normalized_channels"):  # .st-key-normalized_channels: the browser test's anchor
+    st.altair_chart(channel_heatmaps(heatmap_frame(view.z)))
 
 st.subheader("Denormalized back")
 a, b, c = st.columns(3)
@@ -121,7 +123,8 @@ a.image(to_uint8(view.x), caption="original", width=PANEL_PX)
 b.image(to_uint8(view.reconstruction), caption="denormalize(normalize(x))", width=PANEL_PX)
 c.metric("Largest absolute difference", f"{view.max_abs_diff:.2e}", help="max |denormalized - original|, [0, 1] scale")
 
-st.altair_chart(pixel_histograms(histogram_frame(view)), key="channels_histograms")
+with st.container(key="pixel_histograms"):  # .st-key-pixel_histograms
+    st.altair_chart(pixel_histograms(histogram_frame(view)))
 
 st.subheader("Augmented versions (the training pipeline)")
 try:
