@@ -10,24 +10,25 @@ HEATMAP_TITLE = "Normalized channels"
 HISTOGRAM_TITLE = "Pixel histograms"
 
 
-def channel_heatmaps(df: pd.DataFrame, panel_px: int = 220) -> alt.FacetChart:
+def channel_heatmaps(df: pd.DataFrame, unit: str = "std units", panel_px: int = 220) -> alt.FacetChart:
     """One heatmap per channel from `heatmap_frame` (channel, x, y, value), side by side.
 
     One diverging colour scale centred on 0 shared by the three panels, so one legend.
+    `unit` names the values' unit in the legend and tooltip.
     """
     base = alt.Chart(df).mark_rect().encode(
         x=alt.X("x:O", title="x (pixel)", axis=alt.Axis(labels=False, ticks=False)),
         y=alt.Y("y:O", title="y (pixel)", axis=alt.Axis(labels=False, ticks=False)),
         color=alt.Color(
             "value:Q",
-            title="value (std units)",
+            title=f"value ({unit})",
             scale=alt.Scale(scheme="redblue", reverse=True, domainMid=0),
         ),
         tooltip=[
             alt.Tooltip("channel:N"),
             alt.Tooltip("x:O", title="x (pixel)"),
             alt.Tooltip("y:O", title="y (pixel)"),
-            alt.Tooltip("value:Q", format=".3f", title="value (std units)"),
+            alt.Tooltip("value:Q", format=".3f", title=f"value ({unit})"),
         ],
     )
     return (

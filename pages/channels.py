@@ -115,7 +115,7 @@ st.subheader("Normalized")
 for col, name, m, s in zip(st.columns(3), CHANNELS, view.normalized_mean(), view.normalized_std(), strict=True):
     col.metric(f"{name}: normalized mean", f"{m:+.3f}", help=f"std {s:.3f}; 0 and 1 when the mean and std fit this image")
 with st.container(key="normalized_channels"):  # .st-key-normalized_channels: the browser test's anchor
-    st.altair_chart(channel_heatmaps(heatmap_frame(view.z)))
+    st.altair_chart(channel_heatmaps(heatmap_frame(view.z), unit="std units" if norm else "[0, 1], not normalized"))
 
 st.subheader("Denormalized back")
 a, b, c = st.columns(3)
@@ -128,7 +128,8 @@ with st.container(key="pixel_histograms"):  # .st-key-pixel_histograms
 
 st.subheader("Augmented versions (the training pipeline)")
 try:
-    config = TransformConfig(size, random_crop, hflip, float(rotation), float(jitter), *(norm or (None, None)))
+    mean, std = norm or (None, None)
+    config = TransformConfig(size, random_crop=random_crop, hflip=hflip, rotation=float(rotation), color_jitter=float(jitter), mean=mean, std=std)
     st.image(preview_images(img, config, int(count), int(seed)), width=96)
 except ValueError as e:
     st.error(str(e))
