@@ -71,8 +71,9 @@ class StatsConfig:
 
 @dataclass
 class ChannelStats:
-    """Per-channel statistics over every pixel of every usable image (RGB order, [0, 1] scale).
+    """Per-channel statistics over every pixel of every usable image, in RGB order.
 
+    Values are on the [0, 1] scale, or in std units when the config normalizes.
     num_pixels counts pixels per channel; mean, std, min and max are over the finite values only,
     nan_count and inf_count count the rest over all channels.
     """
@@ -156,11 +157,6 @@ def level_values(config: StatsConfig) -> np.ndarray:
     mean = torch.tensor(config.mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(config.std, dtype=torch.float32).view(3, 1, 1)
     return ((x - mean) / std).reshape(3, 256).double().numpy()
-
-
-def image_counts(img: Image.Image, size: int | None) -> np.ndarray:
-    """(3, 256) level counts of one RGB image, resized first as the pipeline does."""
-    return _count_levels([resize_like_pipeline(img, size).tobytes()])
 
 
 def resize_like_pipeline(img: Image.Image, size: int | None) -> Image.Image:
