@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -27,8 +29,8 @@ from lib.images import load_rgb
 
 Progress = Callable[[int, int], None]  # (done, total)
 EXECUTORS = ("auto", "process", "thread", "serial")
-# Below this many images the pool's first start-up (0.3 s; 1-2 s inside Streamlit, whose main module
-# each worker re-imports) costs more than the second core saves (about 80 us an image).
+# Below this many images the pool's first start-up (0.3-0.5 s) costs more than the second core saves
+# (about 80 us an image).
 MIN_IMAGES_FOR_POOL = 4000
 
 
@@ -241,15 +243,34 @@ def _executor(config: StatsConfig, total: int) -> Iterator[Executor]:
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
+_MAIN_LOCK = threading.Lock()
 
 
 def _process_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool kept for the life of this process, shared by callers (threads of a server).
 
-    Its workers' start-up is paid once: each re-imports the main module, which in the app is
-    Streamlit (1-2 s). forkserver, never fork: the caller may be a threaded server that imported torch.
+    forkserver, never fork: the caller may be a threaded server that imported torch.
     """
     with _POOLS_LOCK:
         if workers not in _POOLS:
-            _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+            _POOLS[workers] = _WorkerPool(workers, mp_context=multiprocessing.get_context("forkserver"))
         return _POOLS[workers]
+
+
+class _WorkerPool(ProcessPoolExecutor):
+    """A pool whose workers never import the caller's main module.
+
+    A spawn or forkserver child re-imports `__main__` by its path. Inside Streamlit that is the app
+    script, which would then run, in bare mode, in every worker. Workers start inside `submit`, so
+    `__main__` is swapped there for an empty module (no __file__, no __spec__: nothing to import).
+    Streamlit rebinds `__main__` at each script run and never reads it back, so the swap is safe.
+    """
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        with _MAIN_LOCK:
+            main = sys.modules["__main__"]
+            sys.modules["__main__"] = types.ModuleType("__main__")
+            try:
+                return super().submit(fn, *args, **kwargs)
+            finally:
+                sys.modules["__main__"] = main

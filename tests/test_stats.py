@@ -1,7 +1,9 @@
 """channel_stats against a numpy float64 reference and torchvision's own pipeline."""
 
 import math
+import sys
 import tracemalloc
+import types
 
 import numpy as np
 import pytest
@@ -174,3 +176,18 @@ def test_a_stopped_run_leaves_the_shared_pool_usable(mixed):
     with pytest.raises(_Stop):
         channel_stats(mixed, config, progress=stop)
     assert channel_stats(mixed, config).to_dict() == channel_stats(mixed, StatsConfig(executor="serial")).to_dict()
+
+
+def test_workers_do_not_run_the_callers_main_script(mixed, tmp_path, monkeypatch):
+    # Inside Streamlit, __main__ is the app script; a worker that re-imported it would run the app.
+    marker = tmp_path / "main_ran"
+    script = tmp_path / "app_script.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    # Three workers: a pool of its own, started now, with the fake __main__ in place.
+    s = channel_stats(mixed, StatsConfig(executor="process", workers=3, chunk_images=3))
+    assert s.num_images == len(mixed)
+    assert not marker.exists()
+    assert sys.modules["__main__"] is fake_main
