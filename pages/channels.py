@@ -97,6 +97,8 @@ paths = [p for p, t in index.samples if index.classes[t] == class_name]
 if not paths:
     st.info(f"Class {class_name} has no usable images; pick another class.")
     st.stop()
+if st.session_state.get("channels_image", 0) >= len(paths):  # the new class has fewer images
+    st.session_state["channels_image"] = len(paths) - 1
 number = right.number_input(f"Image (0 to {len(paths) - 1})", 0, len(paths) - 1, 0, key="channels_image")
 upload = st.file_uploader("Or upload one image", type=None, key="channels_upload")
 try:

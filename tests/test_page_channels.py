@@ -18,9 +18,9 @@ PAGE = Path(__file__).resolve().parents[1] / "pages" / "channels.py"
 def dataset(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
-    for name, level in (("dark", 40), ("light", 200)):
+    for name, level, count in (("dark", 40, 4), ("light", 200, 4), ("mid", 120, 2)):
         (root / name).mkdir()
-        for i in range(4):
+        for i in range(count):
             arr = np.clip(level + rng.normal(0, 30, (24, 24, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(arr, "RGB").save(root / name / f"{i}.png")
     return str(root)
@@ -75,7 +75,7 @@ def test_dataset_choice_needs_compute_then_becomes_default(dataset):
     assert not at.exception and at.info and "Compute" in at.info[0].value
     at.button(key="channels_compute_stats").click().run()
     assert not at.exception and at.radio(key="norm_choice").value == NORM_CHOICES[0]
-    assert "8 images" in at.sidebar.caption[0].value
+    assert "10 images" in at.sidebar.caption[0].value
     assert _chart_titles(at) == ["Normalized channels", "Pixel histograms"]
     # A fresh session on the same dataset finds the stored statistics and defaults to them.
     again = _page(dataset)
@@ -92,6 +92,22 @@ def test_other_widgets(dataset):
     at.number_input(key="aug_count").set_value(3).run()
     assert not at.exception and not at.error
     assert "light/3.png" in [c.value for c in at.caption]
+    # A class with fewer images: the picked number follows instead of failing.
+    at.selectbox(key="channels_class").set_value("mid").run()
+    assert not at.exception and at.number_input(key="channels_image").value == 1
+    assert "mid/1.png" in [c.value for c in at.caption]
+
+
+def test_switching_dataset_keeps_working(dataset, tmp_path):
+    at = _page(dataset)
+    at.selectbox(key="channels_class").set_value("mid").run()
+    other = tmp_path / "other"
+    (other / "only").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8), "RGB").save(other / "only" / "a.png")
+    at.session_state["dataset_root"] = str(other)
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="channels_class").value == "only"
 
 
 def test_missing_dataset_is_an_error_not_a_traceback(tmp_path):
