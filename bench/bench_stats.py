@@ -71,6 +71,13 @@ def timed(fn, *args):
     return time.perf_counter() - t0, out
 
 
+def cpu_timed(fn, *args) -> float:
+    """CPU seconds of this process: unlike wall time, barely moved by other work on a shared machine."""
+    t0 = time.process_time()
+    fn(*args)
+    return time.process_time() - t0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20_000, help="number of 32x32 PNGs (default: 20000)")
@@ -89,12 +96,19 @@ def main() -> int:
         t_stats.append(timed(channel_stats, paths, StatsConfig())[0])
         t_serial.append(timed(channel_stats, paths, StatsConfig(executor="serial"))[0])
     t_recipe, (r_mean, r_std) = timed(recipe, root)
+    cpu_decode = min(cpu_timed(decode_only, paths) for _ in range(args.repeats))
+    cpu_serial = min(cpu_timed(channel_stats, paths, StatsConfig(executor="serial")) for _ in range(args.repeats))
 
     d, s, s1 = min(t_decode), min(t_stats), min(t_serial)
     print(f"decode-only loop (a)          {d:7.2f} s   {d / len(paths) * 1e6:6.1f} us/image")
     print(f"channel_stats, {cores} processes     {s:7.2f} s   ratio to (a) {s / d:.2f}   (first call, pool start-up: {t_cold:.2f} s)")
     print(f"channel_stats, 1 process      {s1:7.2f} s   ratio to (a) {s1 / d:.2f}")
     print(f"recipe (b), DataLoader bs=1   {t_recipe:7.2f} s   channel_stats is {t_recipe / s:.1f}x faster")
+    n = len(paths)
+    print(
+        f"CPU time an image: decode-only {cpu_decode / n * 1e6:.1f} us, channel_stats {cpu_serial / n * 1e6:.1f} us "
+        f"(x{cpu_serial / cpu_decode:.2f}); with {cores} idle cores the ratio to (a) would be about {cpu_serial / cores / cpu_decode:.2f}"
+    )
     print(f"exact mean {_fmt(stats.mean)}  std {_fmt(stats.std)}")
     print(f"recipe mean {_fmt(r_mean)}  std {_fmt(r_std)}  (mean of per-image stds: misses the spread between images)")
     print(f"load average {os.getloadavg()[0]:.1f} at end (above {cores} means other work shared the cores)")
