@@ -70,10 +70,20 @@ class TransformConfig:
     def __post_init__(self):
         if self.image_size is not None and not 4 <= self.image_size <= 1024:
             raise ValueError(f"Image size {self.image_size} is out of range; choose between 4 and 1024 pixels.")
+        if not 0.0 <= self.rotation <= 180.0:
+            raise ValueError(f"Rotation {self.rotation} is out of range; choose between 0 and 180 degrees.")
+        if not 0.0 <= self.color_jitter <= 1.0:
+            raise ValueError(f"Colour jitter {self.color_jitter} is out of range; choose between 0 and 1.")
         if (self.mean is None) != (self.std is None):
             raise ValueError("Give both mean and std for normalization, or neither.")
-        if self.std is not None and any(float(s) == 0.0 for s in self.std):
-            raise ValueError("std contains a zero; every std must be non-zero.")
+        if self.mean is not None:
+            # Tuples, so the config hashes and compares by value (cache keys, checkpoints).
+            object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+            object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+            if len(self.mean) != 3 or len(self.std) != 3:
+                raise ValueError("Give three means and three stds, one per RGB channel.")
+            if any(s == 0.0 for s in self.std):
+                raise ValueError("std contains a zero; every std must be non-zero.")
 
     def build(self, train: bool = False) -> Callable[[Image.Image], torch.Tensor]:
         """A callable RGB PIL image -> float tensor (3, H, W)."""
@@ -102,3 +112,20 @@ class TransformConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def augmented_previews(img: Image.Image, config: TransformConfig, n: int, seed: int) -> list[torch.Tensor]:
+    """`n` outputs of the training pipeline `config.build(train=True)` on one RGB image.
+
+    The same seed gives the same tensors; torch's global random state is left as it was.
+
+    Returns:
+        n float tensors (3, H, W), normalized when the config normalizes.
+    """
+    if not 1 <= n <= 64:
+        raise ValueError(f"Preview count {n} is out of range; choose between 1 and 64.")
+    pipeline = config.build(train=True)
+    # v2's random transforms draw from torch's global generator: fork it, do not disturb training.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return [pipeline(img) for _ in range(n)]

@@ -1,0 +1,64 @@
+"""`python -m lib stats` as a user runs it: a subprocess, JSON out, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lib.images import load_rgb
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args, cache):
+    env = {**os.environ, "TORCHSCOPE_CACHE_DIR": str(cache)}
+    return subprocess.run([sys.executable, "-m", "lib", "stats", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _dataset(root: Path) -> list[str]:
+    rng = np.random.default_rng(5)
+    paths = []
+    for c, (w, h, mode) in enumerate([(20, 12, "RGB"), (9, 31, "L"), (16, 16, "RGBA")]):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(3):
+            arr = rng.integers(0, 256, (h, w, len(mode)), dtype=np.uint8)
+            path = root / f"class{c}" / f"{i}.png"
+            Image.fromarray(arr.squeeze(), mode).save(path)
+            paths.append(str(path))
+    return paths
+
+
+def test_json_matches_numpy_reference(tmp_path):
+    paths = _dataset(tmp_path / "data")
+    r = _run(str(tmp_path / "data"), "--json", cache=tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {"mean", "std", "min", "max", "num_images", "num_pixels", "nan_count", "inf_count"} <= out.keys()
+    px = np.concatenate([np.asarray(load_rgb(p), dtype=np.float64).reshape(-1, 3) / 255 for p in paths])
+    assert len(out["mean"]) == len(out["std"]) == 3
+    np.testing.assert_allclose(out["mean"], px.mean(axis=0), atol=1e-12)
+    np.testing.assert_allclose(out["std"], px.std(axis=0), atol=1e-12)
+    np.testing.assert_allclose(out["min"], px.min(axis=0), atol=1e-12)
+    np.testing.assert_allclose(out["max"], px.max(axis=0), atol=1e-12)
+    assert (out["num_images"], out["num_pixels"], out["nan_count"], out["inf_count"]) == (9, len(px), 0, 0)
+
+
+def test_size_option_and_text_output(tmp_path):
+    _dataset(tmp_path / "data")
+    r = _run(str(tmp_path / "data"), "--size", "8", "--json", cache=tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["num_pixels"] == 9 * 8 * 8
+    text = _run(str(tmp_path / "data"), cache=tmp_path / "cache")
+    assert text.returncode == 0 and "9 images" in text.stdout and "mean" in text.stdout
+
+
+def test_errors_are_one_line_exit_2(tmp_path):
+    for args in ([str(tmp_path / "missing")], [str(tmp_path), "--size", "2"]):
+        r = _run(*args, cache=tmp_path / "cache")
+        assert r.returncode == 2, r.stderr
+        assert "Traceback" not in r.stderr
+        assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
