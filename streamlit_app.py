@@ -131,6 +131,7 @@ def main() -> None:
     nav = st.navigation(
         [
             st.Page("pages/dataset.py", title="Dataset", icon="🗂️", url_path="dataset", default=True),
+            st.Page("pages/channels.py", title="Channels", icon="🎨", url_path="channels"),
         ]
     )
     nav.run()

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib.cache_channels import cached_index, compute_stats, stored_stats
+from lib import cache
+from lib.cache import compute_stats, current_index, stored_stats
 from lib.channels import (
     CHANNELS,
     NORM_CHOICES,
@@ -40,7 +41,7 @@ PANEL_PX = 160
 st.title("Channels")
 root = st.session_state.get("dataset_root") or str(sample_root())
 try:
-    index = cached_index(root)
+    index = current_index(root)
 except ValueError as e:
     st.error(str(e))
     st.stop()
@@ -50,7 +51,10 @@ if index.num_images == 0:
 
 with st.sidebar:
     st.header("Pipeline")
-    size_choice = st.select_slider("Resize to (pixels a side)", SIZES, value=64, key="channels_size")
+    limits = cache.settings()
+    # A deployment caps the size so one visitor cannot ask for full-resolution tensors of a huge upload.
+    sizes = [x for x in SIZES if x != "native" and x <= limits.max_image_size] if limits.deployed else SIZES
+    size_choice = st.select_slider("Resize to (pixels a side)", sizes, value=64 if 64 in sizes else sizes[-1], key="channels_size")
     size = None if size_choice == "native" else int(size_choice)
 
     st.header("Mean and std")

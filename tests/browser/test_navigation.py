@@ -14,7 +14,7 @@ def test_every_page_through_sidebar(page, app_url):
     page.get_by_role("heading", name="Dataset").wait_for()
     wait_idle(page)
     links = page.locator("[data-testid='stSidebarNav'] a")
-    names = [links.nth(i).inner_text().strip() for i in range(links.count())]
+    names = [links.nth(i).inner_text().strip().split("\n")[-1] for i in range(links.count())]  # after the icon
     if not names:  # Streamlit hides the navigation while the app has a single page
         names = ["Dataset"]
     assert "Dataset" in names
@@ -58,3 +58,18 @@ def test_open_folder_from_sidebar_updates_url(page, app_url, tmp_path):
     other.goto(page.url)
     other.locator("[data-testid='stMetric']", has_text="Images").get_by_text("9").wait_for()
     assert other.locator(ERRORS).count() == 0
+
+
+def test_channels_page_draws_heatmaps_and_histograms(page, app_url):
+    page.goto(f"{app_url}/channels")
+    page.get_by_role("heading", name="Channels").wait_for()
+    wait_idle(page)
+    # Vega draws chart titles on canvas, so the charts are found by their keyed containers.
+    page.locator(".st-key-normalized_channels [data-testid='stVegaLiteChart'] canvas, "
+                 ".st-key-normalized_channels [data-testid='stVegaLiteChart'] svg").first.wait_for()
+    page.locator(".st-key-pixel_histograms [data-testid='stVegaLiteChart'] canvas, "
+                 ".st-key-pixel_histograms [data-testid='stVegaLiteChart'] svg").first.wait_for()
+    page.get_by_text("ImageNet").first.click()
+    wait_idle(page)
+    assert page.locator(ERRORS).count() == 0
+    shot(page, "channels-imagenet")
