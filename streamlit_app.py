@@ -130,8 +130,8 @@ def main() -> None:
     sidebar()
     nav = st.navigation(
         [
-            st.Page("pages/dataset.py", title="Dataset", icon="🗂️", url_path="dataset", default=True),
-            st.Page("pages/channels.py", title="Channels", icon="🎨", url_path="channels"),
+            st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:", url_path="dataset", default=True),
+            st.Page("pages/channels.py", title="Channels", icon=":material/palette:", url_path="channels"),
         ]
     )
     nav.run()

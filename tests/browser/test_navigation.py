@@ -62,7 +62,7 @@ def test_open_folder_from_sidebar_updates_url(page, app_url, tmp_path):
 
 def test_channels_page_draws_heatmaps_and_histograms(page, app_url):
     page.goto(f"{app_url}/channels")
-    page.get_by_role("heading", name="Channels").wait_for()
+    page.get_by_role("heading", name="Channels", exact=True).wait_for()
     wait_idle(page)
     # Vega draws chart titles on canvas, so the charts are found by their keyed containers.
     page.locator(".st-key-normalized_channels [data-testid='stVegaLiteChart'] canvas, "
