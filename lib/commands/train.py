@@ -15,11 +15,11 @@ import torch
 
 from lib.engine import DEFAULT_CACHE_BYTES, FitResult, default_threads
 from lib.index import build_index
-from lib.runner import StoreHooks, execute_run
 from lib.sample import sample_root
 from lib.sources import cli_root
 from lib.store import RunStore
 from lib.train_config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
+from lib.trainer import StoreHooks, execute_run
 
 EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "stopped": 4}
 _D = TrainConfig()  # the defaults the help text states
