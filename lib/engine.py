@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
 from lib.images import load_rgb
 from lib.models import build_model
-from lib.train_config import TrainConfig
+from lib.train_config import DEFAULT_CACHE_MB, TrainConfig
 from lib.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 
-DEFAULT_CACHE_BYTES = 2 * 2**30
+DEFAULT_CACHE_BYTES = DEFAULT_CACHE_MB * 2**20
 Batch = tuple[torch.Tensor, torch.Tensor]  # (B, 3, S, S) uint8, (B,) int64
 
 
@@ -103,18 +103,20 @@ def stratified_split(targets: Sequence[int], val_split: float, seed: int) -> tup
 
 def decode_one(path: str, image_size: int) -> torch.Tensor:
     """One image as uint8 (3, S, S), resized exactly as TransformConfig does."""
-    img = v2.Resize((image_size, image_size), antialias=True)(load_rgb(path))
-    return v2.functional.pil_to_tensor(img)
+    img = load_rgb(path)
+    if img.size != (image_size, image_size):
+        img = img.resize((image_size, image_size), Image.BILINEAR)  # what v2.Resize(antialias=True) does to PIL
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
 
-def decode_images(paths: Sequence[str], image_size: int, *, workers: int = 4,
+def decode_images(paths: Sequence[str], image_size: int, *, workers: int | None = None,
                   progress: Callable[[int, int], bool] | None = None) -> torch.Tensor:
     """Decode every path into one uint8 tensor (N, 3, S, S); threads overlap (Pillow releases the GIL).
 
     `progress(done, total)` may return True to stop early (raises Stopped).
     """
     out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    with ThreadPoolExecutor(workers or min(4, default_threads())) as pool:
         for i, img in enumerate(pool.map(lambda p: decode_one(p, image_size), paths)):
             out[i] = img
             if progress and (i + 1) % 256 == 0 and progress(i + 1, len(paths)):
@@ -319,7 +321,7 @@ def prepare_data(config: TrainConfig, samples: Sequence[tuple[str, int]], hooks:
     if cached:
         def progress(done: int, total: int) -> bool:
             return hooks.on_progress(f"decoding images {done}/{total}")
-        images = decode_images([p for p, _ in train_s + val_s], config.image_size, workers=4, progress=progress)
+        images = decode_images([p for p, _ in train_s + val_s], config.image_size, progress=progress)
         targets = torch.tensor([t for _, t in train_s + val_s])
         n = len(train_s)
         train = TensorBatches(images[:n], targets[:n], config.batch_size, shuffle=True, generator=shuffle)

@@ -9,6 +9,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
 NORMALIZATIONS = ("dataset", "imagenet", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_CACHE_MB = 2048  # decoded images kept in memory up to this size (an execution knob, not a result one)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,11 @@ import os
 import signal
 import threading
 
-import torch
-
-from lib.engine import DEFAULT_CACHE_BYTES, FitResult, default_threads
 from lib.index import build_index
 from lib.sample import sample_root
 from lib.sources import cli_root
 from lib.store import RunStore
-from lib.train_config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
-from lib.trainer import StoreHooks, execute_run
+from lib.train_config import DEFAULT_CACHE_MB, MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
 
 EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "stopped": 4}
 _D = TrainConfig()  # the defaults the help text states
@@ -49,8 +45,8 @@ def register(sub) -> None:
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch, for a dry run (default: all)")
     p.add_argument("--name", default="", help="a label for the run (default: the run id)")
     p.add_argument("--runs-dir", default=None, help="the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache/torchscope/runs)")
-    p.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_BYTES // 2**20,
-                   help=f"decode once and keep images in memory up to this size, else stream (default: {DEFAULT_CACHE_BYTES // 2**20})")
+    p.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB,
+                   help=f"decode once and keep images in memory up to this size, else stream (default: {DEFAULT_CACHE_MB})")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core this process may use)")
     p.add_argument("--run-id", default=None,
                    help="train a run the app already created in the store, with its stored config (default: a new run)")
@@ -67,6 +63,11 @@ def config_from_args(args) -> TrainConfig:
 
 
 def run(args) -> int:
+    import torch  # here, not at the top: `python -m lib runs` and --help stay fast
+
+    from lib.engine import default_threads
+    from lib.trainer import execute_run
+
     torch.set_num_threads(args.threads or default_threads())
     store = RunStore(args.runs_dir)
     run_id, config = _claim_run(store, args)
@@ -82,11 +83,14 @@ def run(args) -> int:
         run_id = store.create_run(config.to_dict(), root=index.root, name=config.name)
     store.update_run(run_id, pid=os.getpid(), fingerprint=index.fingerprint(), classes=index.classes, root=index.root)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())  # end as `stopped` after this batch, metrics kept
-    hooks = StoreHooks(store, run_id) if args.json else _PrintingHooks(store, run_id)
-    result = execute_run(store, run_id, config, index.samples, index.classes, hooks=hooks, stop=stop,
-                         cache_bytes=args.cache_mb * 2**20)
+    # SIGINT/SIGTERM end the run as `stopped` after the current batch, metrics and checkpoint kept.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = execute_run(store, run_id, config, index.samples, index.classes, hooks=_hooks(store, run_id, args.json),
+                             stop=stop, cache_bytes=args.cache_mb * 2**20)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     _report(run_id, result, args.json)
     return EXIT_CODES[result.status]
 
@@ -106,7 +110,7 @@ def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig]:
     return args.run_id, TrainConfig.from_dict(record.config)
 
 
-def _report(run_id: str, result: FitResult, as_json: bool) -> None:
+def _report(run_id: str, result, as_json: bool) -> None:
     last = result.epochs[-1] if result.epochs else {}
     summary = {"run_id": run_id, "status": result.status, "message": result.message, "epochs": len(result.epochs),
                "steps": len(result.losses),
@@ -118,10 +122,14 @@ def _report(run_id: str, result: FitResult, as_json: bool) -> None:
         print(f"run {run_id}: {result.status}. {result.message}")
 
 
-class _PrintingHooks(StoreHooks):
-    """Store hooks that also print one line per epoch, for a person watching a terminal."""
+def _hooks(store: RunStore, run_id: str, as_json: bool):
+    """Store hooks; for a person at a terminal (no --json) they also print one line per epoch."""
+    from lib.trainer import StoreHooks
 
-    def on_epoch(self, epoch: int, metrics: dict) -> None:
-        super().on_epoch(epoch, metrics)
-        print(f"epoch {epoch}: train loss {metrics['train_loss']:.4f}, val loss {metrics['val_loss']:.4f}, "
-              f"val accuracy {metrics['val_accuracy']:.1%}, {metrics['samples_per_sec']:.0f} samples/s", flush=True)
+    class PrintingHooks(StoreHooks):
+        def on_epoch(self, epoch: int, metrics: dict) -> None:
+            super().on_epoch(epoch, metrics)
+            print(f"epoch {epoch}: train loss {metrics['train_loss']:.4f}, val loss {metrics['val_loss']:.4f}, "
+                  f"val accuracy {metrics['val_accuracy']:.1%}, {metrics['samples_per_sec']:.0f} samples/s", flush=True)
+
+    return StoreHooks(store, run_id) if as_json else PrintingHooks(store, run_id)
