@@ -63,12 +63,6 @@ def config_from_args(args) -> TrainConfig:
 
 
 def run(args) -> int:
-    import torch  # here, not at the top: `python -m lib runs` and --help stay fast
-
-    from lib.engine import default_threads
-    from lib.trainer import execute_run
-
-    torch.set_num_threads(args.threads or default_threads())
     store = RunStore(args.runs_dir)
     run_id, config = _claim_run(store, args)
     try:
@@ -79,6 +73,12 @@ def run(args) -> int:
         if run_id is not None:
             store.finish(run_id, "failed", str(e))
         raise
+    import torch  # only now: `runs`, --help and bad input answer without loading torch
+
+    from lib.engine import default_threads
+    from lib.trainer import execute_run
+
+    torch.set_num_threads(args.threads or default_threads())
     if run_id is None:
         run_id = store.create_run(config.to_dict(), root=index.root, name=config.name)
     store.update_run(run_id, pid=os.getpid(), fingerprint=index.fingerprint(), classes=index.classes, root=index.root)
