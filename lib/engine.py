@@ -159,6 +159,7 @@ class TensorBatches:
     def __iter__(self) -> Iterator[Batch]:
         n = len(self.targets)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.images.device)  # drawn on the CPU generator either way: same order on any device
         for i in range(0, n, self.batch_size):
             idx = order[i:i + self.batch_size]
             yield self.images[idx], self.targets[idx]
@@ -179,7 +180,7 @@ class DecodingDataset(Dataset):
 
 
 def streaming_batches(samples: Sequence[tuple[str, int]], image_size: int, batch_size: int, *, shuffle: bool,
-                      generator: torch.Generator, workers: int) -> DataLoader:
+                      generator: torch.Generator | None, workers: int) -> DataLoader:
     """A DataLoader that decodes each epoch; workers start by forkserver (forking a threaded torch can hang)."""
     return DataLoader(DecodingDataset(samples, image_size), batch_size=batch_size, shuffle=shuffle,
                       generator=generator, num_workers=workers, persistent_workers=workers > 0,
@@ -312,8 +313,10 @@ class Data:
 
 
 def prepare_data(config: TrainConfig, samples: Sequence[tuple[str, int]], hooks: Hooks, *,
-                 cache_bytes: int, workers: int) -> Data:
-    """Split, then decode once into memory if the images fit cache_bytes, else stream; pick mean/std."""
+                 cache_bytes: int, workers: int, device: torch.device | None = None) -> Data:
+    """Split, then decode once into memory if the images fit cache_bytes, else stream; pick mean/std.
+
+    On CUDA the decoded uint8 images move to the GPU once, so a batch is a gather there, not a copy."""
     train_idx, val_idx = stratified_split([t for _, t in samples], config.val_split, config.seed)
     train_s, val_s = [samples[i] for i in train_idx], [samples[i] for i in val_idx]
     shuffle = torch.Generator().manual_seed(config.seed + 1)
@@ -323,15 +326,18 @@ def prepare_data(config: TrainConfig, samples: Sequence[tuple[str, int]], hooks:
             return hooks.on_progress(f"decoding images {done}/{total}")
         images = decode_images([p for p, _ in train_s + val_s], config.image_size, progress=progress)
         targets = torch.tensor([t for _, t in train_s + val_s])
+        if device is not None and device.type == "cuda":
+            images, targets = images.to(device), targets.to(device)
         n = len(train_s)
         train = TensorBatches(images[:n], targets[:n], config.batch_size, shuffle=True, generator=shuffle)
         val = TensorBatches(images[n:], targets[n:], config.batch_size, shuffle=False)
     else:
         train = streaming_batches(train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle,
                                   workers=workers)
-        val = streaming_batches(val_s, config.image_size, config.batch_size, shuffle=False, generator=shuffle,
+        val = streaming_batches(val_s, config.image_size, config.batch_size, shuffle=False, generator=None,
                                 workers=workers)
-    hooks.on_progress("computing normalization") if config.normalization == "dataset" else None
+    if config.normalization == "dataset":
+        hooks.on_progress("computing normalization")
     mean_std = normalization_for(config, [p for p, _ in train_s], train.images if cached else None)
     return Data(train, val, mean_std, cached)
 
@@ -360,13 +366,14 @@ def fit(config: TrainConfig, samples: Sequence[tuple[str, int]], classes: list[s
     except Stopped:
         result.status, result.message = "stopped", f"Stopped after {len(result.losses)} steps on request."
     except Exception as e:  # noqa: BLE001 - any failure ends the run as `failed`, with its reason
-        result.status, result.message = "failed", f"{type(e).__name__}: {e}"
+        # A ValueError is already a sentence for the user; anything else keeps its type for a bug report.
+        result.status, result.message = "failed", str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
     return result
 
 
 def _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, model_fn) -> None:
     device = resolve_device(config.device)
-    data = prepare_data(config, samples, hooks, cache_bytes=cache_bytes, workers=workers)
+    data = prepare_data(config, samples, hooks, cache_bytes=cache_bytes, workers=workers, device=device)
     result.mean_std = data.mean_std
     torch.manual_seed(config.seed)  # weight init
     model = model_fn(config.model, len(classes), config.image_size, pretrained=config.pretrained).to(device)
