@@ -19,15 +19,18 @@ def loss_chart(steps: pd.DataFrame, epochs: pd.DataFrame, *, smoothing: float = 
     tip = [alt.Tooltip("step:Q", title="step"), alt.Tooltip("epoch:Q", title="epoch"),
            alt.Tooltip("train_loss:Q", title="train loss", format=".4f")]
     y = alt.Y("train_loss:Q", title="Cross-entropy loss (nats)")
-    colour = alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom"))
-    layers = [alt.Chart(raw).mark_line(opacity=0.35 if smoothing else 1.0).encode(STEP_X, y, colour, tooltip=tip)]
+    names = ["train (per step)", f"train (smoothed {smoothing:g})", "validation (per epoch)"]
+    colours = ["#9ecae9" if smoothing else "#1f77b4", "#1f77b4", "#d62728"]  # raw pale under the smoothed line
+    colour = alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom"),
+                       scale=alt.Scale(domain=names if smoothing else names[::2], range=colours if smoothing else colours[::2]))
+    layers = [alt.Chart(raw).mark_line().encode(STEP_X, y, colour, tooltip=tip)]
     if smoothing:
-        smooth = downsample(steps, "smoothed", max_points).assign(series=f"train (smoothed {smoothing:g})")
+        smooth = downsample(steps, "smoothed", max_points).assign(series=names[1])
         layers.append(alt.Chart(smooth).mark_line().encode(
             STEP_X, alt.Y("smoothed:Q", title="Cross-entropy loss (nats)"), colour,
             tooltip=[*tip, alt.Tooltip("smoothed:Q", title="smoothed", format=".4f")]))
     if len(epochs):
-        val = epochs.assign(step=_epoch_end_steps(epochs, steps, steps_per_epoch), series="validation (per epoch)")
+        val = epochs.assign(step=_epoch_end_steps(epochs, steps, steps_per_epoch), series=names[2])
         layers.append(alt.Chart(val).mark_point(filled=True, size=70).encode(
             STEP_X, alt.Y("val_loss:Q", title="Cross-entropy loss (nats)"), colour,
             tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("val_loss:Q", title="val loss", format=".4f")]))
