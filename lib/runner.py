@@ -27,6 +27,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _start_lock = threading.Lock()  # one check-then-start at a time within this server
 
 
+def check_limits(config: TrainConfig, settings: Settings) -> None:
+    """Raises ValueError when config asks for more than this server allows (deployed mode is stricter)."""
+    if config.epochs > settings.max_epochs:
+        raise ValueError(f"This server trains at most {settings.max_epochs} epochs; lower epochs.")
+    if config.image_size > settings.max_image_size:
+        raise ValueError(f"This server trains at most {settings.max_image_size} px images; lower the image size.")
+
+
 def check_capacity(store: RunStore, owner: str | None, settings: Settings) -> None:
     """Raises ValueError when owner already has a run training, or the server is at its global cap."""
     mine = store.running(owner) if owner is not None else []
@@ -43,9 +51,11 @@ def start_run(config: TrainConfig, root: str | Path, store: RunStore, owner: str
     """Start a trainer subprocess for config on the ImageFolder at root; return the run id at once.
 
     Raises:
-        ValueError: when owner already has a run training or the server is at its cap on concurrent runs.
+        ValueError: when owner already has a run training, the server is at its cap on concurrent runs,
+            or config exceeds the server's limits.
     """
     settings = settings or load_settings()
+    check_limits(config, settings)
     with _start_lock:
         check_capacity(store, owner, settings)
         run_id = store.create_run(config.to_dict(), root=str(root), owner=owner, name=config.name)

@@ -55,6 +55,8 @@ class TrainConfig:
             raise ValueError(f"val_split must be between 0 and 1 (exclusive), got {self.val_split}; try 0.2.")
         if self.max_batches is not None:
             _at_least("max_batches", self.max_batches, 1)
+        if self.pretrained and self.model != "resnet18":
+            raise ValueError(f"Pretrained weights exist only for resnet18, not {self.model}; choose resnet18 or untick pretrained.")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -37,3 +37,10 @@ def test_a_trainer_that_cannot_start_leaves_a_failed_run_saying_why(tmp_path):
     run_id = start_run(TrainConfig(), tmp_path / "no-such-folder", store, "carol", settings=Settings())
     record = wait_for(lambda: _ended(store, run_id))
     assert record.status == "failed" and "does not exist" in record.message
+
+
+def test_a_config_over_the_servers_limits_is_refused_before_anything_starts(tmp_path):
+    store = RunStore(tmp_path)
+    with pytest.raises(ValueError, match="at most 10 epochs"):
+        start_run(TrainConfig(epochs=11), sample_root(), store, "dave", settings=Settings(max_epochs=10))
+    assert store.list_runs() == []

@@ -24,6 +24,7 @@ def test_round_trip_through_dict_ignores_unknown_keys():
     (dict(image_size=2), "out of range"),
     (dict(max_batches=0), "at least 1"),
     (dict(batch_size=True), "whole number"),
+    (dict(model="cnn", pretrained=True), "only for resnet18"),
 ])
 def test_bad_values_raise_one_sentence(bad, words):
     with pytest.raises(ValueError, match=words) as e:

@@ -43,6 +43,8 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=_D.device,
                    help=f"auto picks cuda, then mps, then cpu (default: {_D.device})")
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch, for a dry run (default: all)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="resnet18 only: start from ImageNet weights already in the torch hub cache, never downloaded (default: off)")
     p.add_argument("--name", default="", help="a label for the run (default: the run id)")
     p.add_argument("--runs-dir", default=None, help="the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache/torchscope/runs)")
     p.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB,
@@ -59,7 +61,7 @@ def config_from_args(args) -> TrainConfig:
                        optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
                        image_size=args.image_size, augment=args.augment, normalization=args.normalization,
                        val_split=args.val_split, seed=args.seed, device=args.device, max_batches=args.max_batches,
-                       name=args.name)
+                       pretrained=args.pretrained, name=args.name)
 
 
 def run(args) -> int:
