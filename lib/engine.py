@@ -314,32 +314,36 @@ class Data:
 
 def prepare_data(config: TrainConfig, samples: Sequence[tuple[str, int]], hooks: Hooks, *,
                  cache_bytes: int, workers: int, device: torch.device | None = None) -> Data:
-    """Split, then decode once into memory if the images fit cache_bytes, else stream; pick mean/std.
-
-    On CUDA the decoded uint8 images move to the GPU once, so a batch is a gather there, not a copy."""
+    """Split, then decode once into memory if the images fit cache_bytes, else stream; pick mean/std."""
     train_idx, val_idx = stratified_split([t for _, t in samples], config.val_split, config.seed)
     train_s, val_s = [samples[i] for i in train_idx], [samples[i] for i in val_idx]
     shuffle = torch.Generator().manual_seed(config.seed + 1)
-    cached = len(samples) * 3 * config.image_size**2 <= cache_bytes
-    if cached:
-        def progress(done: int, total: int) -> bool:
-            return hooks.on_progress(f"decoding images {done}/{total}")
-        images = decode_images([p for p, _ in train_s + val_s], config.image_size, progress=progress)
-        targets = torch.tensor([t for _, t in train_s + val_s])
-        if device is not None and device.type == "cuda":
-            images, targets = images.to(device), targets.to(device)
-        n = len(train_s)
-        train = TensorBatches(images[:n], targets[:n], config.batch_size, shuffle=True, generator=shuffle)
-        val = TensorBatches(images[n:], targets[n:], config.batch_size, shuffle=False)
-    else:
-        train = streaming_batches(train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle,
-                                  workers=workers)
-        val = streaming_batches(val_s, config.image_size, config.batch_size, shuffle=False, generator=None,
-                                workers=workers)
+    if len(samples) * 3 * config.image_size**2 <= cache_bytes:
+        return _cached_data(config, train_s, val_s, hooks, shuffle, device)
+    train = streaming_batches(train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle,
+                              workers=workers)
+    val = streaming_batches(val_s, config.image_size, config.batch_size, shuffle=False, generator=None,
+                            workers=workers)
     if config.normalization == "dataset":
         hooks.on_progress("computing normalization")
-    mean_std = normalization_for(config, [p for p, _ in train_s], train.images if cached else None)
-    return Data(train, val, mean_std, cached)
+    return Data(train, val, normalization_for(config, [p for p, _ in train_s], None), cached=False)
+
+
+def _cached_data(config: TrainConfig, train_s: list, val_s: list, hooks: Hooks, shuffle: torch.Generator,
+                 device: torch.device | None) -> Data:
+    """Decode every image once; on CUDA the uint8 tensor then moves to the GPU, so a batch is a gather there."""
+    def progress(done: int, total: int) -> bool:
+        return hooks.on_progress(f"decoding images {done}/{total}")
+
+    images = decode_images([p for p, _ in train_s + val_s], config.image_size, progress=progress)  # (N, 3, S, S)
+    targets = torch.tensor([t for _, t in train_s + val_s])
+    n = len(train_s)
+    mean_std = normalization_for(config, [p for p, _ in train_s], images[:n])  # on the CPU copy
+    if device is not None and device.type == "cuda":
+        images, targets = images.to(device), targets.to(device)
+    train = TensorBatches(images[:n], targets[:n], config.batch_size, shuffle=True, generator=shuffle)
+    val = TensorBatches(images[n:], targets[n:], config.batch_size, shuffle=False)
+    return Data(train, val, mean_std, cached=True)
 
 
 def normalization_for(config: TrainConfig, train_paths: list[str], decoded: torch.Tensor | None) -> tuple | None:
