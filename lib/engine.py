@@ -60,6 +60,9 @@ class Hooks:
     def on_epoch(self, epoch: int, metrics: dict) -> None:
         pass
 
+    def close(self) -> None:  # the run is over: write anything buffered
+        pass
+
 
 @dataclass
 class FitResult:

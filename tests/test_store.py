@@ -90,6 +90,19 @@ def test_stop_request_reaches_the_trainer_through_the_step_write(tmp_path):
     assert store.record_step(run_id, 2, 1, 1.0, 0.1, 1.0) is True
 
 
+def test_the_step_writer_writes_the_first_step_at_once_buffers_the_rest_and_flushes_on_close(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create_run({}, pid=os.getpid())
+    writer = store.step_writer(run_id, flush_s=3600)
+    for step in range(1, 6):
+        assert writer.step(step, 1, 1.0 / step, 0.1, 10.0) is False
+    assert list(store.steps(run_id)["step"]) == [1]  # first at once, the rest buffered
+    store.request_stop(run_id)
+    assert writer.flush() is True and writer.step(6, 1, 0.1, 0.1, 10.0) is True
+    writer.close()
+    assert list(store.steps(run_id)["step"]) == [1, 2, 3, 4, 5, 6]
+
+
 def test_checkpoint_round_trip(tmp_path):
     store = RunStore(tmp_path)
     run_id = store.create_run({})
