@@ -7,7 +7,7 @@ the GIL (the page's script runs stay responsive while the trainer loops in Pytho
 thread count and memory (a decoded dataset is freed when the run ends), and crashes (a segfault or the
 OOM killer ends one run, not the server; the reaper records it). It also runs the exact code path of
 the headless CLI. The price is a second or two of start-up to import torch. Stop works through the
-store's stop column, which the trainer polls after every batch, so it works from any process.
+store's stop column, which the trainer reads after a batch at least every 0.2 s, from any process.
 """
 
 from __future__ import annotations

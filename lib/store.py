@@ -1,11 +1,11 @@
 """The run store: every run's config, status and metrics in SQLite, checkpoints as files beside it.
 
 Trainers (a subprocess started by the app, or `python -m lib train` on any machine sharing the folder)
-write; pages read. Each call opens its own short-lived connection, the database is in WAL mode (readers
-never block the writer) and every write is one short transaction, so a trainer killed with SIGKILL
-leaves the database consistent. A run still marked `running` whose process is gone (same host) or whose
-heartbeat is stale (another host) reads back as `interrupted`. Stop is a column the trainer polls each
-batch, so it works across processes.
+write; pages read. Each call opens its own short-lived connection (a trainer's step metrics go through
+one StepWriter), the database is in WAL mode (readers never block the writer) and every write is one
+short transaction, so a trainer killed with SIGKILL leaves the database consistent. A run still marked
+`running` whose process is gone (same host) or whose heartbeat is stale (another host) reads back as
+`interrupted`. Stop is a column the trainer reads with each flush of steps, so it works across processes.
 """
 
 from __future__ import annotations
