@@ -1,0 +1,420 @@
+"""Training, pytorch/examples mnist style: `train_epoch` and `evaluate` take everything as arguments.
+
+`fit` wires a TrainConfig to data, model, optimizer and schedule and always ends in a status:
+`completed`; `diverged` (non-finite loss, with what to try); `stopped` (stop event or a hook asking,
+checked after every batch); `failed` (any exception, with its message). Metrics reach the hooks as they
+happen, so whatever ran is kept in every case. Deterministic under config.seed: the split, the weight
+init, the shuffling and the augmentation each draw from their own seeded generator.
+
+Images are decoded once into a uint8 tensor (N, 3, S, S) when that fits `cache_bytes`; later epochs
+only index it. Otherwise a DataLoader decodes each epoch with worker processes. Either way augmentation
+and normalization run per batch on the uint8 tensors, the same code on both paths.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from lib.images import load_rgb
+from lib.models import build_model
+from lib.train_config import DEFAULT_CACHE_MB, TrainConfig
+from lib.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+
+DEFAULT_CACHE_BYTES = DEFAULT_CACHE_MB * 2**20
+Batch = tuple[torch.Tensor, torch.Tensor]  # (B, 3, S, S) uint8, (B,) int64
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+class Stopped(Exception):
+    """A stop was requested."""
+
+
+class Hooks:
+    """What the engine reports. Subclass and override; a True return from on_step/on_progress stops the run."""
+
+    def on_progress(self, message: str) -> bool:  # a phase before training: "decoding images 120/640"
+        return False
+
+    def on_start(self, total_steps: int, classes: list[str], mean_std: tuple | None) -> None:
+        pass
+
+    def on_step(self, step: int, epoch: int, train_loss: float, lr: float, samples_per_sec: float) -> bool:
+        return False
+
+    def on_epoch(self, epoch: int, metrics: dict) -> None:
+        pass
+
+    def close(self) -> None:  # the run is over: write anything buffered
+        pass
+
+
+@dataclass
+class FitResult:
+    status: str = "running"
+    message: str = ""
+    losses: list[float] = field(default_factory=list)  # every step's train loss, in order
+    epochs: list[dict] = field(default_factory=list)  # one dict per finished epoch
+    model: nn.Module | None = None
+    mean_std: tuple | None = None
+
+
+@dataclass
+class EpochStats:
+    train_loss: float
+    samples: int
+    seconds: float
+    step: int  # global step count after this epoch
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+
+def stratified_split(targets: Sequence[int], val_split: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, val): each class holds out round(n * val_split) of its images, at least one.
+
+    Raises:
+        ValueError: when a class has fewer than 2 images (nothing to hold out).
+    """
+    rng = np.random.default_rng(seed)
+    targets = np.asarray(targets)
+    train, val = [], []
+    for c in np.unique(targets):
+        idx = rng.permutation(np.flatnonzero(targets == c))
+        if len(idx) < 2:
+            raise ValueError(f"Class {int(c)} has {len(idx)} image; each class needs at least 2 to hold one out for validation.")
+        k = min(len(idx) - 1, max(1, round(len(idx) * val_split)))
+        val += idx[:k].tolist()
+        train += idx[k:].tolist()
+    return sorted(train), sorted(val)
+
+
+def decode_one(path: str, image_size: int) -> torch.Tensor:
+    """One image as uint8 (3, S, S), resized exactly as TransformConfig does."""
+    img = load_rgb(path)
+    if img.size != (image_size, image_size):
+        img = img.resize((image_size, image_size), Image.BILINEAR)  # what v2.Resize(antialias=True) does to PIL
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+
+
+def decode_images(paths: Sequence[str], image_size: int, *, workers: int | None = None,
+                  progress: Callable[[int, int], bool] | None = None) -> torch.Tensor:
+    """Decode every path into one uint8 tensor (N, 3, S, S); threads overlap (Pillow releases the GIL).
+
+    `progress(done, total)` may return True to stop early (raises Stopped).
+    """
+    out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
+    with ThreadPoolExecutor(workers or min(4, default_threads())) as pool:
+        for i, img in enumerate(pool.map(lambda p: decode_one(p, image_size), paths)):
+            out[i] = img
+            if progress and (i + 1) % 256 == 0 and progress(i + 1, len(paths)):
+                raise Stopped()
+    return out
+
+
+def dataset_mean_std(paths: Sequence[str], image_size: int, *, decoded: torch.Tensor | None = None
+                     ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of the resized images, pixel values in [0, 1].
+
+    Uses `decoded` (N, 3, S, S) uint8 when given, else decodes paths one at a time. The one place
+    to swap in lib.stats.channel_stats.
+    """
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    count = 0
+    chunks = decoded.split(512) if decoded is not None else (decode_one(p, image_size)[None] for p in paths)
+    for chunk in chunks:
+        x = chunk.to(torch.float64).div_(255).transpose(0, 1).reshape(3, -1)  # (3, B*S*S)
+        total += x.sum(1)
+        squares += (x * x).sum(1)
+        count += x.shape[1]
+    mean = total / count
+    std = (squares / count - mean * mean).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+class TensorBatches:
+    """Batches from decoded uint8 images in memory: `len()` batches per pass, reshuffled each pass."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, batch_size: int, *, shuffle: bool,
+                 generator: torch.Generator | None = None):
+        self.images, self.targets, self.batch_size = images, targets, batch_size
+        self.shuffle, self.generator = shuffle, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.targets) / self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = len(self.targets)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.images.device)  # drawn on the CPU generator either way: same order on any device
+        for i in range(0, n, self.batch_size):
+            idx = order[i:i + self.batch_size]
+            yield self.images[idx], self.targets[idx]
+
+
+class DecodingDataset(Dataset):
+    """(uint8 (3, S, S), target) decoded from disk on every access: the path for data too big to keep."""
+
+    def __init__(self, samples: Sequence[tuple[str, int]], image_size: int):
+        self.samples, self.image_size = list(samples), image_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path, target = self.samples[i]
+        return decode_one(path, self.image_size), target
+
+
+def streaming_batches(samples: Sequence[tuple[str, int]], image_size: int, batch_size: int, *, shuffle: bool,
+                      generator: torch.Generator | None, workers: int) -> DataLoader:
+    """A DataLoader that decodes each epoch; workers start by forkserver (forking a threaded torch can hang)."""
+    return DataLoader(DecodingDataset(samples, image_size), batch_size=batch_size, shuffle=shuffle,
+                      generator=generator, num_workers=workers, persistent_workers=workers > 0,
+                      multiprocessing_context="forkserver" if workers > 0 else None,
+                      pin_memory=torch.cuda.is_available())
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per-image random horizontal flip and random crop with reflect padding of S // 8, as TransformConfig's
+    hflip + random_crop. x: float (B, C, H, W); the draws come from `generator` (CPU), so runs repeat."""
+    b, c, h, w = x.shape
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
+    p = max(1, h // 8)
+    padded = F.pad(x, (p, p, p, p), mode="reflect")  # (B, C, H + 2p, W + 2p)
+    dy = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    chans = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
+
+
+def batch_preparer(device: torch.device, mean_std: tuple | None, augment_generator: torch.Generator | None
+                   ) -> Callable[[torch.Tensor, bool], torch.Tensor]:
+    """A function uint8 (B, 3, S, S) -> float on device: scaled to [0, 1], augmented (train only), normalized."""
+
+    def prepare(x: torch.Tensor, train: bool) -> torch.Tensor:
+        x = x.to(device, non_blocking=True).float().div_(255)
+        if train and augment_generator is not None:
+            x = augment_batch(x, augment_generator)
+        return normalize(x, *mean_std) if mean_std is not None else x
+
+    return prepare
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+
+def train_epoch(model: nn.Module, device: torch.device, loader: Iterable[Batch], optimizer, scheduler, epoch: int,
+                prepare, hooks: Hooks, stop: threading.Event, step: int, max_batches: int | None = None
+                ) -> EpochStats:
+    """One pass over loader. Raises Diverged on a non-finite loss, Stopped when asked (checked every batch)."""
+    model.train()
+    total, seen, start = 0.0, 0, time.perf_counter()
+    last = start
+    for batch_idx, (data, target) in enumerate(loader):
+        if max_batches is not None and batch_idx >= max_batches:
+            break
+        data, target = prepare(data, True), target.to(device)
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(data), target)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise Diverged(f"The training loss became {value} at step {step + 1} (epoch {epoch})")
+        loss.backward()
+        optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        step, now = step + 1, time.perf_counter()
+        total, seen = total + value * len(target), seen + len(target)
+        if hooks.on_step(step, epoch, value, lr, len(target) / max(now - last, 1e-9)) or stop.is_set():
+            raise Stopped()
+        last = now
+    return EpochStats(total / max(seen, 1), seen, time.perf_counter() - start, step)
+
+
+def evaluate(model: nn.Module, device: torch.device, loader: Iterable[Batch], prepare,
+             max_batches: int | None = None) -> tuple[float, float]:
+    """(mean loss, accuracy) over loader: losses summed, then divided by the number of images."""
+    model.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    with torch.no_grad():
+        for batch_idx, (data, target) in enumerate(loader):
+            if max_batches is not None and batch_idx >= max_batches:
+                break
+            data, target = prepare(data, False), target.to(device)
+            output = model(data)  # (B, K)
+            loss_sum += F.cross_entropy(output, target, reduction="sum").item()
+            correct += (output.argmax(1) == target).sum().item()
+            seen += len(target)
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+# --- wiring a config ---------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU.
+
+    Raises:
+        ValueError: when the named device is not available here.
+    """
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise ValueError(f"Device {name} is not available on this machine; choose auto or cpu.")
+    return torch.device(name)
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(config: TrainConfig, optimizer, total_steps: int):
+    """A per-batch schedule: step (x0.1 at each third of training), cosine to zero, or one-cycle; None for none."""
+    sched = torch.optim.lr_scheduler
+    if config.schedule == "step":
+        return sched.StepLR(optimizer, step_size=max(1, total_steps // 3), gamma=0.1)
+    if config.schedule == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    if config.schedule == "onecycle":
+        return sched.OneCycleLR(optimizer, max_lr=config.lr, total_steps=max(2, total_steps))
+    return None
+
+
+@dataclass
+class Data:
+    train: Iterable[Batch]
+    val: Iterable[Batch]
+    mean_std: tuple | None
+    cached: bool
+
+
+def prepare_data(config: TrainConfig, samples: Sequence[tuple[str, int]], hooks: Hooks, *,
+                 cache_bytes: int, workers: int, device: torch.device | None = None) -> Data:
+    """Split, then decode once into memory if the images fit cache_bytes, else stream; pick mean/std."""
+    train_idx, val_idx = stratified_split([t for _, t in samples], config.val_split, config.seed)
+    train_s, val_s = [samples[i] for i in train_idx], [samples[i] for i in val_idx]
+    shuffle = torch.Generator().manual_seed(config.seed + 1)
+    if len(samples) * 3 * config.image_size**2 <= cache_bytes:
+        return _cached_data(config, train_s, val_s, hooks, shuffle, device)
+    train = streaming_batches(train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle,
+                              workers=workers)
+    val = streaming_batches(val_s, config.image_size, config.batch_size, shuffle=False, generator=None,
+                            workers=workers)
+    if config.normalization == "dataset":
+        hooks.on_progress("computing normalization")
+    return Data(train, val, normalization_for(config, [p for p, _ in train_s], None), cached=False)
+
+
+def _cached_data(config: TrainConfig, train_s: list, val_s: list, hooks: Hooks, shuffle: torch.Generator,
+                 device: torch.device | None) -> Data:
+    """Decode every image once; on CUDA the uint8 tensor then moves to the GPU, so a batch is a gather there."""
+    def progress(done: int, total: int) -> bool:
+        return hooks.on_progress(f"decoding images {done}/{total}")
+
+    images = decode_images([p for p, _ in train_s + val_s], config.image_size, progress=progress)  # (N, 3, S, S)
+    targets = torch.tensor([t for _, t in train_s + val_s])
+    n = len(train_s)
+    mean_std = normalization_for(config, [p for p, _ in train_s], images[:n])  # on the CPU copy
+    if device is not None and device.type == "cuda":
+        images, targets = images.to(device), targets.to(device)
+    train = TensorBatches(images[:n], targets[:n], config.batch_size, shuffle=True, generator=shuffle)
+    val = TensorBatches(images[n:], targets[n:], config.batch_size, shuffle=False)
+    return Data(train, val, mean_std, cached=True)
+
+
+def normalization_for(config: TrainConfig, train_paths: list[str], decoded: torch.Tensor | None) -> tuple | None:
+    """(mean, std) for the config's normalization: the training split's own, ImageNet's, or None."""
+    if config.normalization == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    if config.normalization == "dataset":
+        return dataset_mean_std(train_paths, config.image_size, decoded=decoded)
+    return None
+
+
+def fit(config: TrainConfig, samples: Sequence[tuple[str, int]], classes: list[str], hooks: Hooks | None = None,
+        stop: threading.Event | None = None, *, cache_bytes: int = DEFAULT_CACHE_BYTES, workers: int = 2,
+        model_fn: Callable[..., nn.Module] = build_model) -> FitResult:
+    """Train config on samples [(path, class index)]; never raises, the outcome is in result.status/message."""
+    hooks, stop, result = hooks or Hooks(), stop or threading.Event(), FitResult()
+    try:
+        _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, model_fn)
+        result.status, result.message = "completed", f"Trained {len(result.epochs)} epochs."
+    except Diverged as e:
+        result.status = "diverged"
+        result.message = (f"{e}. Lower the learning rate (try {config.lr / 10:g}), use the onecycle or cosine "
+                          "schedule, or turn normalization on.")
+    except Stopped:
+        result.status, result.message = "stopped", f"Stopped after {len(result.losses)} steps on request."
+    except Exception as e:  # noqa: BLE001 - any failure ends the run as `failed`, with its reason
+        # A ValueError is already a sentence for the user; anything else keeps its type for a bug report.
+        result.status, result.message = "failed", str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+    return result
+
+
+def _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, model_fn) -> None:
+    device = resolve_device(config.device)
+    data = prepare_data(config, samples, hooks, cache_bytes=cache_bytes, workers=workers, device=device)
+    result.mean_std = data.mean_std
+    torch.manual_seed(config.seed)  # weight init
+    model = model_fn(config.model, len(classes), config.image_size, pretrained=config.pretrained).to(device)
+    result.model = model
+    per_epoch = min(len(data.train), config.max_batches or len(data.train))
+    optimizer = make_optimizer(config, model.parameters())
+    scheduler = make_scheduler(config, optimizer, per_epoch * config.epochs)
+    augment = torch.Generator().manual_seed(config.seed + 2) if config.augment else None
+    prepare = batch_preparer(device, data.mean_std, augment)
+    hooks.on_start(per_epoch * config.epochs, classes, data.mean_std)
+    recorder = _Recorder(hooks, result.losses)
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        stats = train_epoch(model, device, data.train, optimizer, scheduler, epoch, prepare, recorder, stop, step,
+                            config.max_batches)
+        step = stats.step
+        val_loss, val_accuracy = evaluate(model, device, data.val, prepare, config.max_batches)
+        metrics = dict(epoch=epoch, train_loss=stats.train_loss, val_loss=val_loss, val_accuracy=val_accuracy,
+                       lr=optimizer.param_groups[0]["lr"], samples_per_sec=stats.samples / max(stats.seconds, 1e-9))
+        result.epochs.append(metrics)
+        hooks.on_epoch(epoch, metrics)
+
+
+class _Recorder(Hooks):
+    """Keeps every step's loss in the result, then passes the step on."""
+
+    def __init__(self, inner: Hooks, losses: list[float]):
+        self.inner, self.losses = inner, losses
+
+    def on_step(self, step, epoch, train_loss, lr, samples_per_sec) -> bool:
+        self.losses.append(train_loss)
+        return self.inner.on_step(step, epoch, train_loss, lr, samples_per_sec)
+
+
+def default_threads() -> int:
+    """Torch intra-op threads for a trainer: the cores this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

@@ -1,0 +1,314 @@
+"""The run store: every run's config, status and metrics in SQLite, checkpoints as files beside it.
+
+Trainers (a subprocess started by the app, or `python -m lib train` on any machine sharing the folder)
+write; pages read. Each call opens its own short-lived connection (a trainer's step metrics go through
+one StepWriter), the database is in WAL mode (readers never block the writer) and every write is one
+short transaction, so a trainer killed with SIGKILL leaves the database consistent. A run still marked
+`running` whose process is gone (same host) or whose heartbeat is stale (another host) reads back as
+`interrupted`. Stop is a column the trainer reads with each flush of steps, so it works across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lib.settings import runs_dir
+
+STATUSES = ("running", "completed", "stopped", "diverged", "failed", "interrupted")
+FINAL_STATUSES = STATUSES[1:]
+STALE_AFTER_S = 300.0  # heartbeat age after which another host's run counts as interrupted
+INTERRUPTED_MESSAGE = "The trainer ended without finishing (its process was killed or crashed); metrics up to then are kept."
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, name TEXT, created REAL, config TEXT, fingerprint TEXT, root TEXT, classes TEXT,
+    status TEXT, message TEXT, owner TEXT, pid INTEGER, host TEXT, heartbeat REAL, ended REAL,
+    stop_requested INTEGER NOT NULL DEFAULT 0, total_steps INTEGER, checkpoint TEXT);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT, step INTEGER, epoch INTEGER, train_loss REAL, lr REAL, samples_per_sec REAL,
+    PRIMARY KEY (run_id, step));
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT, epoch INTEGER, train_loss REAL, val_loss REAL, val_accuracy REAL, lr REAL, samples_per_sec REAL,
+    PRIMARY KEY (run_id, epoch));
+"""
+STEP_COLUMNS = ["step", "epoch", "train_loss", "lr", "samples_per_sec"]
+EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "samples_per_sec"]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the runs table, with config and classes parsed and the latest epoch's metrics."""
+
+    id: str
+    name: str
+    created: float
+    config: dict
+    fingerprint: str
+    root: str
+    classes: list[str]
+    status: str
+    message: str
+    owner: str | None
+    pid: int | None
+    host: str
+    heartbeat: float | None
+    ended: float | None
+    stop_requested: bool
+    total_steps: int | None
+    checkpoint: str | None
+    final: dict  # latest epoch row (EPOCH_COLUMNS) or {}
+
+    def summary(self) -> dict:
+        """The JSON shape of `python -m lib runs --json` (one run)."""
+        return {"run_id": self.id, "name": self.name, "status": self.status, "message": self.message,
+                "created": self.created, "owner": self.owner, "config": self.config, **self.final}
+
+
+class RunStore:
+    """The runs folder: `runs.sqlite` plus `checkpoints/<run_id>.pt`."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else runs_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / "runs.sqlite"
+        with self._db() as con:
+            con.execute("PRAGMA journal_mode=WAL")  # persistent: set once, readers never block the writer
+            con.executescript(_SCHEMA)
+
+    def connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30)
+        con.row_factory = sqlite3.Row
+        con.execute("PRAGMA busy_timeout=30000")
+        con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash, no fsync per step
+        return con
+
+    @contextmanager
+    def _db(self):
+        con = self.connect()
+        try:
+            with con:  # one transaction: commit on success, roll back on error
+                yield con
+        finally:
+            con.close()
+
+    # --- writes (trainer) -------------------------------------------------------------------------
+
+    def create_run(self, config: dict, *, root: str = "", fingerprint: str = "", classes: list[str] | None = None,
+                   owner: str | None = None, pid: int | None = None, name: str = "") -> str:
+        """Add a run with status `running` and return its id (sortable by time)."""
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        now = time.time()
+        with self._db() as con:
+            con.execute(
+                "INSERT INTO runs (id, name, created, config, fingerprint, root, classes, status, message, owner,"
+                " pid, host, heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', '', ?, ?, ?, ?)",
+                (run_id, name or run_id, now, json.dumps(config), fingerprint, str(root), json.dumps(classes or []),
+                 owner, pid, socket.gethostname(), now))
+        return run_id
+
+    def update_run(self, run_id: str, **values) -> None:
+        """Set columns of a run (pid, message, total_steps, fingerprint, classes) and beat its heartbeat."""
+        allowed = {"pid", "message", "total_steps", "fingerprint", "classes", "root", "host"}
+        if not set(values) <= allowed:
+            raise ValueError(f"Cannot update {sorted(set(values) - allowed)}; only {sorted(allowed)}.")
+        if "classes" in values:
+            values["classes"] = json.dumps(values["classes"])
+        values["heartbeat"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in values)
+        with self._db() as con:
+            con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*values.values(), run_id))
+
+    def record_step(self, run_id: str, step: int, epoch: int, train_loss: float, lr: float,
+                    samples_per_sec: float) -> bool:
+        """Append one step's metrics, beat the heartbeat, and return whether a stop was requested."""
+        now = time.time()
+        with self._db() as con:
+            con.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
+                        (run_id, step, epoch, train_loss, lr, samples_per_sec))
+            con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
+            row = con.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def step_writer(self, run_id: str, flush_s: float = 0.2) -> StepWriter:
+        """A buffered writer for a trainer's step metrics (see StepWriter)."""
+        return StepWriter(self, run_id, flush_s)
+
+    def record_epoch(self, run_id: str, epoch: int, train_loss: float, val_loss: float, val_accuracy: float,
+                     lr: float, samples_per_sec: float) -> None:
+        with self._db() as con:
+            con.execute("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, epoch, train_loss, val_loss, val_accuracy, lr, samples_per_sec))
+            con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
+
+    def finish(self, run_id: str, status: str, message: str = "", checkpoint: str | None = None) -> None:
+        """Set a final status (and the checkpoint's path, if one was saved)."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"Unknown final status {status!r}; use one of {', '.join(FINAL_STATUSES)}.")
+        with self._db() as con:
+            con.execute("UPDATE runs SET status = ?, message = ?, checkpoint = ?, ended = ?, heartbeat = ?"
+                        " WHERE id = ?", (status, message, checkpoint, time.time(), time.time(), run_id))
+
+    def request_stop(self, run_id: str) -> None:
+        """Ask the run's trainer, in whatever process, to stop after its current batch."""
+        with self._db() as con:
+            con.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run_id,))
+
+    def stop_requested(self, run_id: str) -> bool:
+        with self._db() as con:
+            row = con.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    # --- reads (pages, CLI) -----------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        runs = self._select("WHERE r.id = ?", (run_id,))
+        return runs[0] if runs else None
+
+    def list_runs(self, owner: str | None = None) -> list[RunRecord]:
+        """Every run, newest first; only `owner`'s when given (deployed mode)."""
+        if owner is None:
+            return self._select("", ())
+        return self._select("WHERE r.owner = ?", (owner,))
+
+    def running(self, owner: str | None = None) -> list[RunRecord]:
+        return [r for r in self.list_runs(owner) if r.status == "running"]
+
+    def steps(self, run_id: str, since_step: int = -1) -> pd.DataFrame:
+        """Step metrics (STEP_COLUMNS) after since_step, in order."""
+        with self._db() as con:
+            rows = con.execute(f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE run_id = ? AND step > ?"
+                               " ORDER BY step", (run_id, since_step)).fetchall()
+        return pd.DataFrame([tuple(r) for r in rows], columns=STEP_COLUMNS, dtype="float64")
+
+    def epochs(self, run_id: str) -> pd.DataFrame:
+        with self._db() as con:
+            rows = con.execute(f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch",
+                               (run_id,)).fetchall()
+        return pd.DataFrame([tuple(r) for r in rows], columns=EPOCH_COLUMNS, dtype="float64")
+
+    def _select(self, where: str, params: tuple) -> list[RunRecord]:
+        with self._db() as con:
+            self._mark_interrupted(con)
+            rows = con.execute(
+                "SELECT r.*, e.epoch AS f_epoch, e.train_loss AS f_train_loss, e.val_loss AS f_val_loss,"
+                " e.val_accuracy AS f_val_accuracy, e.lr AS f_lr, e.samples_per_sec AS f_samples_per_sec"
+                " FROM runs r LEFT JOIN epochs e ON e.run_id = r.id"
+                " AND e.epoch = (SELECT MAX(epoch) FROM epochs WHERE run_id = r.id)"
+                f" {where} ORDER BY r.created DESC", params).fetchall()
+        return [_record(row) for row in rows]
+
+    def _mark_interrupted(self, con: sqlite3.Connection) -> None:
+        """Runs marked running whose trainer is gone become `interrupted` (written, so it sticks)."""
+        for row in con.execute("SELECT id, pid, host, heartbeat FROM runs WHERE status = 'running'").fetchall():
+            if not trainer_alive(row["pid"], row["host"], row["heartbeat"]):
+                con.execute("UPDATE runs SET status = 'interrupted', message = ?, ended = ? WHERE id = ?"
+                            " AND status = 'running'", (INTERRUPTED_MESSAGE, time.time(), row["id"]))
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def checkpoint_path(self, run_id: str) -> Path:
+        return self.root / "checkpoints" / f"{run_id}.pt"
+
+    def save_checkpoint(self, run_id: str, model_state: dict, config: dict, classes: list[str], *,
+                        mean: tuple | None = None, std: tuple | None = None) -> str:
+        """Write model state, config, class names and the normalization used, atomically (temp, then rename)."""
+        import torch
+
+        path = self.checkpoint_path(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save({"model_state": model_state, "config": config, "classes": classes, "mean": mean, "std": std}, tmp)
+        os.replace(tmp, path)
+        return str(path)
+
+    def load_checkpoint(self, run_id: str) -> dict:
+        """The checkpoint dict: model_state, config, classes, mean, std.
+
+        Raises:
+            ValueError: when the run has no checkpoint (it did not complete).
+        """
+        import torch
+
+        path = self.checkpoint_path(run_id)
+        if not path.exists():
+            raise ValueError(f"Run {run_id} has no checkpoint; only completed or stopped runs save one.")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class StepWriter:
+    """A trainer's step metrics on one open connection, written in one short transaction at most every
+    flush_s seconds (the first step at once). Opening a connection and committing per step costs about a
+    millisecond, as much as a small model's whole step; batching keeps the store off the critical path.
+    The stop column is read at each flush, so a Stop from another process lands within one batch or
+    flush_s, whichever is longer. A SIGKILL loses at most the last flush_s of steps, never consistency."""
+
+    def __init__(self, store: RunStore, run_id: str, flush_s: float = 0.2):
+        self.con, self.run_id, self.flush_s = store.connect(), run_id, flush_s
+        self.pending: list[tuple] = []
+        self.last_flush = -float("inf")
+        self.stop = False
+
+    def step(self, step: int, epoch: int, train_loss: float, lr: float, samples_per_sec: float) -> bool:
+        """Buffer one step; flush when due. Returns whether a stop was requested (as of the last flush)."""
+        self.pending.append((self.run_id, step, epoch, train_loss, lr, samples_per_sec))
+        if time.monotonic() - self.last_flush >= self.flush_s:
+            self.flush()
+        return self.stop
+
+    def flush(self) -> bool:
+        """Write buffered steps and the heartbeat in one transaction, and read the stop column."""
+        with self.con:
+            self.con.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)", self.pending)
+            self.con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), self.run_id))
+            row = self.con.execute("SELECT stop_requested FROM runs WHERE id = ?", (self.run_id,)).fetchone()
+        self.pending.clear()
+        self.last_flush = time.monotonic()
+        self.stop = bool(row and row[0])
+        return self.stop
+
+    def close(self) -> None:
+        self.flush()
+        self.con.close()
+
+
+def trainer_alive(pid: int | None, host: str | None, heartbeat: float | None) -> bool:
+    """Whether a running run's trainer may still be working: its pid lives (same host) or it beat recently."""
+    if pid is not None and host == socket.gethostname():
+        return pid_alive(pid)
+    return heartbeat is not None and time.time() - heartbeat < STALE_AFTER_S
+
+
+def pid_alive(pid: int) -> bool:
+    """True when process pid exists and is not a zombie (a killed child not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc (macOS): the kill check is all we have
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    final = {c: row[f"f_{c}"] for c in EPOCH_COLUMNS} if row["f_epoch"] is not None else {}
+    return RunRecord(
+        id=row["id"], name=row["name"] or row["id"], created=row["created"], config=json.loads(row["config"] or "{}"),
+        fingerprint=row["fingerprint"] or "", root=row["root"] or "", classes=json.loads(row["classes"] or "[]"),
+        status=row["status"], message=row["message"] or "", owner=row["owner"], pid=row["pid"],
+        host=row["host"] or "", heartbeat=row["heartbeat"], ended=row["ended"],
+        stop_requested=bool(row["stop_requested"]), total_steps=row["total_steps"], checkpoint=row["checkpoint"],
+        final=final)

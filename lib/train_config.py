@@ -1,0 +1,78 @@
+"""The one set of training knobs, validated once and saved with every run and checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+MODELS = ("linear", "mlp", "cnn", "resnet18")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "step", "cosine", "onecycle")
+NORMALIZATIONS = ("dataset", "imagenet", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_CACHE_MB = 2048  # decoded images kept in memory up to this size (an execution knob, not a result one)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a run was made. Build with `TrainConfig(**kwargs)`; a bad value raises one-sentence ValueError.
+
+    optimizer "sgd" uses momentum 0.9. val_split is the fraction of each class held out for validation
+    (stratified). max_batches caps the batches per epoch (a dry run); None trains on every batch.
+    """
+
+    model: str = "cnn"
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    image_size: int = 32
+    augment: bool = False
+    normalization: str = "dataset"
+    val_split: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    max_batches: int | None = None
+    pretrained: bool = False
+    name: str = ""
+
+    def __post_init__(self):
+        _choice("model", self.model, MODELS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("normalization", self.normalization, NORMALIZATIONS)
+        _choice("device", self.device, DEVICES)
+        _at_least("epochs", self.epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        if not 4 <= self.image_size <= 1024:
+            raise ValueError(f"image_size {self.image_size} is out of range; choose between 4 and 1024 pixels.")
+        if not (self.lr > 0 and self.lr < float("inf")):
+            raise ValueError(f"lr must be a positive number, got {self.lr}; try 1e-3 for adam or 0.01 for sgd.")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be zero or positive, got {self.weight_decay}.")
+        if not 0.0 < self.val_split < 1.0:
+            raise ValueError(f"val_split must be between 0 and 1 (exclusive), got {self.val_split}; try 0.2.")
+        if self.max_batches is not None:
+            _at_least("max_batches", self.max_batches, 1)
+        if self.pretrained and self.model != "resnet18":
+            raise ValueError(f"Pretrained weights exist only for resnet18, not {self.model}; choose resnet18 or untick pretrained.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a saved dict; keys this version does not know are ignored (older/newer runs load)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(options)}.")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}.")

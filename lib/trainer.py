@@ -1,0 +1,54 @@
+"""The trainer's side of a run: engine hooks that write to the run store, and executing one run.
+
+Imported by `python -m lib train` (the process that trains), never by pages, so a page stays light.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from lib.engine import DEFAULT_CACHE_BYTES, FitResult, Hooks, fit
+from lib.store import RunStore
+from lib.train_config import TrainConfig
+
+
+class StoreHooks(Hooks):
+    """Engine hooks that write progress and metrics to the run store and read its stop column."""
+
+    def __init__(self, store: RunStore, run_id: str):
+        self.store, self.run_id = store, run_id
+        self.writer = store.step_writer(run_id)
+
+    def on_progress(self, message: str) -> bool:
+        self.store.update_run(self.run_id, message=message)
+        return self.store.stop_requested(self.run_id)
+
+    def on_start(self, total_steps: int, classes: list[str], mean_std: tuple | None) -> None:
+        self.store.update_run(self.run_id, total_steps=total_steps, classes=classes, message="training")
+
+    def on_step(self, step: int, epoch: int, train_loss: float, lr: float, samples_per_sec: float) -> bool:
+        return self.writer.step(step, epoch, train_loss, lr, samples_per_sec)
+
+    def on_epoch(self, epoch: int, metrics: dict) -> None:
+        self.writer.flush()  # every step of the epoch is in the store before its epoch row
+        self.store.record_epoch(self.run_id, **metrics)
+
+    def close(self) -> None:
+        """Write the steps still buffered (called before the final status)."""
+        self.writer.close()
+
+
+def execute_run(store: RunStore, run_id: str, config: TrainConfig, samples: list[tuple[str, int]],
+                classes: list[str], *, hooks: Hooks | None = None, stop: threading.Event | None = None,
+                cache_bytes: int = DEFAULT_CACHE_BYTES) -> FitResult:
+    """Train in this process, writing to the store; save a checkpoint for completed and stopped runs."""
+    hooks = hooks or StoreHooks(store, run_id)
+    result = fit(config, samples, classes, hooks, stop, cache_bytes=cache_bytes)
+    hooks.close()
+    checkpoint = None
+    if result.status in ("completed", "stopped") and result.model is not None:
+        state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
+        mean, std = result.mean_std or (None, None)
+        checkpoint = store.save_checkpoint(run_id, state, config.to_dict(), classes, mean=mean, std=std)
+    store.finish(run_id, result.status, result.message, checkpoint)
+    return result

@@ -1,0 +1,68 @@
+"""`python -m lib train` / `runs`: JSON contract, exit codes, no tracebacks, defaults in the help."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib.__main__ import build_parser, main
+from lib.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lib", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_train_json_then_runs_json_list_the_run(tmp_path):
+    done = cli("train", "sample", "--model", "mlp", "--epochs", "2", "--max-batches", "4", "--runs-dir", str(tmp_path),
+               "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "completed" and summary["epochs"] == 2 and summary["steps"] == 8
+    assert {"run_id", "train_loss", "val_loss", "val_accuracy", "samples_per_sec"} <= set(summary)
+    assert 0 <= summary["val_accuracy"] <= 1 and summary["samples_per_sec"] > 0
+    record = RunStore(tmp_path).get_run(summary["run_id"])
+    assert record.final["val_loss"] == pytest.approx(summary["val_loss"]) and record.checkpoint
+    listed = cli("runs", "--runs-dir", str(tmp_path), "--json")
+    runs = json.loads(listed.stdout)
+    assert [(r["run_id"], r["status"], r["config"]["model"]) for r in runs] == [(summary["run_id"], "completed", "mlp")]
+    assert runs[0]["val_accuracy"] == pytest.approx(summary["val_accuracy"])
+
+
+def test_diverged_run_exits_3_without_a_traceback_and_keeps_its_steps(tmp_path):
+    done = cli("train", "sample", "--model", "mlp", "--epochs", "1", "--lr", "1e6", "--optimizer", "sgd",
+               "--runs-dir", str(tmp_path), "--json")
+    assert done.returncode == 3
+    assert "Traceback" not in done.stderr + done.stdout
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "diverged" and "learning rate" in summary["message"]
+    assert len(RunStore(tmp_path).steps(summary["run_id"])) == summary["steps"] >= 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--epochs", "0"], "epochs must be"),
+    (["--val-split", "1.5"], "val_split"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, words):
+    assert main(["train", "sample", "--runs-dir", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and words in err and "\n" not in err
+    assert RunStore(tmp_path).list_runs() == []  # nothing was started
+
+
+def test_missing_folder_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nope"), "--runs-dir", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_every_option_states_its_default_in_the_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in ("train", "runs"):
+        for action in sub.choices[name]._actions:
+            if action.option_strings and action.dest != "help":
+                assert "default" in (action.help or ""), f"{name} {action.option_strings} has no default in its help"

@@ -1,0 +1,160 @@
+"""The engine against independent references: numpy statistics, torch's own loss, hand-built cases."""
+
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+import lib.engine as engine
+from lib.engine import (
+    Hooks,
+    TensorBatches,
+    augment_batch,
+    batch_preparer,
+    dataset_mean_std,
+    decode_images,
+    evaluate,
+    fit,
+    stratified_split,
+)
+from lib.images import load_rgb
+from lib.index import build_index
+from lib.sample import sample_root
+from lib.train_config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return build_index(str(sample_root()))
+
+
+class Recording(Hooks):
+    def __init__(self, stop_at: int | None = None, stop: threading.Event | None = None):
+        self.steps, self.epochs, self.stop_at, self.stop = [], [], stop_at, stop
+
+    def on_step(self, step, epoch, train_loss, lr, samples_per_sec):
+        self.steps.append((step, epoch, train_loss, lr))
+        if self.stop_at is not None and step >= self.stop_at:
+            self.stop.set()
+        return False
+
+    def on_epoch(self, epoch, metrics):
+        self.epochs.append(metrics)
+
+
+def test_two_epochs_on_the_sample_land_well_above_chance(sample):
+    result = fit(TrainConfig(model="mlp", image_size=32, epochs=2), sample.samples, sample.classes)
+    assert result.status == "completed", result.message
+    assert result.epochs[-1]["val_accuracy"] > 0.6  # 4 balanced classes: chance is 0.25
+
+
+def test_same_seed_gives_the_same_loss_trace_and_another_seed_does_not(sample):
+    config = TrainConfig(model="cnn", image_size=8, epochs=2, batch_size=16, max_batches=3, augment=True)
+    a = fit(config, sample.samples, sample.classes)
+    b = fit(config, sample.samples, sample.classes)
+    c = fit(dataclasses.replace(config, seed=1), sample.samples, sample.classes)
+    assert a.status == b.status == "completed"
+    assert len(a.losses) == 6 and a.losses == b.losses
+    assert c.losses != a.losses
+
+
+def test_huge_learning_rate_diverges_with_advice_and_keeps_metrics(sample):
+    hooks = Recording()
+    config = TrainConfig(model="mlp", image_size=16, epochs=2, lr=1e6, optimizer="sgd")
+    result = fit(config, sample.samples, sample.classes, hooks)
+    assert result.status == "diverged"
+    assert "lower the learning rate" in result.message.lower()
+    assert hooks.steps and all(np.isfinite(loss) for _, _, loss, _ in hooks.steps)
+    assert [loss for _, _, loss, _ in hooks.steps] == result.losses
+
+
+def test_stop_event_ends_the_run_after_the_current_batch(sample):
+    stop = threading.Event()
+    hooks = Recording(stop_at=3, stop=stop)
+    result = fit(TrainConfig(model="linear", image_size=16, epochs=5, batch_size=16), sample.samples, sample.classes,
+                 hooks, stop)
+    assert result.status == "stopped"
+    assert len(hooks.steps) == 3 and len(result.losses) == 3
+
+
+def test_an_exception_ends_as_failed_with_its_message(sample):
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            raise RuntimeError("boom in forward")
+
+    result = fit(TrainConfig(model="linear", image_size=16, epochs=1), sample.samples, sample.classes,
+                 model_fn=lambda *a, **k: Broken())
+    assert result.status == "failed" and "boom in forward" in result.message
+
+
+def test_images_are_decoded_once_when_they_fit_and_every_epoch_when_streamed(sample, monkeypatch):
+    calls = []
+    monkeypatch.setattr(engine, "load_rgb", lambda p: calls.append(p) or load_rgb(p))
+    subset = sample.samples[::8]  # 80 images, 20 per class
+    config = TrainConfig(model="linear", image_size=16, epochs=3, batch_size=16)
+    assert fit(config, subset, sample.classes).status == "completed"
+    assert len(calls) == len(subset)  # the statistics reuse the decoded tensor too
+    calls.clear()
+    assert fit(config, subset, sample.classes, cache_bytes=0, workers=0).status == "completed"
+    n_train = len(stratified_split([t for _, t in subset], 0.2, 0)[0])
+    assert len(calls) == 3 * len(subset) + n_train  # 3 epochs of train + val, plus one pass for mean/std
+
+
+def test_split_is_stratified_disjoint_and_complete():
+    targets = [0] * 50 + [1] * 30 + [2] * 20
+    train, val = stratified_split(targets, 0.2, seed=3)
+    assert sorted(train + val) == list(range(100)) and not set(train) & set(val)
+    assert [sum(targets[i] == c for i in val) for c in range(3)] == [10, 6, 4]
+    assert stratified_split(targets, 0.2, seed=3) == (train, val)
+    with pytest.raises(ValueError, match="at least 2"):
+        stratified_split([0, 0, 1], 0.2, seed=0)
+
+
+def test_dataset_mean_std_matches_numpy(sample):
+    paths = [p for p, _ in sample.samples[::32]]
+    pixels = np.stack([np.asarray(load_rgb(p).resize((16, 16), Image.BILINEAR)) for p in paths]) / 255.0
+    ref_mean, ref_std = pixels.mean(axis=(0, 1, 2)), pixels.std(axis=(0, 1, 2))
+    for decoded in (None, decode_images(paths, 16)):
+        mean, std = dataset_mean_std(paths, 16, decoded=decoded)
+        np.testing.assert_allclose(mean, ref_mean, atol=1e-6)
+        np.testing.assert_allclose(std, ref_std, atol=1e-6)
+
+
+def test_augmentation_is_a_flip_and_a_reflect_padded_crop_of_each_image():
+    x = torch.rand(16, 3, 8, 8)
+    out = augment_batch(x, torch.Generator().manual_seed(0)).numpy()
+    chosen = set()
+    for i in range(16):
+        options = {}
+        for flip in (False, True):
+            img = x[i].numpy()[:, :, ::-1] if flip else x[i].numpy()
+            padded = np.pad(img, ((0, 0), (1, 1), (1, 1)), mode="reflect")  # pad 8 // 8 = 1
+            for dy in range(3):
+                for dx in range(3):
+                    options[(flip, dy, dx)] = padded[:, dy:dy + 8, dx:dx + 8]
+        match = [k for k, v in options.items() if np.array_equal(v, out[i])]
+        assert match, f"image {i} is not a flip/crop of its input"
+        chosen.add(match[0])
+    assert len(chosen) > 3  # the draws differ between images
+
+
+def test_evaluate_sums_losses_over_uneven_batches_like_one_big_batch():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+    images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
+    targets = torch.randint(0, 3, (10,))
+    prepare = batch_preparer(torch.device("cpu"), None, None)
+    loss, accuracy = evaluate(model, torch.device("cpu"), TensorBatches(images, targets, 3, shuffle=False), prepare)
+    with torch.no_grad():
+        logits = model(images.float() / 255)
+    assert loss == pytest.approx(F.cross_entropy(logits, targets).item(), rel=1e-5)
+    assert accuracy == pytest.approx((logits.argmax(1) == targets).float().mean().item())

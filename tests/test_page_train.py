@@ -1,0 +1,57 @@
+"""The Train page under AppTest: form submit starts a dry run, the finished run draws its charts."""
+
+import os
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+from train_helpers import wait_for
+
+from lib.store import RunStore
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "train.py")
+
+
+def _page(tmp_path, monkeypatch, session_id: str = "s1") -> AppTest:
+    monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["session_id"] = session_id
+    return at
+
+
+def test_start_a_dry_run_from_the_form_and_see_the_loss_chart(tmp_path, monkeypatch):
+    at = _page(tmp_path, monkeypatch).run()
+    assert not at.exception and "No runs yet" in at.info[0].value
+    at.selectbox(key="train_model").set_value("mlp")
+    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_max_batches").set_value(3)
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.warning
+    store = RunStore(tmp_path)
+    (run,) = store.list_runs()
+    assert run.owner == "s1" and run.config["max_batches"] == 3
+    wait_for(lambda: store.get_run(run.id).status != "running")
+    at.run()
+    assert store.get_run(run.id).status == "completed", store.get_run(run.id).message
+    assert at.selectbox(key="train_run").value == run.id
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 3  # loss, accuracy, learning rate
+    assert any("Completed" in s.value for s in at.success)
+    assert {m.label: m.value for m in at.metric}["Batch"] == "3/3"
+
+
+def test_a_diverged_run_says_why_and_keeps_its_chart(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    run_id = store.create_run({"model": "mlp", "epochs": 1, "batch_size": 8}, owner="s1", pid=os.getpid())
+    store.record_step(run_id, 1, 1, 1.4, 10.0, 80.0)
+    store.finish(run_id, "diverged", "The training loss became nan at step 2. Lower the learning rate (try 1).")
+    at = _page(tmp_path, monkeypatch).run()
+    assert not at.exception
+    assert "Lower the learning rate" in at.error[0].value
+    assert len(at.get("vega_lite_chart")) == 2  # loss and learning rate; no epoch finished
+
+
+def test_deployed_mode_shows_only_this_sessions_runs(tmp_path, monkeypatch):
+    RunStore(tmp_path).create_run({"model": "cnn"}, owner="someone-else")
+    monkeypatch.setenv("TORCHSCOPE_MODE", "deployed")
+    at = _page(tmp_path, monkeypatch).run()
+    assert not at.exception and "No runs yet" in at.info[0].value

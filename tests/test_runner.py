@@ -1,0 +1,46 @@
+"""Starting runs outside the script run: refusals, the global cap, Stop across processes, crash reports."""
+
+import pytest
+from train_helpers import wait_for
+
+from lib.runner import check_capacity, start_run, stop_run
+from lib.sample import sample_root
+from lib.settings import Settings
+from lib.store import RunStore
+from lib.train_config import TrainConfig
+
+
+def _ended(store: RunStore, run_id: str):
+    record = store.get_run(run_id)
+    return record if record.status != "running" else None
+
+
+def test_one_run_per_owner_a_global_cap_and_stop_within_a_batch(tmp_path):
+    store, settings = RunStore(tmp_path), Settings(max_runs_global=1)
+    config = TrainConfig(model="mlp", epochs=100, image_size=16, batch_size=8)
+    run_id = start_run(config, sample_root(), store, "alice", settings=settings)
+    with pytest.raises(ValueError, match="still training"):
+        start_run(config, sample_root(), store, "alice", settings=settings)
+    with pytest.raises(ValueError, match="the limit is 1"):
+        start_run(config, sample_root(), store, "bob", settings=settings)
+    wait_for(lambda: len(store.steps(run_id)) >= 2)
+    stop_run(run_id, store)
+    record = wait_for(lambda: _ended(store, run_id))
+    assert record.status == "stopped" and record.checkpoint
+    steps = store.steps(run_id)
+    assert len(steps) >= 2 and steps["epoch"].max() < 100  # metrics kept, and it did stop early
+    check_capacity(store, "alice", settings)  # free again: no exception
+
+
+def test_a_trainer_that_cannot_start_leaves_a_failed_run_saying_why(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run_id = start_run(TrainConfig(), tmp_path / "no-such-folder", store, "carol", settings=Settings())
+    record = wait_for(lambda: _ended(store, run_id))
+    assert record.status == "failed" and "does not exist" in record.message
+
+
+def test_a_config_over_the_servers_limits_is_refused_before_anything_starts(tmp_path):
+    store = RunStore(tmp_path)
+    with pytest.raises(ValueError, match="at most 10 epochs"):
+        start_run(TrainConfig(epochs=11), sample_root(), store, "dave", settings=Settings(max_epochs=10))
+    assert store.list_runs() == []

@@ -1,0 +1,44 @@
+"""What the Train page shows, computed from the store: progress, ETA and status in words."""
+
+import os
+
+from lib.store import RunStore
+from lib.train_view import format_duration, run_label, run_progress, run_view, status_sentence
+
+
+def test_progress_and_eta_are_computed_from_the_steps(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create_run({"epochs": 4, "batch_size": 32}, pid=os.getpid())
+    store.update_run(run_id, total_steps=100)  # 25 steps per epoch
+    for step in range(1, 31):
+        store.record_step(run_id, step, (step - 1) // 25 + 1, 1.0, 0.1, 64.0)
+    view = run_view(store, run_id)
+    p = view.progress
+    assert (p.epoch, p.epochs, p.batch, p.steps_per_epoch, p.step) == (2, 4, 5, 25, 30)
+    assert p.samples_per_sec == 64.0 and p.eta_s == 70 * 32 / 64  # 70 batches of 32 at 64 images/s
+    assert p.fraction == 0.3
+
+
+def test_a_finished_run_has_no_eta_and_an_empty_one_has_no_rate(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create_run({"epochs": 1}, pid=os.getpid())
+    empty = run_progress(store.get_run(run_id), store.steps(run_id))
+    assert (empty.step, empty.samples_per_sec, empty.eta_s) == (0, None, None)
+    store.record_step(run_id, 1, 1, 1.0, 0.1, 10.0)
+    store.finish(run_id, "completed")
+    assert run_progress(store.get_run(run_id), store.steps(run_id)).eta_s is None
+
+
+def test_diverged_and_failed_runs_say_why(tmp_path):
+    store = RunStore(tmp_path)
+    for status, why in [("diverged", "lower the learning rate"), ("failed", "OSError: disk full")]:
+        run_id = store.create_run({"model": "cnn"}, name=f"r-{status}")
+        store.finish(run_id, status, why)
+        record = store.get_run(run_id)
+        assert status_sentence(record) == f"{status.capitalize()}: {why}"
+        assert run_label(record) == f"r-{status} · cnn · {status}"
+    assert run_view(store, "missing") is None
+
+
+def test_durations_read_naturally():
+    assert [format_duration(s) for s in (None, 12.4, 185, 3725)] == ["-", "12 s", "3 min 05 s", "1 h 02 min"]
