@@ -132,6 +132,7 @@ def main() -> None:
         [
             st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:", url_path="dataset", default=True),
             st.Page("pages/channels.py", title="Channels", icon=":material/palette:", url_path="channels"),
+            st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
         ]
     )
     nav.run()

@@ -19,6 +19,7 @@ from lib.index import DatasetIndex, build_index, verify_index
 from lib.jobs import BackgroundJob
 from lib.settings import Settings, load_settings
 from lib.stats import ChannelStats, Progress, StatsConfig, channel_stats
+from lib.store import RunStore
 
 
 def settings() -> Settings:
@@ -31,6 +32,13 @@ def settings() -> Settings:
     except Exception:  # noqa: BLE001 - no secrets file is the normal local case
         secrets = {}
     return load_settings(secrets)
+
+
+@st.cache_resource(show_spinner=False)
+def run_store(root: str) -> RunStore:
+    """The run store at root (schema, WAL) opened once per server. It holds a path and opens a
+    connection per call, so sharing it is safe; runs, metrics and models are never cached."""
+    return RunStore(root)
 
 
 _last_sweep = [0.0]

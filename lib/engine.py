@@ -131,14 +131,18 @@ def dataset_mean_std(paths: Sequence[str], image_size: int, *, decoded: torch.Te
                      ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of the resized images, pixel values in [0, 1].
 
-    Uses `decoded` (N, 3, S, S) uint8 when given, else decodes paths one at a time. The one place
-    to swap in lib.stats.channel_stats.
+    Uses `decoded` (N, 3, S, S) uint8 when the images are already in memory; else lib.stats's exact,
+    streaming, parallel statistics over the files, with the same resize.
     """
+    if decoded is None:
+        from lib.stats import StatsConfig, channel_stats
+
+        stats = channel_stats(list(paths), StatsConfig(size=image_size))
+        return tuple(stats.mean), tuple(stats.std)
     total = torch.zeros(3, dtype=torch.float64)
     squares = torch.zeros(3, dtype=torch.float64)
     count = 0
-    chunks = decoded.split(512) if decoded is not None else (decode_one(p, image_size)[None] for p in paths)
-    for chunk in chunks:
+    for chunk in decoded.split(512):
         x = chunk.to(torch.float64).div_(255).transpose(0, 1).reshape(3, -1)  # (3, B*S*S)
         total += x.sum(1)
         squares += (x * x).sum(1)

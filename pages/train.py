@@ -15,11 +15,12 @@ import uuid
 
 import streamlit as st
 
-from lib.cache_train import run_store
+from lib import cache
+from lib.cache import run_store
 from lib.charts_train import accuracy_chart, loss_chart, lr_chart
 from lib.runner import start_run, stop_run
 from lib.sample import sample_root
-from lib.settings import load_settings, runs_dir
+from lib.settings import runs_dir
 from lib.train_config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
 from lib.train_view import RunView, format_duration, run_label, run_view, status_sentence
 
@@ -28,7 +29,7 @@ STATUS_BOX = {"running": st.info, "completed": st.success, "stopped": st.info,
               "diverged": st.error, "failed": st.error, "interrupted": st.warning}
 
 st.title("Train")
-settings = load_settings()
+settings = cache.settings()
 if "session_id" not in st.session_state:
     st.session_state.session_id = uuid.uuid4().hex
 root = st.session_state.get("dataset_root") or str(sample_root())

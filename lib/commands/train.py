@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 
-from lib.index import build_index
-from lib.sample import sample_root
+from lib.index import build_index, verify_index
 from lib.sources import cli_root
 from lib.store import RunStore
 from lib.train_config import DEFAULT_CACHE_MB, MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -68,7 +68,10 @@ def run(args) -> int:
     store = RunStore(args.runs_dir)
     run_id, config = _claim_run(store, args)
     try:
-        index = build_index(str(source_root(args.source)))
+        # Decode every image once first: a truncated file is left out and reported, not a failed run.
+        index = verify_index(build_index(str(cli_root(args.source))))
+        for bad in index.bad_files:
+            print(f"skipped {bad.path}: {bad.reason}", file=sys.stderr)
         if index.num_images == 0:
             raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")
     except (ValueError, OSError) as e:
@@ -95,11 +98,6 @@ def run(args) -> int:
             signal.signal(sig, handler)
     _report(run_id, result, args.json)
     return EXIT_CODES[result.status]
-
-
-def source_root(arg: str):
-    """The folder for SOURCE. `sample` directly: the same folder cli_root gives, without its archive imports."""
-    return sample_root() if arg == "sample" else cli_root(arg)
 
 
 def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig]:
