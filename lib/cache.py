@@ -17,7 +17,7 @@ from PIL import Image
 from lib import explore, images, sessions
 from lib.index import DatasetIndex, build_index, verify_index
 from lib.jobs import BackgroundJob
-from lib.settings import Settings, load_settings
+from lib.settings import Settings, load_settings, runs_dir
 from lib.stats import ChannelStats, Progress, StatsConfig, channel_stats
 from lib.store import RunStore
 
@@ -51,8 +51,10 @@ def sweep_idle_sessions(current_session: str) -> list[str]:
         return []
     _last_sweep[0] = now
     removed = [s for s in sessions.idle_sessions(settings().session_idle_minutes * 60, now) if s != current_session]
+    store = run_store(str(runs_dir()))
     for session_id in removed:
         sessions.remove_session(session_id)
+        store.delete_owner_runs(session_id)
     return removed
 
 

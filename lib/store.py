@@ -168,6 +168,24 @@ class RunStore:
             row = con.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
 
+    def delete_owner_runs(self, owner: str) -> int:
+        """Remove an owner's finished runs with their metrics and checkpoints; ask running ones to stop.
+
+        Returns how many runs were deleted (a stopped run goes on the next sweep).
+        """
+        runs = self.list_runs(owner)
+        for r in runs:
+            if r.status == "running":
+                self.request_stop(r.id)
+        done = [r.id for r in runs if r.status != "running"]
+        with self._db() as con:
+            for run_id in done:
+                for table, column in (("steps", "run_id"), ("epochs", "run_id"), ("runs", "id")):
+                    con.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+        for run_id in done:
+            self.checkpoint_path(run_id).unlink(missing_ok=True)
+        return len(done)
+
     # --- reads (pages, CLI) -----------------------------------------------------------------------
 
     def get_run(self, run_id: str) -> RunRecord | None:

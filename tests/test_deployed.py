@@ -184,3 +184,29 @@ def test_upload_opens_in_its_own_session_only(monkeypatch):
     # B cannot open A's upload even by naming its path.
     with pytest.raises(ValueError, match="another session"):
         resolve_root(Source("upload", a.session_state["source"].value), load_settings({}, env={}), sessions.session_dir(b.session_state["session_id"]))
+
+
+def test_idle_session_sweep_removes_its_runs_and_uploads(monkeypatch, tmp_path):
+    from lib import cache
+    from lib.store import RunStore
+
+    monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path / "runs"))
+    store = RunStore(tmp_path / "runs")
+    idle, active = "e" * 32, "f" * 32
+    kept = store.create_run({"model": "linear"}, owner=active)
+    gone = store.create_run({"model": "linear"}, owner=idle)
+    running = store.create_run({"model": "linear"}, owner=idle)
+    store.record_step(gone, 1, 0, 1.0, 0.1, 10.0)
+    store.finish(gone, "completed")
+    store.finish(kept, "completed")
+    store.update_run(running, pid=os.getpid())  # alive: still running
+    for sid in (idle, active):
+        sessions.touch(sid)
+    past = time.time() - 10 * 3600
+    os.utime(sessions.session_dir(idle) / sessions.HEARTBEAT, (past, past))
+    monkeypatch.setattr(cache, "_last_sweep", [0.0])
+    assert cache.sweep_idle_sessions(active) == [idle]
+    assert store.get_run(gone) is None and store.steps(gone).empty
+    assert store.get_run(kept) is not None
+    assert store.stop_requested(running)  # a running trainer is asked to stop, then swept later
+    assert not (sessions.session_dir(active).parent / idle).exists()
