@@ -7,7 +7,7 @@ import pandas as pd
 
 from lib.series import MAX_POINTS, downsample, ema
 
-STEP_X = alt.X("step:Q", title="Step (batches)")
+STEP_X = alt.X("step:Q", title="Step (batches)", axis=alt.Axis(tickMinStep=1, format="d"))
 
 
 def loss_chart(steps: pd.DataFrame, epochs: pd.DataFrame, *, smoothing: float = 0.0, steps_per_epoch: int | None = None,

@@ -93,7 +93,15 @@ def format_duration(seconds: float | None) -> str:
 
 
 def run_label(record: RunRecord) -> str:
-    """How a run reads in the runs list."""
+    """How a run reads in the runs picker. No status: a keyed selectbox keeps the label it first showed."""
     model = record.config.get("model", "?")
     name = record.name if record.name != record.id else record.id
-    return f"{name} · {model} · {record.status}"
+    return f"{name} · {model}"
+
+
+def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
+    """One row per run for the runs table: name, model, status, final metrics."""
+    rows = [{"run": r.name or r.id, "model": r.config.get("model", "?"), "status": r.status,
+             "val accuracy": r.final.get("val_accuracy"), "val loss": r.final.get("val_loss"),
+             "started": pd.Timestamp(r.created, unit="s")} for r in runs]
+    return pd.DataFrame(rows, columns=["run", "model", "status", "val accuracy", "val loss", "started"])

@@ -20,9 +20,10 @@ from lib.cache import run_store
 from lib.charts_train import accuracy_chart, loss_chart, lr_chart
 from lib.runner import start_run, stop_run
 from lib.sample import sample_root
+from lib.series import MAX_POINTS
 from lib.settings import runs_dir
 from lib.train_config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
-from lib.train_view import RunView, format_duration, run_label, run_view, status_sentence
+from lib.train_view import RunView, format_duration, run_label, run_view, runs_table, status_sentence
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0)
 STATUS_BOX = {"running": st.info, "completed": st.success, "stopped": st.info,
@@ -89,6 +90,9 @@ def draw(view: RunView) -> None:
     if view.steps.empty:
         st.caption("No batch has finished yet.")
         return
+    n = len(view.steps)
+    st.caption(f"Steps recorded: {n:,}" + (f"; drawn as at most {MAX_POINTS:,} points per line, each bucket's "
+                                            "minimum and maximum kept, so no spike is hidden" if n > MAX_POINTS else ""))
     smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="train_smoothing")
     st.altair_chart(loss_chart(view.steps, view.epochs, smoothing=smoothing, steps_per_epoch=p.steps_per_epoch),
                     width="stretch", key="train_loss_chart")
@@ -129,6 +133,10 @@ if st.session_state.get("train_run") not in labels:
     st.session_state.train_run = runs[0].id
 run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="train_run")
 record = next(r for r in runs if r.id == run_id)
+with st.expander(f"All runs ({len(runs)})"):
+    st.dataframe(runs_table(runs), hide_index=True, column_config={
+        "val accuracy": st.column_config.NumberColumn(format="percent"),
+        "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
 with st.expander("Configuration"):
     st.json({"run_id": record.id, "dataset": record.root, **record.config})
 show(run_id, record.status == "running")

@@ -3,7 +3,7 @@
 import os
 
 from lib.store import RunStore
-from lib.train_view import format_duration, run_label, run_progress, run_view, status_sentence
+from lib.train_view import format_duration, run_label, run_progress, run_view, runs_table, status_sentence
 
 
 def test_progress_and_eta_are_computed_from_the_steps(tmp_path):
@@ -36,7 +36,9 @@ def test_diverged_and_failed_runs_say_why(tmp_path):
         store.finish(run_id, status, why)
         record = store.get_run(run_id)
         assert status_sentence(record) == f"{status.capitalize()}: {why}"
-        assert run_label(record) == f"r-{status} · cnn · {status}"
+        assert run_label(record) == f"r-{status} · cnn"
+    table = runs_table(store.list_runs())
+    assert sorted(table["status"]) == ["diverged", "failed"] and table["val accuracy"].isna().all()
     assert run_view(store, "missing") is None
 
 
