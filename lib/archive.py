@@ -21,13 +21,13 @@ import re
 import shutil
 import stat
 import struct
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from lib.folders import publish_folder
 from lib.images import is_image_file
 
 MARKER = ".torchscope-extracted"  # hidden: the index never lists it
@@ -172,21 +172,14 @@ def _sha256_prefix(path: Path) -> str:
 
 def _extract_atomically(path: Path, members: list[_Member], root: tuple[str, ...], final: Path) -> None:
     """Extract into a temporary folder beside `final`, write the marker last, then rename into place."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         with zipfile.ZipFile(path) as zf, open(path, "rb") as raw:
             for m in members:
                 _extract_member(zf, raw, m, tmp, path.name)
         (tmp / MARKER).write_text(json.dumps({"root": "/".join(root)}))
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another caller won the race, or a stale unfinished folder is in the way
-            if not (final / MARKER).is_file():
-                shutil.rmtree(final, ignore_errors=True)
-                os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_folder(final, build, MARKER)
 
 
 def _extract_member(zf: zipfile.ZipFile, raw: BinaryIO, m: _Member, dest: Path, archive: str) -> None:

@@ -16,13 +16,13 @@ import gzip
 import hashlib
 import os
 import pickle
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from lib.folders import publish_folder
 
 BUILTINS = ("CIFAR10", "MNIST", "FashionMNIST")
 Progress = Callable[[int, int], None]  # (done, total)
@@ -193,19 +193,12 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 
 def _export_atomically(images, labels, classes: list[str], final: Path, progress: Progress | None) -> None:
     """Write PNGs into a temp folder beside `final`, the marker last, then rename into place."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
+
+    def build(tmp: Path) -> None:
         _write_pngs(images, labels, [c.replace("/", "_") for c in classes], tmp, progress)
         (tmp / MARKER).touch()
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another caller won the race, or a stale unfinished folder is in the way
-            if not (final / MARKER).exists():
-                shutil.rmtree(final, ignore_errors=True)
-                os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_folder(final, build, MARKER)
 
 
 def _write_pngs(images: np.ndarray, labels: np.ndarray, folders: list[str], dest: Path, progress) -> None:

@@ -6,14 +6,12 @@ position and size; each class leans towards its own hue so the channel statistic
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lib.folders import publish_folder
 from lib.settings import cache_dir
 
 CLASSES = ("circle", "cross", "square", "triangle")
@@ -70,16 +68,8 @@ def write_sample(root: Path, per_class: int = PER_CLASS, seed: int = 0) -> None:
 
 def _generate_atomically(root: Path) -> None:
     # Several sessions may start at once: build aside, then rename into place.
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=root.parent))
-    try:
+    def build(tmp: Path) -> None:
         write_sample(tmp)
         (tmp / ".complete").touch()
-        try:
-            os.rename(tmp, root)
-        except OSError:  # another process won the race, or a stale incomplete folder is there
-            if not (root / ".complete").exists():
-                shutil.rmtree(root, ignore_errors=True)
-                os.rename(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_folder(root, build, ".complete")

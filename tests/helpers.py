@@ -26,3 +26,24 @@ def write_truncated_jpeg(path: Path, size=(64, 64)) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A .zip archive in memory holding members {name: data}."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def png_bytes(seed: int, size: int = 8) -> bytes:
+    """A small random RGB PNG, encoded."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from lib import sessions
 from lib.settings import DEPLOYED_DEFAULTS, load_settings
 from lib.sources import Source, check_dataset_limits, resolve_root, source_from_params
+from tests.helpers import png_bytes, zip_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
@@ -101,26 +102,8 @@ def test_upload_source_must_live_in_its_session(tmp_path):
         resolve_root(Source("upload", str(mine / ".." / ("d" * 32) / "x.zip")), local, mine)
 
 
-def _zip_bytes(members: dict[str, bytes]) -> bytes:
-    import io
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
 
 
-def _png(seed: int) -> bytes:
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def _upload(at: AppTest, name: str, data: bytes) -> None:
@@ -161,7 +144,7 @@ def _images(at: AppTest) -> int:
 )
 def test_hostile_uploads_are_refused_through_the_upload_box(monkeypatch, members, message):
     at = _deployed_upload_app(monkeypatch)
-    data = b"plain text, not a zip" if None in members.values() else _zip_bytes(members)
+    data = b"plain text, not a zip" if None in members.values() else zip_bytes(members)
     _upload(at, "evil.zip", data)
     assert message in at.session_state["source_error"]
     assert at.session_state["source"].kind == "sample"  # what was open stays open
@@ -173,7 +156,7 @@ def test_upload_opens_in_its_own_session_only(monkeypatch):
     a = _deployed_upload_app(monkeypatch)
     b = AppTest.from_string(SIDEBAR_ONLY, default_timeout=120)
     b.run()
-    _upload(a, "pets.zip", _zip_bytes({f"pets/{c}/{i}.png": _png(i) for c in ("cat", "dog") for i in range(3)}))
+    _upload(a, "pets.zip", zip_bytes({f"pets/{c}/{i}.png": png_bytes(i) for c in ("cat", "dog") for i in range(3)}))
     assert a.session_state["source_error"] is None
     root = Path(a.session_state["dataset_root"])
     assert root.is_relative_to(sessions.session_dir(a.session_state["session_id"]))

@@ -1,13 +1,10 @@
 """Deployed mode in a real browser: two visitors side by side, uploads, refusals."""
 
-import io
-import zipfile
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from tests.browser.conftest import start_app, stop_app, wait_idle
+from tests.helpers import png_bytes, zip_bytes
 
 pytestmark = pytest.mark.browser
 ERRORS = "[data-testid='stException']"
@@ -20,18 +17,8 @@ def deployed_url(tmp_path_factory, browser):
     stop_app(proc)
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
 
 
-def _png(seed: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def _visitor(browser, url):
@@ -58,14 +45,14 @@ def test_two_visitors_uploads_stay_apart(browser, deployed_url):
         for page in (a, b):
             assert page.locator("[data-testid='stSidebar']").get_by_text("Folder on the server").count() == 0
             assert page.locator("[data-testid='stSidebar'] input[type='text']").count() == 0
-        _upload(a, "pets.zip", _zip({f"pets/{c}/{i}.png": _png(i) for c in ("cat", "dog") for i in range(3)}))
+        _upload(a, "pets.zip", zip_bytes({f"pets/{c}/{i}.png": png_bytes(i) for c in ("cat", "dog") for i in range(3)}))
         a.locator("[data-testid='stMetric']", has_text="Images").get_by_text("6", exact=True).wait_for()
         b.reload()
         b.get_by_role("heading", name="Dataset").wait_for()
         wait_idle(b)
         b.locator("[data-testid='stMetric']", has_text="Images").get_by_text("640").wait_for()
         # A hostile archive is refused in one sentence; A's own dataset stays open.
-        _upload(a, "evil.zip", _zip({"../../escape.png": _png(0)}))
+        _upload(a, "evil.zip", zip_bytes({"../../escape.png": png_bytes(0)}))
         a.locator("[data-testid='stSidebar'] [data-testid='stAlertContentError']").wait_for()
         assert ".." in a.locator("[data-testid='stSidebar'] [data-testid='stAlertContentError']").inner_text()
         assert a.locator("[data-testid='stMetric']", has_text="Images").get_by_text("6", exact=True).count() == 1
