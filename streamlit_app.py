@@ -1,5 +1,6 @@
 """Torchscope: the router. Page config, the shared data-source sidebar, navigation over pages/."""
 
+import os
 import uuid
 
 import streamlit as st
@@ -16,8 +17,8 @@ from lib.sources import (
 )
 
 # Widget keys of the shared sidebar.
-KEY_KIND, KEY_PATH, KEY_UPLOAD, KEY_BUILTIN, KEY_BUILTIN_ROOT, KEY_OPEN = (
-    "source_kind", "source_path", "source_upload", "builtin_name", "builtin_root", "source_open",
+KEY_KIND, KEY_PATH, KEY_UPLOAD, KEY_BUILTIN, KEY_BUILTIN_ROOT, KEY_OPEN, KEY_DOWNLOAD = (
+    "source_kind", "source_path", "source_upload", "builtin_name", "builtin_root", "source_open", "builtin_download",
 )
 LABELS = {
     "sample": "Built-in sample",
@@ -80,13 +81,29 @@ def source_inputs(kind: str) -> Source | None:
         return Source(kind, path) if path else None
     if kind == "upload":
         return uploaded_source()
-    from lib.builtin_datasets import BUILTINS
+    from lib.builtin_datasets import BUILTINS, builtin_available
 
     name = st.selectbox("Dataset", BUILTINS, key=KEY_BUILTIN)
     if cache.settings().deployed:
         return Source("builtin", name)
     root = st.text_input("Folder holding its files", key=KEY_BUILTIN_ROOT, placeholder="~/data").strip()
-    return Source("builtin", name, root) if root else None
+    if root and not builtin_available(name, os.path.expanduser(root)):
+        st.caption(f"{name}'s files are not in that folder.")
+        if st.button(f"Download {name} there", key=KEY_DOWNLOAD, help="Needs a connection to the internet."):
+            download(name, os.path.expanduser(root))
+    return Source("builtin", name, os.path.expanduser(root)) if root else None
+
+
+def download(name: str, root: str) -> None:
+    """Fetch a built-in dataset with torchvision, only because the user asked; say so when offline."""
+    from lib.builtin_datasets import download_builtin
+
+    with st.spinner(f"Downloading {name}…"):
+        try:
+            download_builtin(name, root)
+            st.session_state.source_error = None
+        except ValueError as e:
+            st.session_state.source_error = str(e)
 
 
 def uploaded_source() -> Source | None:

@@ -193,3 +193,21 @@ def test_idle_session_sweep_removes_its_runs_and_uploads(monkeypatch, tmp_path):
     assert store.get_run(kept) is not None
     assert store.stop_requested(running)  # a running trainer is asked to stop, then swept later
     assert not (sessions.session_dir(active).parent / idle).exists()
+
+
+def test_builtin_download_offline_is_one_sentence_in_the_sidebar(monkeypatch, tmp_path):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    at = AppTest.from_string(SIDEBAR_ONLY, default_timeout=120)
+    at.session_state["source_kind"] = "builtin"
+    at.session_state["builtin_name"] = "MNIST"
+    at.session_state["builtin_root"] = str(tmp_path)
+    at.run()
+    at.button(key="builtin_download").click().run()
+    assert not at.exception
+    assert "Could not download MNIST" in at.session_state["source_error"]
+    assert at.session_state["source"].kind == "sample"
