@@ -75,7 +75,7 @@ async def tour(page, start: str, times: list) -> None:
     i = PAGES.index(start)
     for _ in range(TOURS):
         for name in PAGES[i + 1:] + PAGES[:i + 1]:
-            times.append(await visit(page, name))
+            times.append((name, await visit(page, name)))
 
 
 async def start_training(page) -> bool:
@@ -88,10 +88,12 @@ async def start_training(page) -> bool:
         await page.locator(STOP).wait_for(timeout=90_000)  # the trainer subprocess imports torch first
         return True
     except PlaywrightError:
-        return False
+        return False  # the trainer never showed as running
 
 
-async def stop_training(page) -> str:
+async def stop_training(page, started: bool) -> str:
+    if not started:
+        return "did not start"
     try:
         if not await page.locator(STOP).count():
             return "had finished before Stop"
@@ -122,16 +124,16 @@ async def scenario_b(browser, url: str) -> tuple[list, list]:
         started = await asyncio.gather(*(start_training(p) for p in pages[:TRAINERS]))
         times: list[list] = [[] for _ in pages]
         await asyncio.gather(*(tour(p, "Train" if i < TRAINERS else "Dataset", times[i]) for i, p in enumerate(pages)))
-        ends = await asyncio.gather(*(stop_training(p) for p, ok in zip(pages, started) if ok))
-        return sum(times, []), [f"trainer {i + 1}: " + (ends.pop(0) if ok else "did not start") for i, ok in
-                                enumerate(started)]
+        ends = await asyncio.gather(*(stop_training(p, ok) for p, ok in zip(pages, started)))
+        return sum(times, []), [f"trainer {i + 1}: {end}" for i, end in enumerate(ends)]
     finally:
         for context in contexts:
             await context.close()
 
 
-def summary(times: list) -> tuple[int, float, float]:
-    ok = [t for t in times if t is not None]
+def summary(times: list, page: str | None = None) -> tuple[int, float, float]:
+    """Visits answered, median and slowest seconds, over (page, seconds) pairs; of one page when given."""
+    ok = [t for name, t in times if t is not None and page in (None, name)]
     return len(ok), statistics.median(ok) if ok else float("nan"), max(ok) if ok else float("nan")
 
 
@@ -140,7 +142,9 @@ def report(a: list, b: list, trainers: list) -> bool:
     print(f"1 session : {na}/{len(a)} pages answered, median {med_a:.2f} s, slowest {max_a:.2f} s")
     print(f"{SESSIONS} sessions ({TRAINERS} training): {nb}/{len(b)} pages answered, median {med_b:.2f} s, "
           f"slowest {max_b:.2f} s (x{max_b / max_a:.1f} slowest, x{med_b / med_a:.1f} median vs 1 session)")
-    print("; ".join(trainers))
+    print("  by page under load: " + ", ".join("{} median {:.2f} s, slowest {:.2f} s".format(name, *summary(b, name)[1:])
+                                             for name in PAGES))
+    print("  " + "; ".join(trainers))
     return na == len(a) and nb == len(b) and all(t.endswith("stopped") or "finished" in t for t in trainers)
 
 

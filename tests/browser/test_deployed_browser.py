@@ -1,6 +1,8 @@
 """Deployed mode in a real browser: two visitors side by side, uploads, refusals."""
 
 
+import re
+
 import pytest
 
 from tests.browser.conftest import start_app, stop_app, wait_idle
@@ -21,12 +23,12 @@ def deployed_url(tmp_path_factory, browser):
 
 
 
-def _visitor(browser, url):
+def _visitor(browser, url, heading: str = "Dataset"):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
-    page.get_by_role("heading", name="Dataset").wait_for()
+    page.get_by_role("heading", name=heading, exact=True).wait_for()
     wait_idle(page)
     return context, page
 
@@ -57,6 +59,25 @@ def test_two_visitors_uploads_stay_apart(browser, deployed_url):
         assert ".." in a.locator("[data-testid='stSidebar'] [data-testid='stAlertContentError']").inner_text()
         assert a.locator("[data-testid='stMetric']", has_text="Images").get_by_text("6", exact=True).count() == 1
         assert a.locator(ERRORS).count() == 0 and b.locator(ERRORS).count() == 0
+    finally:
+        ctx_a.close()
+        ctx_b.close()
+
+
+def test_a_visitors_runs_are_invisible_to_another(browser, deployed_url):
+    ctx_a, a = _visitor(browser, f"{deployed_url}/train", "Train")
+    ctx_b, b = _visitor(browser, f"{deployed_url}/train", "Train")
+    try:
+        sidebar = a.locator("[data-testid='stSidebar']")
+        sidebar.get_by_label("Epochs").fill("1")
+        sidebar.get_by_label("Batches per epoch (0 = all)").fill("2")
+        sidebar.get_by_role("button", name="Start").click()
+        a.get_by_text(re.compile(r"^Steps recorded: ")).first.wait_for(timeout=90_000)
+        b.reload()
+        b.get_by_role("heading", name="Train", exact=True).wait_for()
+        wait_idle(b)
+        b.get_by_text("No runs yet").wait_for()
+        assert b.locator(ERRORS).count() == 0
     finally:
         ctx_a.close()
         ctx_b.close()
