@@ -12,6 +12,7 @@ store's stop column, which the trainer reads after a batch at least every 0.2 s,
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -62,12 +63,19 @@ def start_run(config: TrainConfig, root: str | Path, store: RunStore, owner: str
         log = store.root / "logs" / f"{run_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "lib", "train", str(root), "--run-id", run_id, "--runs-dir", str(store.root)]
+        if settings.deployed:  # concurrent trainers share the cores, and leave the server its share
+            cmd += ["--threads", str(trainer_threads(settings))]
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         store.update_run(run_id, pid=proc.pid)
     threading.Thread(target=_reap, args=(proc, store, run_id, log), daemon=True, name=f"reap-{run_id}").start()
     return run_id
+
+
+def trainer_threads(settings: Settings, cores: int | None = None) -> int:
+    """Torch threads for one trainer when up to max_runs_global train at once beside the server."""
+    return max(1, (cores or os.cpu_count() or 1) // settings.max_runs_global)
 
 
 def stop_run(run_id: str, store: RunStore) -> None:

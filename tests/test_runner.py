@@ -44,3 +44,11 @@ def test_a_config_over_the_servers_limits_is_refused_before_anything_starts(tmp_
     with pytest.raises(ValueError, match="at most 10 epochs"):
         start_run(TrainConfig(epochs=11), sample_root(), store, "dave", settings=Settings(max_epochs=10))
     assert store.list_runs() == []
+
+
+def test_deployed_trainers_split_the_cores():
+    from lib.runner import trainer_threads
+    from lib.settings import load_settings
+
+    two_runs = load_settings({}, env={"TORCHSCOPE_MODE": "deployed", "TORCHSCOPE_MAX_RUNS_GLOBAL": "2"})
+    assert [trainer_threads(two_runs, cores) for cores in (1, 2, 16)] == [1, 1, 8]
