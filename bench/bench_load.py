@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -98,8 +99,10 @@ async def stop_training(page, started: bool) -> str:
         if not await page.locator(STOP).count():
             return "had finished before Stop"
         await page.locator(STOP).click()
-        await page.get_by_text("Stopped on request").first.wait_for()
-        return "stopped"
+        # The run may finish its last epoch between our look and the click.
+        ended = page.get_by_text(re.compile(r"^(Stopped on request|Completed\.)")).first
+        await ended.wait_for()
+        return "stopped" if (await ended.inner_text()).startswith("Stopped") else "completed before Stop landed"
     except PlaywrightError as e:
         return f"Stop failed ({str(e).splitlines()[0]})"
 
