@@ -1,5 +1,7 @@
 """Visit every page through the sidebar navigation in a real browser; no page shows an error."""
 
+import re
+
 import pytest
 
 from tests.browser.conftest import shot, wait_idle
@@ -73,3 +75,18 @@ def test_channels_page_draws_heatmaps_and_histograms(page, app_url):
     wait_idle(page)
     assert page.locator(ERRORS).count() == 0
     shot(page, "channels-imagenet")
+
+
+def test_clicking_a_class_bar_filters_the_grid(page, app_url):
+    page.goto(app_url)
+    page.get_by_role("heading", name="Dataset").wait_for()
+    wait_idle(page)
+    chart = page.locator(".st-key-class_chart [data-testid='stVegaLiteChart']").first
+    chart.wait_for()
+    box = chart.bounding_box()
+    # Four bars share the plot width; the first (circle) sits at about a fifth of the way across.
+    page.mouse.click(box["x"] + box["width"] * 0.18, box["y"] + box["height"] * 0.5)
+    page.locator("[data-testid='stImage']").first.get_by_text(re.compile(r"^circle ·")).wait_for()
+    wait_idle(page)
+    captions = page.locator("[data-testid='stImage'] [data-testid='stImageCaption']").all_inner_texts()
+    assert captions and all(c.startswith("circle ·") for c in captions), captions[:5]
