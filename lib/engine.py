@@ -113,18 +113,37 @@ def decode_one(path: str, image_size: int) -> torch.Tensor:
 
 
 def decode_images(paths: Sequence[str], image_size: int, *, workers: int | None = None,
-                  progress: Callable[[int, int], bool] | None = None) -> torch.Tensor:
+                  progress: Callable[[int, int], bool] | None = None,
+                  bad: list[tuple[int, str]] | None = None) -> torch.Tensor:
     """Decode every path into one uint8 tensor (N, 3, S, S); threads overlap (Pillow releases the GIL).
 
-    `progress(done, total)` may return True to stop early (raises Stopped).
+    `progress(done, total)` may return True to stop early (raises Stopped). With `bad` given, an image
+    that does not decode leaves its slot zero and is listed there as (index, reason) instead of raising.
     """
-    out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
+    out = torch.zeros((len(paths), 3, image_size, image_size), dtype=torch.uint8)
+
+    def one(p: str) -> torch.Tensor | str:
+        try:
+            return decode_one(p, image_size)
+        except ValueError as e:
+            if bad is None:
+                raise
+            return str(e)
+
     with ThreadPoolExecutor(workers or min(4, default_threads())) as pool:
-        for i, img in enumerate(pool.map(lambda p: decode_one(p, image_size), paths)):
-            out[i] = img
+        for i, img in enumerate(pool.map(one, paths)):
+            if isinstance(img, str):
+                bad.append((i, img))
+            else:
+                out[i] = img
             if progress and (i + 1) % 256 == 0 and progress(i + 1, len(paths)):
                 raise Stopped()
     return out
+
+
+def fits_in_memory(num_images: int, image_size: int, cache_bytes: int) -> bool:
+    """Whether the decoded uint8 images (N, 3, S, S) fit the memory budget."""
+    return num_images * 3 * image_size**2 <= cache_bytes
 
 
 def dataset_mean_std(paths: Sequence[str], image_size: int, *, decoded: torch.Tensor | None = None
@@ -325,7 +344,7 @@ def prepare_data(config: TrainConfig, samples: Sequence[tuple[str, int]], hooks:
     train_idx, val_idx = stratified_split([t for _, t in samples], config.val_split, config.seed)
     train_s, val_s = [samples[i] for i in train_idx], [samples[i] for i in val_idx]
     shuffle = torch.Generator().manual_seed(config.seed + 1)
-    if len(samples) * 3 * config.image_size**2 <= cache_bytes:
+    if fits_in_memory(len(samples), config.image_size, cache_bytes):
         return _cached_data(config, train_s, val_s, hooks, shuffle, device)
     train = streaming_batches(train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle,
                               workers=workers)
@@ -342,9 +361,15 @@ def _cached_data(config: TrainConfig, train_s: list, val_s: list, hooks: Hooks, 
     def progress(done: int, total: int) -> bool:
         return hooks.on_progress(f"decoding images {done}/{total}")
 
-    images = decode_images([p for p, _ in train_s + val_s], config.image_size, progress=progress)  # (N, 3, S, S)
+    bad: list[tuple[int, str]] = []
+    images = decode_images([p for p, _ in train_s + val_s], config.image_size, progress=progress, bad=bad)
     targets = torch.tensor([t for _, t in train_s + val_s])
-    n = len(train_s)
+    keep = torch.ones(len(targets), dtype=torch.bool)
+    keep[[i for i, _ in bad]] = False  # an image that does not decode is left out, not a failed run
+    n = int(keep[: len(train_s)].sum())
+    images, targets = images[keep], targets[keep]  # (N, 3, S, S)
+    if bad:
+        hooks.on_progress(f"left out {len(bad)} images that do not decode")
     mean_std = normalization_for(config, [p for p, _ in train_s], images[:n])  # on the CPU copy
     if device is not None and device.type == "cuda":
         images, targets = images.to(device), targets.to(device)

@@ -158,3 +158,20 @@ def test_evaluate_sums_losses_over_uneven_batches_like_one_big_batch():
         logits = model(images.float() / 255)
     assert loss == pytest.approx(F.cross_entropy(logits, targets).item(), rel=1e-5)
     assert accuracy == pytest.approx((logits.argmax(1) == targets).float().mean().item())
+
+
+def test_an_image_that_does_not_decode_is_left_out_not_a_failed_run(tmp_path):
+    from lib.index import build_index
+    from tests.helpers import write_imagefolder, write_truncated_jpeg
+
+    root = write_imagefolder(tmp_path / "ds", classes=("a", "b"), per_class=12)
+    write_truncated_jpeg(root / "a" / "broken.jpg")
+    index = build_index(str(root))  # headers only: the truncated file is still listed
+    assert index.num_images == 25
+    config = TrainConfig(model="linear", image_size=16, epochs=1, batch_size=8)
+    result = fit(config, index.samples, index.classes)
+    assert result.status == "completed", result.message
+    bad: list = []
+    decoded = engine.decode_images([p for p, _ in index.samples], 16, bad=bad)
+    assert [index.samples[i][0].endswith("broken.jpg") for i, _ in bad] == [True]
+    assert "truncated" in bad[0][1] and decoded.shape[0] == 25

@@ -68,10 +68,7 @@ def run(args) -> int:
     store = RunStore(args.runs_dir)
     run_id, config = _claim_run(store, args)
     try:
-        # Decode every image once first: a truncated file is left out and reported, not a failed run.
-        index = verify_index(build_index(str(cli_root(args.source))))
-        for bad in index.bad_files:
-            print(f"skipped {bad.path}: {bad.reason}", file=sys.stderr)
+        index = build_index(str(cli_root(args.source)))
         if index.num_images == 0:
             raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")
     except (ValueError, OSError) as e:
@@ -80,8 +77,15 @@ def run(args) -> int:
         raise
     import torch  # only now: `runs`, --help and bad input answer without loading torch
 
-    from lib.engine import default_threads
+    from lib.engine import default_threads, fits_in_memory
     from lib.trainer import execute_run
+
+    if not fits_in_memory(index.num_images, config.image_size, args.cache_mb * 2**20):
+        # Streamed batches cannot drop a file mid-epoch: check every image once first. (In memory,
+        # the engine's single decode leaves out what fails.)
+        index = verify_index(index)
+        for bad in index.bad_files:
+            print(f"skipped {bad.path}: {bad.reason}", file=sys.stderr)
 
     torch.set_num_threads(args.threads or default_threads())
     if run_id is None:
