@@ -82,9 +82,10 @@ with st.sidebar:
         custom = (mean, std)
 
     st.header("Augmentation preview")
-    random_crop = st.checkbox("Random crop (reflect padding)", key="aug_random_crop")
-    hflip = st.checkbox("Horizontal flip", key="aug_hflip")
-    rotation = st.slider("Rotation (degrees)", 0, 180, 0, key="aug_rotation")
+    # On by default: a preview of eight identical copies shows nothing.
+    random_crop = st.checkbox("Random crop (reflect padding)", True, key="aug_random_crop")
+    hflip = st.checkbox("Horizontal flip", True, key="aug_hflip")
+    rotation = st.slider("Rotation (degrees)", 0, 180, 15, key="aug_rotation")
     jitter = st.slider("Colour jitter", 0.0, 1.0, 0.0, 0.05, key="aug_jitter")
     count = st.number_input("Versions", 1, 32, 8, key="aug_count")
     seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="aug_seed")
