@@ -5,8 +5,8 @@ import uuid
 
 import streamlit as st
 
-from lib import cache, sessions
-from lib.sources import (
+from lib.app import cache, sessions
+from lib.data.sources import (
     KINDS,
     Source,
     check_dataset_limits,
@@ -81,7 +81,7 @@ def source_inputs(kind: str) -> Source | None:
         return Source(kind, path) if path else None
     if kind == "upload":
         return uploaded_source()
-    from lib.builtin_datasets import BUILTINS, builtin_available
+    from lib.data.builtins import BUILTINS, builtin_available
 
     name = st.selectbox("Dataset", BUILTINS, key=KEY_BUILTIN)
     if cache.settings().deployed:
@@ -96,7 +96,7 @@ def source_inputs(kind: str) -> Source | None:
 
 def download(name: str, root: str) -> None:
     """Fetch a built-in dataset with torchvision, only because the user asked; say so when offline."""
-    from lib.builtin_datasets import download_builtin
+    from lib.data.builtins import download_builtin
 
     with st.spinner(f"Downloading {name}…"):
         try:

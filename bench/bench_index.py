@@ -20,7 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, like `make bench`
 
-from lib.index import build_index  # noqa: E402
+from lib.data.index import build_index  # noqa: E402
 from lib.settings import cache_dir  # noqa: E402
 
 SIZES = (1_000, 20_000)

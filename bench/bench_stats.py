@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lib.index import build_index  # noqa: E402
-from lib.stats import StatsConfig, channel_stats  # noqa: E402
+from lib.data.index import build_index  # noqa: E402
+from lib.pixels.stats import StatsConfig, channel_stats  # noqa: E402
 
 CACHE = Path(os.environ.get("TORCHSCOPE_BENCH_DIR", "/tmp/torchscope-bench"))
 

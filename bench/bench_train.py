@@ -29,13 +29,13 @@ from torchvision.datasets import ImageFolder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.engine import default_threads, fit, stratified_split  # noqa: E402
-from lib.models import build_model  # noqa: E402
-from lib.sample import CLASSES, make_sample_image  # noqa: E402
-from lib.store import RunStore  # noqa: E402
-from lib.train_config import TrainConfig  # noqa: E402
-from lib.trainer import StoreHooks  # noqa: E402
-from lib.transforms import TransformConfig  # noqa: E402
+from lib.data.sample import CLASSES, make_sample_image  # noqa: E402
+from lib.pixels.transforms import TransformConfig  # noqa: E402
+from lib.runs.store import RunStore  # noqa: E402
+from lib.training.config import TrainConfig  # noqa: E402
+from lib.training.engine import default_threads, fit, stratified_split  # noqa: E402
+from lib.training.models import build_model  # noqa: E402
+from lib.training.trainer import StoreHooks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ def plain_loop(root: Path, config: TrainConfig, workers: int) -> float:
 
 def bench_decode_once(n: int, epochs: int) -> None:
     root = make_images(n)
-    from lib.index import build_index
+    from lib.data.index import build_index
 
     index = build_index(str(root))
     config = TrainConfig(model="linear", epochs=epochs, batch_size=64, image_size=32, normalization="none")
@@ -113,8 +113,8 @@ def bare_samples_per_sec(images: torch.Tensor, targets: torch.Tensor, batch: int
 def bench_overhead(batches: int, repeats: int) -> None:
     """Engine and bare loop alternate `repeats` times and the best of each counts: a shared, noisy machine
     slows whichever happens to run during a burst, and the best pass is the closest to the hardware."""
-    from lib.engine import decode_images
-    from lib.index import build_index
+    from lib.data.index import build_index
+    from lib.training.engine import decode_images
 
     index = build_index(str(make_images(4000)))
     batch = 32
@@ -139,7 +139,7 @@ def page_times(repeats: int, store: RunStore) -> tuple[float, float]:
     """Median seconds of an AppTest run of the Train page, and of one run_view store read."""
     from streamlit.testing.v1 import AppTest
 
-    from lib.train_view import run_view
+    from lib.runs.view import run_view
 
     runs = store.list_runs()
     page, read = [], []
@@ -155,7 +155,7 @@ def page_times(repeats: int, store: RunStore) -> tuple[float, float]:
 
 
 def bench_page(repeats: int) -> None:
-    from lib.runner import start_run, stop_run
+    from lib.training.runner import start_run, stop_run
 
     runs_dir = tempfile.mkdtemp(prefix="bench-runs-")
     os.environ["TORCHSCOPE_RUNS_DIR"] = runs_dir

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib import cache
-from lib.cache import compute_stats, current_index, stored_stats
-from lib.channels import (
+from lib.app import cache
+from lib.app.cache import compute_stats, current_index, stored_stats
+from lib.charts.channels import channel_heatmaps, pixel_histograms
+from lib.data.images import load_rgb
+from lib.data.sample import sample_root
+from lib.pixels.channels import (
     CHANNELS,
     NORM_CHOICES,
     channel_panels,
@@ -30,10 +33,7 @@ from lib.channels import (
     preview_images,
     to_uint8,
 )
-from lib.charts_channels import channel_heatmaps, pixel_histograms
-from lib.images import load_rgb
-from lib.sample import sample_root
-from lib.transforms import TransformConfig
+from lib.pixels.transforms import TransformConfig
 
 SIZES = ("native", 32, 64, 96, 128, 224)
 PANEL_PX = 160

@@ -4,7 +4,9 @@ import math
 
 import streamlit as st
 
-from lib import cache, charts, explore
+from lib.app import cache
+from lib.charts import dataset as charts
+from lib.data import explore
 
 # Widget keys.
 KEY_CLASS_CHART, KEY_GRID_CLASS, KEY_SEED, KEY_PAGE, KEY_RESCAN = (

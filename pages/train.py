@@ -15,15 +15,15 @@ import uuid
 
 import streamlit as st
 
-from lib import cache
-from lib.cache import run_store
-from lib.charts_train import accuracy_chart, loss_chart, lr_chart
-from lib.runner import start_run, stop_run
-from lib.sample import sample_root
-from lib.series import MAX_POINTS
+from lib.app import cache
+from lib.app.cache import run_store
+from lib.charts.series import MAX_POINTS
+from lib.charts.train import accuracy_chart, loss_chart, lr_chart
+from lib.data.sample import sample_root
+from lib.runs.view import RunView, format_duration, run_label, run_view, runs_table, status_sentence
 from lib.settings import runs_dir
-from lib.train_config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
-from lib.train_view import RunView, format_duration, run_label, run_view, runs_table, status_sentence
+from lib.training.config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
+from lib.training.runner import start_run, stop_run
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0)
 STATUS_BOX = {"running": st.info, "completed": st.success, "stopped": st.info,

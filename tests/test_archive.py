@@ -1,4 +1,4 @@
-"""lib.archive.extract_zip against hostile and awkward archives, all built in tmp_path."""
+"""lib.data.archive.extract_zip against hostile and awkward archives, all built in tmp_path."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.archive import extract_zip
+from lib.data.archive import extract_zip
 
 LIMITS = dict(max_files=1000, max_bytes=50 * 2**20)
 TWO_GIB = 2 * 2**30

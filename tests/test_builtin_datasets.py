@@ -1,4 +1,4 @@
-"""lib.builtin_datasets on tiny CIFAR10 pickles and MNIST idx files written in their real formats."""
+"""lib.data.builtins on tiny CIFAR10 pickles and MNIST idx files written in their real formats."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import torchvision.datasets
 from PIL import Image
 
-from lib.builtin_datasets import builtin_available, download_builtin, export_builtin
+from lib.data.builtins import builtin_available, download_builtin, export_builtin
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lib.channels import (
+from lib.charts.channels import HEATMAP_TITLE, HISTOGRAM_TITLE, channel_heatmaps, pixel_histograms
+from lib.pixels.channels import (
     NORM_CHOICES,
     channel_panels,
     channel_view,
@@ -18,9 +19,8 @@ from lib.channels import (
     norm_values,
     preview_images,
 )
-from lib.charts_channels import HEATMAP_TITLE, HISTOGRAM_TITLE, channel_heatmaps, pixel_histograms
-from lib.stats import StatsConfig, channel_stats
-from lib.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig
+from lib.pixels.stats import StatsConfig, channel_stats
+from lib.pixels.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig
 
 
 def _rgb(w=40, h=30, seed=0) -> Image.Image:

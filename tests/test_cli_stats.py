@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lib.images import load_rgb
+from lib.data.images import load_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lib.__main__ import build_parser, main
-from lib.store import RunStore
+from lib.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

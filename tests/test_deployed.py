@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import sessions
+from lib.app import sessions
+from lib.data.sources import Source, check_dataset_limits, resolve_root, source_from_params
 from lib.settings import DEPLOYED_DEFAULTS, load_settings
-from lib.sources import Source, check_dataset_limits, resolve_root, source_from_params
 from tests.helpers import png_bytes, zip_bytes
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
@@ -129,7 +129,7 @@ def _deployed_upload_app(monkeypatch) -> AppTest:
 
 
 def _images(at: AppTest) -> int:
-    from lib.index import build_index
+    from lib.data.index import build_index
 
     return build_index(at.session_state["dataset_root"]).num_images
 
@@ -170,8 +170,8 @@ def test_upload_opens_in_its_own_session_only(monkeypatch):
 
 
 def test_idle_session_sweep_removes_its_runs_and_uploads(monkeypatch, tmp_path):
-    from lib import cache
-    from lib.store import RunStore
+    from lib.app import cache
+    from lib.runs.store import RunStore
 
     monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path / "runs"))
     store = RunStore(tmp_path / "runs")

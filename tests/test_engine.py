@@ -10,8 +10,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-import lib.engine as engine
-from lib.engine import (
+import lib.training.engine as engine
+from lib.data.images import load_rgb
+from lib.data.index import build_index
+from lib.data.sample import sample_root
+from lib.training.config import TrainConfig
+from lib.training.engine import (
     Hooks,
     TensorBatches,
     augment_batch,
@@ -22,10 +26,6 @@ from lib.engine import (
     fit,
     stratified_split,
 )
-from lib.images import load_rgb
-from lib.index import build_index
-from lib.sample import sample_root
-from lib.train_config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_images_are_decoded_once_when_they_fit_and_every_epoch_when_streamed(sam
     assert len(calls) == len(subset)  # the statistics reuse the decoded tensor too
     calls.clear()
     assert fit(config, subset, sample.classes, cache_bytes=0, workers=0).status == "completed"
-    # 3 epochs of train + val; the mean/std pass goes through lib.stats's own decoder, not counted here.
+    # 3 epochs of train + val; the mean/std pass goes through lib.pixels.stats's own decoder, not counted here.
     assert len(calls) == 3 * len(subset)
 
 
@@ -161,7 +161,7 @@ def test_evaluate_sums_losses_over_uneven_batches_like_one_big_batch():
 
 
 def test_an_image_that_does_not_decode_is_left_out_not_a_failed_run(tmp_path):
-    from lib.index import build_index
+    from lib.data.index import build_index
     from tests.helpers import write_imagefolder, write_truncated_jpeg
 
     root = write_imagefolder(tmp_path / "ds", classes=("a", "b"), per_class=12)

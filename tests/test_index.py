@@ -1,4 +1,4 @@
-"""lib.index (ImageFolder semantics, bad-file report) and lib.images (one decode path to RGB)."""
+"""lib.data.index (ImageFolder semantics, bad-file report) and lib.data.images (one decode path to RGB)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 import torchvision.datasets
 from PIL import Image
 
-from lib.images import load_rgb, read_header
-from lib.index import build_index, verify_index
+from lib.data.images import load_rgb, read_header
+from lib.data.index import build_index, verify_index
 
-# lib.images refuses over-limit images itself; pytest resets the filter that silences Pillow's warning.
+# lib.data.images refuses over-limit images itself; pytest resets the filter that silences Pillow's warning.
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
 

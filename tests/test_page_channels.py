@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from lib.cache import _stats_store
-from lib.channels import NORM_CHOICES
+from lib.app.cache import _stats_store
+from lib.pixels.channels import NORM_CHOICES
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "channels.py"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 from train_helpers import wait_for
 
-from lib.store import RunStore
+from lib.runs.store import RunStore
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "train.py")
 

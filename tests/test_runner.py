@@ -3,11 +3,11 @@
 import pytest
 from train_helpers import wait_for
 
-from lib.runner import check_capacity, start_run, stop_run
-from lib.sample import sample_root
+from lib.data.sample import sample_root
+from lib.runs.store import RunStore
 from lib.settings import Settings
-from lib.store import RunStore
-from lib.train_config import TrainConfig
+from lib.training.config import TrainConfig
+from lib.training.runner import check_capacity, start_run, stop_run
 
 
 def _ended(store: RunStore, run_id: str):
@@ -47,8 +47,8 @@ def test_a_config_over_the_servers_limits_is_refused_before_anything_starts(tmp_
 
 
 def test_deployed_trainers_split_the_cores():
-    from lib.runner import trainer_threads
     from lib.settings import load_settings
+    from lib.training.runner import trainer_threads
 
     two_runs = load_settings({}, env={"TORCHSCOPE_MODE": "deployed", "TORCHSCOPE_MAX_RUNS_GLOBAL": "2"})
     assert [trainer_threads(two_runs, cores) for cores in (1, 2, 16)] == [1, 1, 8]

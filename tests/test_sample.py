@@ -5,8 +5,8 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-from lib.index import build_index
-from lib.sample import CLASSES, PER_CLASS, sample_root, write_sample
+from lib.data.index import build_index
+from lib.data.sample import CLASSES, PER_CLASS, sample_root, write_sample
 
 
 def _digest(root) -> str:

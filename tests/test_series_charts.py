@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.charts_train import accuracy_chart, loss_chart, lr_chart
-from lib.series import downsample, ema, minmax_indices
+from lib.charts.series import downsample, ema, minmax_indices
+from lib.charts.train import accuracy_chart, loss_chart, lr_chart
 
 
 def test_short_series_are_kept_whole():

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lib.images import load_rgb
-from lib.stats import StatsConfig, channel_stats, resize_like_pipeline
-from lib.transforms import TransformConfig
+from lib.data.images import load_rgb
+from lib.pixels.stats import StatsConfig, channel_stats, resize_like_pipeline
+from lib.pixels.transforms import TransformConfig
 
 
 def _write_mixed(folder, n=24, seed=0) -> list[str]:

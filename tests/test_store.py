@@ -12,7 +12,7 @@ import pytest
 import torch
 from train_helpers import wait_for
 
-from lib.store import INTERRUPTED_MESSAGE, RunStore
+from lib.runs.store import INTERRUPTED_MESSAGE, RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

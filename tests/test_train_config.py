@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from lib.models import MODEL_NAMES, build_model
-from lib.train_config import TrainConfig
+from lib.training.config import TrainConfig
+from lib.training.models import MODEL_NAMES, build_model
 
 
 def test_round_trip_through_dict_ignores_unknown_keys():

@@ -2,8 +2,8 @@
 
 import os
 
-from lib.store import RunStore
-from lib.train_view import format_duration, run_label, run_progress, run_view, runs_table, status_sentence
+from lib.runs.store import RunStore
+from lib.runs.view import format_duration, run_label, run_progress, run_view, runs_table, status_sentence
 
 
 def test_progress_and_eta_are_computed_from_the_steps(tmp_path):

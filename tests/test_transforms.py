@@ -6,7 +6,14 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-from lib.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig, augmented_previews, denormalize, normalize
+from lib.pixels.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TransformConfig,
+    augmented_previews,
+    denormalize,
+    normalize,
+)
 
 MEAN, STD = (0.3, 0.5, 0.7), (0.2, 0.25, 0.05)
 

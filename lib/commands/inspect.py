@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from lib.index import build_index, verify_index
-from lib.sources import cli_root
+from lib.data.index import build_index, verify_index
+from lib.data.sources import cli_root
 
 
 def register(sub) -> None:

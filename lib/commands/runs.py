@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lib.store import RunStore
+from lib.runs.store import RunStore
 
 
 def register(sub) -> None:

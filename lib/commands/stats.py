@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from lib.index import build_index
-from lib.sources import cli_root
-from lib.stats import StatsConfig, channel_stats
+from lib.data.index import build_index
+from lib.data.sources import cli_root
+from lib.pixels.stats import StatsConfig, channel_stats
 
 
 def register(sub) -> None:

@@ -12,10 +12,10 @@ import signal
 import sys
 import threading
 
-from lib.index import build_index, verify_index
-from lib.sources import cli_root
-from lib.store import RunStore
-from lib.train_config import DEFAULT_CACHE_MB, MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
+from lib.data.index import build_index, verify_index
+from lib.data.sources import cli_root
+from lib.runs.store import RunStore
+from lib.training.config import DEFAULT_CACHE_MB, MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
 
 EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "stopped": 4}
 _D = TrainConfig()  # the defaults the help text states
@@ -77,8 +77,8 @@ def run(args) -> int:
         raise
     import torch  # only now: `runs`, --help and bad input answer without loading torch
 
-    from lib.engine import default_threads, fits_in_memory
-    from lib.trainer import execute_run
+    from lib.training.engine import default_threads, fits_in_memory
+    from lib.training.trainer import execute_run
 
     if not fits_in_memory(index.num_images, config.image_size, args.cache_mb * 2**20):
         # Streamed batches cannot drop a file mid-epoch: check every image once first. (In memory,
@@ -128,7 +128,7 @@ def _report(run_id: str, result, as_json: bool) -> None:
 
 def _hooks(store: RunStore, run_id: str, as_json: bool):
     """Store hooks; for a person at a terminal (no --json) they also print one line per epoch."""
-    from lib.trainer import StoreHooks
+    from lib.training.trainer import StoreHooks
 
     class PrintingHooks(StoreHooks):
         def on_epoch(self, epoch: int, metrics: dict) -> None:

@@ -20,11 +20,11 @@ import sys
 import threading
 from pathlib import Path
 
+from lib.runs.store import RunStore
 from lib.settings import Settings, load_settings
-from lib.store import RunStore
-from lib.train_config import TrainConfig
+from lib.training.config import TrainConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _start_lock = threading.Lock()  # one check-then-start at a time within this server
 
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image
 
-from lib.images import load_rgb
+from lib.data.images import load_rgb
 
 Progress = Callable[[int, int], None]  # (done, total)
 EXECUTORS = ("auto", "process", "thread", "serial")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lib.store import RunRecord, RunStore
+from lib.runs.store import RunRecord, RunStore
 
 RECENT_STEPS = 20  # samples/s is the median over this many latest steps: steady, yet follows changes
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lib.folders import publish_folder
+from lib.data.folders import publish_folder
 
 BUILTINS = ("CIFAR10", "MNIST", "FashionMNIST")
 Progress = Callable[[int, int], None]  # (done, total)

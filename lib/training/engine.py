@@ -28,10 +28,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lib.images import load_rgb
-from lib.models import build_model
-from lib.train_config import DEFAULT_CACHE_MB, TrainConfig
-from lib.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from lib.data.images import load_rgb
+from lib.pixels.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from lib.training.config import DEFAULT_CACHE_MB, TrainConfig
+from lib.training.models import build_model
 
 DEFAULT_CACHE_BYTES = DEFAULT_CACHE_MB * 2**20
 Batch = tuple[torch.Tensor, torch.Tensor]  # (B, 3, S, S) uint8, (B,) int64
@@ -150,11 +150,11 @@ def dataset_mean_std(paths: Sequence[str], image_size: int, *, decoded: torch.Te
                      ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of the resized images, pixel values in [0, 1].
 
-    Uses `decoded` (N, 3, S, S) uint8 when the images are already in memory; else lib.stats's exact,
+    Uses `decoded` (N, 3, S, S) uint8 when the images are already in memory; else lib.pixels.stats's exact,
     streaming, parallel statistics over the files, with the same resize.
     """
     if decoded is None:
-        from lib.stats import StatsConfig, channel_stats
+        from lib.pixels.stats import StatsConfig, channel_stats
 
         stats = channel_stats(list(paths), StatsConfig(size=image_size))
         return tuple(stats.mean), tuple(stats.std)

@@ -57,7 +57,7 @@ def resolve_root(source: Source, settings: Settings, session_folder: Path | None
     if source.kind == "upload" and not _inside(source.value, session_folder):
         raise ValueError("That upload belongs to another session; upload the archive again.")
     if source.kind in ("zip", "upload"):
-        from lib import archive
+        from lib.data import archive
 
         dest = session_folder / "archives" if source.kind == "upload" and session_folder else cache_dir() / "archives"
         return archive.extract_zip(
@@ -66,7 +66,7 @@ def resolve_root(source: Source, settings: Settings, session_folder: Path | None
             max_files=settings.max_archive_files,
             max_bytes=settings.max_archive_mb * 2**20,
         )
-    from lib import builtin_datasets
+    from lib.data import builtins as builtin_datasets
 
     root = settings.builtin_root if settings.deployed else source.root
     if not root:
@@ -80,7 +80,7 @@ def _inside(path: str, folder: Path | None) -> bool:
 
 
 def sample_root_or_raise() -> Path:
-    from lib import sample
+    from lib.data import sample
 
     try:
         return sample.sample_root()

@@ -14,12 +14,13 @@ from collections import OrderedDict
 import streamlit as st
 from PIL import Image
 
-from lib import explore, images, sessions
-from lib.index import DatasetIndex, build_index, verify_index
-from lib.jobs import BackgroundJob
+from lib.app import sessions
+from lib.app.jobs import BackgroundJob
+from lib.data import explore, images
+from lib.data.index import DatasetIndex, build_index, verify_index
+from lib.pixels.stats import ChannelStats, Progress, StatsConfig, channel_stats
+from lib.runs.store import RunStore
 from lib.settings import Settings, load_settings, runs_dir
-from lib.stats import ChannelStats, Progress, StatsConfig, channel_stats
-from lib.store import RunStore
 
 
 def settings() -> Settings:

@@ -11,8 +11,15 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from lib.images import load_rgb
-from lib.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformConfig, augmented_previews, denormalize, normalize
+from lib.data.images import load_rgb
+from lib.pixels.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TransformConfig,
+    augmented_previews,
+    denormalize,
+    normalize,
+)
 
 CHANNELS = ("red", "green", "blue")
 NORM_CHOICES = ("Dataset (computed)", "ImageNet", "None", "Custom")

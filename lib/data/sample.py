@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lib.folders import publish_folder
+from lib.data.folders import publish_folder
 from lib.settings import cache_dir
 
 CLASSES = ("circle", "cross", "square", "triangle")

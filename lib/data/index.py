@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from lib.images import Header, is_image_file, load_rgb, read_header
+from lib.data.images import Header, is_image_file, load_rgb, read_header
 
 Progress = Callable[[int, int], None]  # (done, total)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lib.index import DatasetIndex
+from lib.data.index import DatasetIndex
 
 
 def class_counts_frame(index: DatasetIndex) -> pd.DataFrame:

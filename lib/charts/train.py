@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from lib.series import MAX_POINTS, downsample, ema
+from lib.charts.series import MAX_POINTS, downsample, ema
 
 STEP_X = alt.X("step:Q", title="Step (batches)", axis=alt.Axis(tickMinStep=1, format="d"))
 

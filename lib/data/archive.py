@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from lib.folders import publish_folder
-from lib.images import is_image_file
+from lib.data.folders import publish_folder
+from lib.data.images import is_image_file
 
 MARKER = ".torchscope-extracted"  # hidden: the index never lists it
 _CHUNK = 1 << 20

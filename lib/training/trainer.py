@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import threading
 
-from lib.engine import DEFAULT_CACHE_BYTES, FitResult, Hooks, fit
-from lib.store import RunStore
-from lib.train_config import TrainConfig
+from lib.runs.store import RunStore
+from lib.training.config import TrainConfig
+from lib.training.engine import DEFAULT_CACHE_BYTES, FitResult, Hooks, fit
 
 
 class StoreHooks(Hooks):

@@ -1,0 +1,1 @@
+"""Charts: pure builders from a pandas DataFrame to an alt.Chart, plus the min/max-keeping downsampling that keeps live curves small without hiding a spike. Nothing here reads files or imports torch."""

@@ -1,0 +1,1 @@
+"""Data sources and the index: folders, zip archives, uploads, built-in datasets and the generated sample all become one DatasetIndex (classes, samples, and a report of what could not be used and why). Image decoding to RGB lives here too, so every caller decodes the same way."""

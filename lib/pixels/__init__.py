@@ -1,0 +1,1 @@
+"""Pixels: the transform pipeline (resize, augmentation, normalization) and exact per-channel statistics. The Channels preview and the training engine both call these functions, so what a user previews is what the model is fed."""
