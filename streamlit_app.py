@@ -18,7 +18,13 @@ from lib.data.sources import (
 
 # Widget keys of the shared sidebar.
 KEY_KIND, KEY_PATH, KEY_UPLOAD, KEY_BUILTIN, KEY_BUILTIN_ROOT, KEY_OPEN, KEY_DOWNLOAD = (
-    "source_kind", "source_path", "source_upload", "builtin_name", "builtin_root", "source_open", "builtin_download",
+    "source_kind",
+    "source_path",
+    "source_upload",
+    "builtin_name",
+    "builtin_root",
+    "source_open",
+    "builtin_download",
 )
 LABELS = {
     "sample": "Built-in sample",
@@ -27,6 +33,7 @@ LABELS = {
     "upload": "Upload a .zip",
     "builtin": "torchvision built-in",
 }
+
 
 def open_source(source: Source) -> bool:
     """Resolve a source to a folder and make it this session's dataset; say why when it can't."""
@@ -113,7 +120,9 @@ def uploaded_source() -> Source | None:
     if up is None:
         return None
     if up.size > limit * 2**20:
-        st.session_state.source_error = f"{up.name} is {up.size / 2**20:.0f} MB, over this app's {limit} MB limit; upload a smaller archive."
+        st.session_state.source_error = (
+            f"{up.name} is {up.size / 2**20:.0f} MB, over this app's {limit} MB limit; upload a smaller archive."
+        )
         return None
     folder = sessions.session_dir(st.session_state.session_id) / "uploads"
     return Source("upload", str(upload_path(up.getvalue(), up.name, folder)))
@@ -129,7 +138,12 @@ def sidebar() -> None:
         kind = st.radio("Source", kinds, format_func=LABELS.get, key=KEY_KIND, label_visibility="collapsed")
         chosen = source_inputs(kind)
         # A new upload opens by itself: choosing the file was the intent.
-        if kind == "upload" and chosen and chosen != st.session_state.source and chosen.value != st.session_state.get("_last_upload"):
+        if (
+            kind == "upload"
+            and chosen
+            and chosen != st.session_state.source
+            and chosen.value != st.session_state.get("_last_upload")
+        ):
             st.session_state._last_upload = chosen.value
             with st.spinner("Opening the archive…"):
                 open_source(chosen)
@@ -147,7 +161,9 @@ def main() -> None:
     sidebar()
     nav = st.navigation(
         [
-            st.Page("pages/dataset.py", title="Dataset", icon=":material/photo_library:", url_path="dataset", default=True),
+            st.Page(
+                "pages/dataset.py", title="Dataset", icon=":material/photo_library:", url_path="dataset", default=True
+            ),
             st.Page("pages/channels.py", title="Channels", icon=":material/palette:", url_path="channels"),
             st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
         ]

@@ -30,7 +30,9 @@ def generated_folder(n: int, classes: int = 10, size: int = 32) -> Path:
     for i in range(n):
         folder = root / f"class_{i % classes:02d}"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:06d}.png", compress_level=1)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+            folder / f"{i:06d}.png", compress_level=1
+        )
     (root / ".complete").touch()
     return root
 

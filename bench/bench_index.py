@@ -83,5 +83,6 @@ def main() -> None:
             f"ratio build_index / bare loop {t['index'] / t['bare']:4.2f}"
         )
 
+
 if __name__ == "__main__":
     main()

@@ -75,7 +75,7 @@ async def tour(page, start: str, times: list) -> None:
     """Visit every page TOURS times in an order ending on `start` (the page shown), so each click changes page."""
     i = PAGES.index(start)
     for _ in range(TOURS):
-        for name in PAGES[i + 1:] + PAGES[:i + 1]:
+        for name in PAGES[i + 1 :] + PAGES[: i + 1]:
             times.append((name, await visit(page, name)))
 
 
@@ -143,10 +143,14 @@ def summary(times: list, page: str | None = None) -> tuple[int, float, float]:
 def report(a: list, b: list, trainers: list) -> bool:
     (na, med_a, max_a), (nb, med_b, max_b) = summary(a), summary(b)
     print(f"1 session : {na}/{len(a)} pages answered, median {med_a:.2f} s, slowest {max_a:.2f} s")
-    print(f"{SESSIONS} sessions ({TRAINERS} training): {nb}/{len(b)} pages answered, median {med_b:.2f} s, "
-          f"slowest {max_b:.2f} s (x{max_b / max_a:.1f} slowest, x{med_b / med_a:.1f} median vs 1 session)")
-    print("  by page under load: " + ", ".join("{} median {:.2f} s, slowest {:.2f} s".format(name, *summary(b, name)[1:])
-                                             for name in PAGES))
+    print(
+        f"{SESSIONS} sessions ({TRAINERS} training): {nb}/{len(b)} pages answered, median {med_b:.2f} s, "
+        f"slowest {max_b:.2f} s (x{max_b / max_a:.1f} slowest, x{med_b / med_a:.1f} median vs 1 session)"
+    )
+    print(
+        "  by page under load: "
+        + ", ".join("{} median {:.2f} s, slowest {:.2f} s".format(name, *summary(b, name)[1:]) for name in PAGES)
+    )
     print("  " + "; ".join(trainers))
     return na == len(a) and nb == len(b) and all(t.endswith("stopped") or "finished" in t for t in trainers)
 

@@ -81,7 +81,9 @@ def cpu_timed(fn, *args) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20_000, help="number of 32x32 PNGs (default: 20000)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each fast method; the best counts (default: 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs of each fast method; the best counts (default: 3)"
+    )
     args = parser.parse_args()
     root = dataset(args.images)
     paths = [p for p, _ in build_index(str(root)).samples]
@@ -101,7 +103,9 @@ def main() -> int:
 
     d, s, s1 = min(t_decode), min(t_stats), min(t_serial)
     print(f"decode-only loop (a)          {d:7.2f} s   {d / len(paths) * 1e6:6.1f} us/image")
-    print(f"channel_stats, {cores} processes     {s:7.2f} s   ratio to (a) {s / d:.2f}   (first call, pool start-up: {t_cold:.2f} s)")
+    print(
+        f"channel_stats, {cores} processes     {s:7.2f} s   ratio to (a) {s / d:.2f}   (first call, pool start-up: {t_cold:.2f} s)"
+    )
     print(f"channel_stats, 1 process      {s1:7.2f} s   ratio to (a) {s1 / d:.2f}")
     print(f"recipe (b), DataLoader bs=1   {t_recipe:7.2f} s   channel_stats is {t_recipe / s:.1f}x faster")
     n = len(paths)

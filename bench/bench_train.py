@@ -88,9 +88,11 @@ def bench_decode_once(n: int, epochs: int) -> None:
     ours = time.perf_counter() - start
     workers = min(2, default_threads())
     plain = plain_loop(root, config, workers)
-    print(f"(a) {n} images, {epochs} epochs of linear @32px, batch 64: engine {ours:.1f} s "
-          f"(val acc {result.epochs[-1]['val_accuracy']:.1%}), ImageFolder+DataLoader(workers={workers}) {plain:.1f} s; "
-          f"ratio {ours / plain:.2f} (want <= 0.5)")
+    print(
+        f"(a) {n} images, {epochs} epochs of linear @32px, batch 64: engine {ours:.1f} s "
+        f"(val acc {result.epochs[-1]['val_accuracy']:.1%}), ImageFolder+DataLoader(workers={workers}) {plain:.1f} s; "
+        f"ratio {ours / plain:.2f} (want <= 0.5)"
+    )
 
 
 def bare_samples_per_sec(images: torch.Tensor, targets: torch.Tensor, batch: int, batches: int) -> float:
@@ -105,7 +107,7 @@ def bare_samples_per_sec(images: torch.Tensor, targets: torch.Tensor, batch: int
         for i in range(batches):
             j = (i * batch) % (len(x) - batch)
             optimizer.zero_grad()
-            F.cross_entropy(model(x[j:j + batch]), targets[j:j + batch]).backward()
+            F.cross_entropy(model(x[j : j + batch]), targets[j : j + batch]).backward()
             optimizer.step()
     return batches * batch / (time.perf_counter() - start)
 
@@ -122,17 +124,20 @@ def bench_overhead(batches: int, repeats: int) -> None:
     images = decode_images([p for p, _ in samples], 32)
     targets = torch.tensor([t for _, t in samples])
     store = RunStore(tempfile.mkdtemp(prefix="bench-store-"))
-    config = TrainConfig(model="resnet18", epochs=2, batch_size=batch, image_size=32, max_batches=batches,
-                         normalization="none")  # the bare loop's inputs: [0, 1], no normalization
+    config = TrainConfig(
+        model="resnet18", epochs=2, batch_size=batch, image_size=32, max_batches=batches, normalization="none"
+    )  # the bare loop's inputs: [0, 1], no normalization
     ours, bare = [], []
     for _ in range(repeats):
         run_id = store.create_run(config.to_dict(), pid=os.getpid())
         result = fit(config, samples, index.classes, StoreHooks(store, run_id))
         ours.append(result.epochs[-1]["samples_per_sec"])  # epoch 2: warmed up; every step written to the store
         bare.append(bare_samples_per_sec(images, targets, batch, batches))
-    print(f"(b) resnet18 @32px, batch {batch}, {batches} batches, best of {repeats} alternating: engine+store "
-          f"{max(ours):.1f} samples/s, bare loop on decoded tensors {max(bare):.1f} samples/s; "
-          f"ratio {max(ours) / max(bare):.2f} (want >= 0.9)")
+    print(
+        f"(b) resnet18 @32px, batch {batch}, {batches} batches, best of {repeats} alternating: engine+store "
+        f"{max(ours):.1f} samples/s, bare loop on decoded tensors {max(bare):.1f} samples/s; "
+        f"ratio {max(ours) / max(bare):.2f} (want >= 0.9)"
+    )
 
 
 def page_times(repeats: int, store: RunStore) -> tuple[float, float]:
@@ -175,10 +180,12 @@ def bench_page(repeats: int) -> None:
     stop_run(run_id, store)
     while time.monotonic() < deadline + 60 and store.get_run(run_id).status == "running":
         time.sleep(0.1)
-    print(f"(c) Train page (AppTest run, median of {repeats}): idle {idle_page * 1000:.0f} ms, while a cnn trains "
-          f"{busy_page * 1000:.0f} ms (x{busy_page / idle_page:.1f}); store read (run_view): idle "
-          f"{idle_read * 1000:.1f} ms, training {busy_read * 1000:.1f} ms (x{busy_read / idle_read:.1f}); "
-          f"{default_threads()} cores")
+    print(
+        f"(c) Train page (AppTest run, median of {repeats}): idle {idle_page * 1000:.0f} ms, while a cnn trains "
+        f"{busy_page * 1000:.0f} ms (x{busy_page / idle_page:.1f}); store read (run_view): idle "
+        f"{idle_read * 1000:.1f} ms, training {busy_read * 1000:.1f} ms (x{busy_read / idle_read:.1f}); "
+        f"{default_threads()} cores"
+    )
 
 
 def main() -> None:

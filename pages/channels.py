@@ -54,7 +54,9 @@ with st.sidebar:
     limits = cache.settings()
     # A deployment caps the size so one visitor cannot ask for full-resolution tensors of a huge upload.
     sizes = [x for x in SIZES if x != "native" and x <= limits.max_image_size] if limits.deployed else SIZES
-    size_choice = st.select_slider("Resize to (pixels a side)", sizes, value=64 if 64 in sizes else sizes[-1], key="channels_size")
+    size_choice = st.select_slider(
+        "Resize to (pixels a side)", sizes, value=64 if 64 in sizes else sizes[-1], key="channels_size"
+    )
     size = None if size_choice == "native" else int(size_choice)
 
     st.header("Mean and std")
@@ -62,7 +64,9 @@ with st.sidebar:
     if st.button("Compute dataset mean/std", key="channels_compute_stats", disabled=stats is not None):
         bar = st.progress(0.0, text="Reading every image...")
         try:
-            stats = compute_stats(index, size, lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,} / {total:,} images"))
+            stats = compute_stats(
+                index, size, lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,} / {total:,} images")
+            )
         except ValueError as e:
             st.error(str(e))
             st.stop()
@@ -77,8 +81,14 @@ with st.sidebar:
     custom = None
     if choice == "Custom":
         cols = st.columns(3)
-        mean = tuple(cols[c].number_input(f"mean {n[0]}", 0.0, 1.0, 0.5, 0.01, key=f"norm_mean_{n[0]}") for c, n in enumerate(CHANNELS))
-        std = tuple(cols[c].number_input(f"std {n[0]}", 0.001, 10.0, 0.25, 0.01, key=f"norm_std_{n[0]}") for c, n in enumerate(CHANNELS))
+        mean = tuple(
+            cols[c].number_input(f"mean {n[0]}", 0.0, 1.0, 0.5, 0.01, key=f"norm_mean_{n[0]}")
+            for c, n in enumerate(CHANNELS)
+        )
+        std = tuple(
+            cols[c].number_input(f"std {n[0]}", 0.001, 10.0, 0.25, 0.01, key=f"norm_std_{n[0]}")
+            for c, n in enumerate(CHANNELS)
+        )
         custom = (mean, std)
 
     st.header("Augmentation preview")
@@ -115,12 +125,16 @@ except ValueError as e:
 st.caption(upload.name if upload is not None else index.relpath(paths[number]))
 
 st.subheader("Original and its channels")
-for col, picture, caption in zip(st.columns(4), [to_uint8(view.x), *channel_panels(view.x)], ["original", *CHANNELS], strict=True):
+for col, picture, caption in zip(
+    st.columns(4), [to_uint8(view.x), *channel_panels(view.x)], ["original", *CHANNELS], strict=True
+):
     col.image(picture, caption=caption, width=PANEL_PX)
 
 st.subheader("Normalized")
 for col, name, m, s in zip(st.columns(3), CHANNELS, view.normalized_mean(), view.normalized_std(), strict=True):
-    col.metric(f"{name}: normalized mean", f"{m:+.3f}", help=f"std {s:.3f}; 0 and 1 when the mean and std fit this image")
+    col.metric(
+        f"{name}: normalized mean", f"{m:+.3f}", help=f"std {s:.3f}; 0 and 1 when the mean and std fit this image"
+    )
 with st.container(key="normalized_channels"):  # .st-key-normalized_channels: the browser test's anchor
     st.altair_chart(channel_heatmaps(heatmap_frame(view.z), unit="std units" if norm else "[0, 1], not normalized"))
 
@@ -136,7 +150,15 @@ with st.container(key="pixel_histograms"):  # .st-key-pixel_histograms
 st.subheader("Augmented versions (the training pipeline)")
 try:
     mean, std = norm or (None, None)
-    config = TransformConfig(size, random_crop=random_crop, hflip=hflip, rotation=float(rotation), color_jitter=float(jitter), mean=mean, std=std)
+    config = TransformConfig(
+        size,
+        random_crop=random_crop,
+        hflip=hflip,
+        rotation=float(rotation),
+        color_jitter=float(jitter),
+        mean=mean,
+        std=std,
+    )
     st.image(preview_images(img, config, int(count), int(seed)), width=96)
 except ValueError as e:
     st.error(str(e))

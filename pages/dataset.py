@@ -10,7 +10,11 @@ from lib.data import explore
 
 # Widget keys.
 KEY_CLASS_CHART, KEY_GRID_CLASS, KEY_SEED, KEY_PAGE, KEY_RESCAN = (
-    "class_chart", "grid_class", "grid_seed", "grid_page", "rescan",
+    "class_chart",
+    "grid_class",
+    "grid_seed",
+    "grid_page",
+    "rescan",
 )
 KEY_CHECK = "full_check"
 PER_PAGE = 24

@@ -26,8 +26,14 @@ from lib.training.config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, T
 from lib.training.runner import start_run, stop_run
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0)
-STATUS_BOX = {"running": st.info, "completed": st.success, "stopped": st.info,
-              "diverged": st.error, "failed": st.error, "interrupted": st.warning}
+STATUS_BOX = {
+    "running": st.info,
+    "completed": st.success,
+    "stopped": st.info,
+    "diverged": st.error,
+    "failed": st.error,
+    "interrupted": st.warning,
+}
 
 st.title("Train")
 settings = cache.settings()
@@ -44,17 +50,29 @@ def hyperparameter_form() -> TrainConfig | None:
         st.subheader("Hyperparameters")
         values = dict(
             model=st.selectbox("Model", MODELS, index=MODELS.index(d.model), key="train_model"),
-            epochs=st.number_input("Epochs", 1, settings.max_epochs, min(d.epochs, settings.max_epochs), key="train_epochs"),
+            epochs=st.number_input(
+                "Epochs", 1, settings.max_epochs, min(d.epochs, settings.max_epochs), key="train_epochs"
+            ),
             batch_size=st.number_input("Batch size", 1, 1024, d.batch_size, key="train_batch_size"),
             lr=st.select_slider("Learning rate", LEARNING_RATES, d.lr, format_func=lambda x: f"{x:g}", key="train_lr"),
-            optimizer=st.selectbox("Optimizer", OPTIMIZERS, OPTIMIZERS.index(d.optimizer), key="train_optimizer",
-                                   help="sgd uses momentum 0.9"),
-            weight_decay=st.number_input("Weight decay", 0.0, 1.0, d.weight_decay, format="%.5f", key="train_weight_decay"),
+            optimizer=st.selectbox(
+                "Optimizer",
+                OPTIMIZERS,
+                OPTIMIZERS.index(d.optimizer),
+                key="train_optimizer",
+                help="sgd uses momentum 0.9",
+            ),
+            weight_decay=st.number_input(
+                "Weight decay", 0.0, 1.0, d.weight_decay, format="%.5f", key="train_weight_decay"
+            ),
             schedule=st.selectbox("LR schedule", SCHEDULES, SCHEDULES.index(d.schedule), key="train_schedule"),
-            image_size=st.number_input("Image size (px)", 8, settings.max_image_size, d.image_size, key="train_image_size"),
+            image_size=st.number_input(
+                "Image size (px)", 8, settings.max_image_size, d.image_size, key="train_image_size"
+            ),
             augment=st.checkbox("Augment (random crop + flip)", d.augment, key="train_augment"),
-            normalization=st.selectbox("Normalization", NORMALIZATIONS, NORMALIZATIONS.index(d.normalization),
-                                       key="train_normalization"),
+            normalization=st.selectbox(
+                "Normalization", NORMALIZATIONS, NORMALIZATIONS.index(d.normalization), key="train_normalization"
+            ),
             val_split=st.slider("Validation split", 0.05, 0.5, d.val_split, 0.05, key="train_val_split"),
             seed=st.number_input("Seed", 0, 2**31 - 1, d.seed, key="train_seed"),
             max_batches=st.number_input("Batches per epoch (0 = all)", 0, 100_000, 0, key="train_max_batches") or None,
@@ -91,11 +109,21 @@ def draw(view: RunView) -> None:
         st.caption("No batch has finished yet.")
         return
     n = len(view.steps)
-    st.caption(f"Steps recorded: {n:,}" + (f"; drawn as at most {MAX_POINTS:,} points per line, each bucket's "
-                                            "minimum and maximum kept, so no spike is hidden" if n > MAX_POINTS else ""))
+    st.caption(
+        f"Steps recorded: {n:,}"
+        + (
+            f"; drawn as at most {MAX_POINTS:,} points per line, each bucket's "
+            "minimum and maximum kept, so no spike is hidden"
+            if n > MAX_POINTS
+            else ""
+        )
+    )
     smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="train_smoothing")
-    st.altair_chart(loss_chart(view.steps, view.epochs, smoothing=smoothing, steps_per_epoch=p.steps_per_epoch),
-                    width="stretch", key="train_loss_chart")
+    st.altair_chart(
+        loss_chart(view.steps, view.epochs, smoothing=smoothing, steps_per_epoch=p.steps_per_epoch),
+        width="stretch",
+        key="train_loss_chart",
+    )
     left, right = st.columns(2)
     if not view.epochs.empty:
         left.altair_chart(accuracy_chart(view.epochs), width="stretch", key="train_accuracy_chart")
@@ -134,9 +162,14 @@ if st.session_state.get("train_run") not in labels:
 run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="train_run")
 record = next(r for r in runs if r.id == run_id)
 with st.expander(f"All runs ({len(runs)})"):
-    st.dataframe(runs_table(runs), hide_index=True, column_config={
-        "val accuracy": st.column_config.NumberColumn(format="percent"),
-        "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
+    st.dataframe(
+        runs_table(runs),
+        hide_index=True,
+        column_config={
+            "val accuracy": st.column_config.NumberColumn(format="percent"),
+            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        },
+    )
 with st.expander("Configuration"):
     st.json({"run_id": record.id, "dataset": record.root, **record.config})
 show(run_id, record.status == "running")

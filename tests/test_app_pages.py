@@ -40,7 +40,7 @@ def test_dataset_page_on_sample():
 
 def test_grid_filters_by_class_and_pages():
     at = open_app()
-    assert len(set(c.split(' ')[0] for c in captions(at))) > 1  # 'All classes' mixes them
+    assert len(set(c.split(" ")[0] for c in captions(at))) > 1  # 'All classes' mixes them
     at.selectbox(key="grid_class").set_value("square").run()
     assert not at.exception
     shown = captions(at)

@@ -77,7 +77,9 @@ def test_extracts_class_folders_with_contents(tmp_path, dest, outside):
 
 
 def test_single_root_folders_stripped_repeatedly(tmp_path, dest):
-    z = make_zip(tmp_path / "d.zip", {"a/b/c/cat/1.png": png_bytes(), "a/b/c/dog/1.png": png_bytes(), "a/README.txt": b"hi"})
+    z = make_zip(
+        tmp_path / "d.zip", {"a/b/c/cat/1.png": png_bytes(), "a/b/c/dog/1.png": png_bytes(), "a/README.txt": b"hi"}
+    )
     root = extract_zip(z, dest, **LIMITS)
     assert root.relative_to(dest).parts[1:] == ("a", "b", "c")
     assert sorted(os.listdir(root)) == ["cat", "dog"]
@@ -186,14 +188,22 @@ def test_symlink_member_refused(tmp_path, dest, outside):
 
 
 def test_file_and_folder_of_the_same_name_refused(tmp_path, dest, outside):
-    z = make_zip(tmp_path / "d.zip", {"cat/a.png": png_bytes(), "cat/a.png/b.png": png_bytes(), "dog/c.png": png_bytes()})
+    z = make_zip(
+        tmp_path / "d.zip", {"cat/a.png": png_bytes(), "cat/a.png/b.png": png_bytes(), "dog/c.png": png_bytes()}
+    )
     assert_refused(z, dest, r"member 'cat/a\.png/b\.png' cannot be extracted")
 
 
 def test_member_named_like_the_marker_is_dropped(tmp_path, dest):
-    z = make_zip(tmp_path / "d.zip", {"cat/a.png": png_bytes(), "dog/b.png": png_bytes(), ".torchscope-extracted/x": b"x"})
+    z = make_zip(
+        tmp_path / "d.zip", {"cat/a.png": png_bytes(), "dog/b.png": png_bytes(), ".torchscope-extracted/x": b"x"}
+    )
     root = extract_zip(z, dest, **LIMITS)
-    assert (root / ".torchscope-extracted").is_file() and sorted(os.listdir(root)) == [".torchscope-extracted", "cat", "dog"]
+    assert (root / ".torchscope-extracted").is_file() and sorted(os.listdir(root)) == [
+        ".torchscope-extracted",
+        "cat",
+        "dog",
+    ]
 
 
 # --- refused: over the limits, before anything is written --------------------------------------
@@ -223,9 +233,10 @@ def raw_zip(path: Path, name: str, data: bytes, *, declared: int, crc: int) -> P
     """A one-member DEFLATED zip written byte by byte, so the declared size can be anything."""
     n = name.encode()
     local = struct.pack("<4s5H3L2H", b"PK\3\4", 20, 0, 8, 0, 0, crc, len(data), declared, len(n), 0) + n
-    central = struct.pack(
-        "<4s6H3L5H2L", b"PK\1\2", 20, 20, 0, 8, 0, 0, crc, len(data), declared, len(n), 0, 0, 0, 0, 0, 0
-    ) + n
+    central = (
+        struct.pack("<4s6H3L5H2L", b"PK\1\2", 20, 20, 0, 8, 0, 0, crc, len(data), declared, len(n), 0, 0, 0, 0, 0, 0)
+        + n
+    )
     end = struct.pack("<4s4H2LH", b"PK\5\6", 0, 0, 1, 1, len(central), len(local) + len(data), 0)
     path.write_bytes(local + data + central + end)
     return path

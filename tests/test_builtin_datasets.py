@@ -53,7 +53,9 @@ def write_cifar(root: Path, per_batch: int = 3, seed: int = 0):
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
         lab = [int(x) for x in rng.integers(0, 10, per_batch)]
         # The originals are Python 2 pickles; batch 1 uses bytes keys, as loading them without latin1 gives.
-        entry = {b"data": data, b"labels": lab} if b == 1 else {"batch_label": f"batch {b}", "data": data, "labels": lab}
+        entry = (
+            {b"data": data, b"labels": lab} if b == 1 else {"batch_label": f"batch {b}", "data": data, "labels": lab}
+        )
         (folder / f"data_batch_{b}").write_bytes(pickle.dumps(entry, protocol=2))
         rows.append(data)
         labels += lab
@@ -143,13 +145,19 @@ def test_export_is_reused(tmp_path):
 def test_mnist_missing_labels_named(tmp_path):
     write_mnist(tmp_path / "data")
     (tmp_path / "data/MNIST/raw/train-labels-idx1-ubyte").unlink()
-    with pytest.raises(ValueError, match=r"expected train-labels-idx1-ubyte \(or train-labels-idx1-ubyte\.gz\) under .*MNIST/raw; put them there"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected train-labels-idx1-ubyte \(or train-labels-idx1-ubyte\.gz\) under .*MNIST/raw; put them there",
+    ):
         export_builtin("MNIST", tmp_path / "data", tmp_path / "cache")
 
 
 def test_mnist_nothing_there(tmp_path):
     assert not builtin_available("FashionMNIST", tmp_path)
-    with pytest.raises(ValueError, match=r"FashionMNIST files not found: expected train-images-idx3-ubyte \(or train-images-idx3-ubyte\.gz\), "):
+    with pytest.raises(
+        ValueError,
+        match=r"FashionMNIST files not found: expected train-images-idx3-ubyte \(or train-images-idx3-ubyte\.gz\), ",
+    ):
         export_builtin("FashionMNIST", tmp_path, tmp_path / "cache")
 
 
@@ -186,6 +194,8 @@ def test_download_offline(tmp_path, monkeypatch, error):
         raise error
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
-    with pytest.raises(ValueError, match=rf"^Could not download MNIST \(offline\?\); put its files under {tmp_path} and try again\.$"):
+    with pytest.raises(
+        ValueError, match=rf"^Could not download MNIST \(offline\?\); put its files under {tmp_path} and try again\.$"
+    ):
         download_builtin("MNIST", tmp_path)
     assert seen == {"root": str(tmp_path), "train": True, "download": True}

@@ -93,7 +93,9 @@ def test_heatmap_frame_is_small_and_faithful():
     means = df.groupby("channel")["value"].mean()
     assert means["green"] == pytest.approx(float(z[1].mean()), abs=0.02)
     small = heatmap_frame(z[:, :4, :5])
-    assert len(small) == 3 * 20 and small.query("channel == 'blue' and x == 2 and y == 3")["value"].item() == pytest.approx(float(z[2, 3, 2]))
+    assert len(small) == 3 * 20 and small.query("channel == 'blue' and x == 2 and y == 3")[
+        "value"
+    ].item() == pytest.approx(float(z[2, 3, 2]))
 
 
 def test_histograms_count_every_pixel():

@@ -88,7 +88,9 @@ def test_folder_with_no_usable_images(tmp_path, content):
         (root / "cat" / "a.jpg").write_bytes(b"not a jpeg")
         result = inspect(root, tmp_path)
         assert_user_error(result, "has no usable images", "cat/a.jpg: not an image Pillow can read")
-        assert json.loads(result.stdout)["bad_files"] == [{"path": "cat/a.jpg", "reason": "not an image Pillow can read"}]
+        assert json.loads(result.stdout)["bad_files"] == [
+            {"path": "cat/a.jpg", "reason": "not an image Pillow can read"}
+        ]
     else:
         root.mkdir()
         Image.new("RGB", (8, 8)).save(root / "loose.png")

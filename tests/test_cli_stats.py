@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run(*args, cache):
     env = {**os.environ, "TORCHSCOPE_CACHE_DIR": str(cache)}
-    return subprocess.run([sys.executable, "-m", "lib", "stats", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lib", "stats", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _dataset(root: Path) -> list[str]:

@@ -18,8 +18,19 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_train_json_then_runs_json_list_the_run(tmp_path):
-    done = cli("train", "sample", "--model", "mlp", "--epochs", "2", "--max-batches", "4", "--runs-dir", str(tmp_path),
-               "--json")
+    done = cli(
+        "train",
+        "sample",
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--max-batches",
+        "4",
+        "--runs-dir",
+        str(tmp_path),
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "completed" and summary["epochs"] == 2 and summary["steps"] == 8
@@ -34,8 +45,21 @@ def test_train_json_then_runs_json_list_the_run(tmp_path):
 
 
 def test_diverged_run_exits_3_without_a_traceback_and_keeps_its_steps(tmp_path):
-    done = cli("train", "sample", "--model", "mlp", "--epochs", "1", "--lr", "1e6", "--optimizer", "sgd",
-               "--runs-dir", str(tmp_path), "--json")
+    done = cli(
+        "train",
+        "sample",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e6",
+        "--optimizer",
+        "sgd",
+        "--runs-dir",
+        str(tmp_path),
+        "--json",
+    )
     assert done.returncode == 3
     assert "Traceback" not in done.stderr + done.stdout
     summary = json.loads(done.stdout.strip().splitlines()[-1])
@@ -43,10 +67,13 @@ def test_diverged_run_exits_3_without_a_traceback_and_keeps_its_steps(tmp_path):
     assert len(RunStore(tmp_path).steps(summary["run_id"])) == summary["steps"] >= 1
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--epochs", "0"], "epochs must be"),
-    (["--val-split", "1.5"], "val_split"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--epochs", "0"], "epochs must be"),
+        (["--val-split", "1.5"], "val_split"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, words):
     assert main(["train", "sample", "--runs-dir", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err.strip()

@@ -18,7 +18,9 @@ APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 def test_mode_from_env_or_secrets_env_wins():
     assert load_settings({}, env={}).mode == "local"
     assert load_settings({"mode": "deployed"}, env={}).deployed
-    s = load_settings({"mode": "deployed", "max_epochs": 3}, env={"TORCHSCOPE_MODE": "local", "TORCHSCOPE_MAX_EPOCHS": "7"})
+    s = load_settings(
+        {"mode": "deployed", "max_epochs": 3}, env={"TORCHSCOPE_MODE": "local", "TORCHSCOPE_MAX_EPOCHS": "7"}
+    )
     assert s.mode == "local" and s.max_epochs == 7
     assert load_settings({}, env={"TORCHSCOPE_MODE": "deployed"}).max_epochs == DEPLOYED_DEFAULTS["max_epochs"]
 
@@ -102,10 +104,6 @@ def test_upload_source_must_live_in_its_session(tmp_path):
         resolve_root(Source("upload", str(mine / ".." / ("d" * 32) / "x.zip")), local, mine)
 
 
-
-
-
-
 def _upload(at: AppTest, name: str, data: bytes) -> None:
     at.file_uploader(key="source_upload").set_value((name, data, "application/zip"))
     at.run()
@@ -166,7 +164,11 @@ def test_upload_opens_in_its_own_session_only(monkeypatch):
     assert _images(b) == 640
     # B cannot open A's upload even by naming its path.
     with pytest.raises(ValueError, match="another session"):
-        resolve_root(Source("upload", a.session_state["source"].value), load_settings({}, env={}), sessions.session_dir(b.session_state["session_id"]))
+        resolve_root(
+            Source("upload", a.session_state["source"].value),
+            load_settings({}, env={}),
+            sessions.session_dir(b.session_state["session_id"]),
+        )
 
 
 def test_idle_session_sweep_removes_its_runs_and_uploads(monkeypatch, tmp_path):

@@ -76,8 +76,9 @@ def test_huge_learning_rate_diverges_with_advice_and_keeps_metrics(sample):
 def test_stop_event_ends_the_run_after_the_current_batch(sample):
     stop = threading.Event()
     hooks = Recording(stop_at=3, stop=stop)
-    result = fit(TrainConfig(model="linear", image_size=16, epochs=5, batch_size=16), sample.samples, sample.classes,
-                 hooks, stop)
+    result = fit(
+        TrainConfig(model="linear", image_size=16, epochs=5, batch_size=16), sample.samples, sample.classes, hooks, stop
+    )
     assert result.status == "stopped"
     assert len(hooks.steps) == 3 and len(result.losses) == 3
 
@@ -91,8 +92,12 @@ def test_an_exception_ends_as_failed_with_its_message(sample):
         def forward(self, x):
             raise RuntimeError("boom in forward")
 
-    result = fit(TrainConfig(model="linear", image_size=16, epochs=1), sample.samples, sample.classes,
-                 model_fn=lambda *a, **k: Broken())
+    result = fit(
+        TrainConfig(model="linear", image_size=16, epochs=1),
+        sample.samples,
+        sample.classes,
+        model_fn=lambda *a, **k: Broken(),
+    )
     assert result.status == "failed" and "boom in forward" in result.message
 
 
@@ -140,7 +145,7 @@ def test_augmentation_is_a_flip_and_a_reflect_padded_crop_of_each_image():
             padded = np.pad(img, ((0, 0), (1, 1), (1, 1)), mode="reflect")  # pad 8 // 8 = 1
             for dy in range(3):
                 for dx in range(3):
-                    options[(flip, dy, dx)] = padded[:, dy:dy + 8, dx:dx + 8]
+                    options[(flip, dy, dx)] = padded[:, dy : dy + 8, dx : dx + 8]
         match = [k for k, v in options.items() if np.array_equal(v, out[i])]
         assert match, f"image {i} is not a flip/crop of its input"
         chosen.add(match[0])

@@ -42,7 +42,9 @@ def lib_modules() -> list[Path]:
 
 
 def test_every_lib_package_is_ranked():
-    packages = {lib_package("lib." + ".".join(p.relative_to(ROOT / "lib").with_suffix("").parts)) for p in lib_modules()}
+    packages = {
+        lib_package("lib." + ".".join(p.relative_to(ROOT / "lib").with_suffix("").parts)) for p in lib_modules()
+    }
     packages.discard(None)
     assert packages <= set(RANK), f"add {sorted(packages - set(RANK))} to ORDER"
 
@@ -59,7 +61,9 @@ def test_lib_imports_point_down(path: Path):
         assert RANK[target] <= RANK[own], f"lib/{own} imports lib/{target}, which sits above it"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "pages").glob("*.py")) + [ROOT / "streamlit_app.py"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "pages").glob("*.py")) + [ROOT / "streamlit_app.py"], ids=lambda p: p.name
+)
 def test_pages_do_not_import_torch(path: Path):
     for module in imported_modules(path):
         assert module.split(".")[0] not in {"torch", "torchvision", "captum"}, f"{path.name} imports {module}"

@@ -33,8 +33,13 @@ def test_generated_once_with_enough_variety(tmp_path, monkeypatch):
     index = build_index(str(root))
     assert min(index.class_counts().values()) >= 150 and PER_CLASS >= 150
     # Colour varies between images, and classes lean to different channels on average.
-    means = {c: np.mean([np.asarray(Image.open(p)).reshape(-1, 3).mean(0)
-                         for p, t in index.samples[:: 4] if index.classes[t] == c], axis=0) for c in index.classes}
+    means = {
+        c: np.mean(
+            [np.asarray(Image.open(p)).reshape(-1, 3).mean(0) for p, t in index.samples[::4] if index.classes[t] == c],
+            axis=0,
+        )
+        for c in index.classes
+    }
     per_image = np.array([np.asarray(Image.open(p)).reshape(-1, 3).mean(0) for p, _ in index.samples[:100]])
     assert per_image.std(0).min() > 10  # backgrounds and shapes differ image to image
     spread = np.ptp(np.array(list(means.values())), axis=0)

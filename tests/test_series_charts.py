@@ -49,12 +49,26 @@ def test_ema_is_the_debiased_average_pandas_computes(weight):
 
 
 def _frames(n_steps: int, per_epoch: int):
-    steps = pd.DataFrame({"step": np.arange(1, n_steps + 1, dtype=float), "epoch": np.arange(n_steps) // per_epoch + 1.0,
-                          "train_loss": np.linspace(2, 0.5, n_steps), "lr": np.full(n_steps, 1e-3),
-                          "samples_per_sec": np.full(n_steps, 100.0)})
+    steps = pd.DataFrame(
+        {
+            "step": np.arange(1, n_steps + 1, dtype=float),
+            "epoch": np.arange(n_steps) // per_epoch + 1.0,
+            "train_loss": np.linspace(2, 0.5, n_steps),
+            "lr": np.full(n_steps, 1e-3),
+            "samples_per_sec": np.full(n_steps, 100.0),
+        }
+    )
     n_epochs = n_steps // per_epoch
-    epochs = pd.DataFrame({"epoch": np.arange(1, n_epochs + 1.0), "train_loss": 1.0, "val_loss": 1.1,
-                           "val_accuracy": 0.5, "lr": 1e-3, "samples_per_sec": 100.0})
+    epochs = pd.DataFrame(
+        {
+            "epoch": np.arange(1, n_epochs + 1.0),
+            "train_loss": 1.0,
+            "val_loss": 1.1,
+            "val_accuracy": 0.5,
+            "lr": 1e-3,
+            "samples_per_sec": 100.0,
+        }
+    )
     return steps, epochs
 
 

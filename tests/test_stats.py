@@ -131,7 +131,9 @@ def test_unusable_images_are_reported_not_counted(mixed, tmp_path):
 
 def test_progress_reports_every_image(mixed):
     calls = []
-    channel_stats(mixed, StatsConfig(executor="thread", workers=2, chunk_images=4), progress=lambda d, t: calls.append((d, t)))
+    channel_stats(
+        mixed, StatsConfig(executor="thread", workers=2, chunk_images=4), progress=lambda d, t: calls.append((d, t))
+    )
     assert calls[0] == (0, len(mixed)) and calls[-1] == (len(mixed), len(mixed))
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 

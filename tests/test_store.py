@@ -116,8 +116,23 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_sigkill_mid_run_leaves_a_consistent_store_and_an_interrupted_run(tmp_path):
-    cmd = [sys.executable, "-m", "lib", "train", "sample", "--runs-dir", str(tmp_path), "--model", "mlp",
-           "--epochs", "100", "--batch-size", "8", "--image-size", "16"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lib",
+        "train",
+        "sample",
+        "--runs-dir",
+        str(tmp_path),
+        "--model",
+        "mlp",
+        "--epochs",
+        "100",
+        "--batch-size",
+        "8",
+        "--image-size",
+        "16",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = RunStore(tmp_path)
 

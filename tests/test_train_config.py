@@ -14,18 +14,21 @@ def test_round_trip_through_dict_ignores_unknown_keys():
     assert TrainConfig.from_dict({**config.to_dict(), "from_the_future": 1}) == config
 
 
-@pytest.mark.parametrize("bad, words", [
-    (dict(model="vit"), "choose one of"),
-    (dict(epochs=0), "at least 1"),
-    (dict(lr=0.0), "positive"),
-    (dict(lr=float("nan")), "positive"),
-    (dict(val_split=1.0), "between 0 and 1"),
-    (dict(optimizer="lbfgs"), "choose one of"),
-    (dict(image_size=2), "out of range"),
-    (dict(max_batches=0), "at least 1"),
-    (dict(batch_size=True), "whole number"),
-    (dict(model="cnn", pretrained=True), "only for resnet18"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (dict(model="vit"), "choose one of"),
+        (dict(epochs=0), "at least 1"),
+        (dict(lr=0.0), "positive"),
+        (dict(lr=float("nan")), "positive"),
+        (dict(val_split=1.0), "between 0 and 1"),
+        (dict(optimizer="lbfgs"), "choose one of"),
+        (dict(image_size=2), "out of range"),
+        (dict(max_batches=0), "at least 1"),
+        (dict(batch_size=True), "whole number"),
+        (dict(model="cnn", pretrained=True), "only for resnet18"),
+    ],
+)
 def test_bad_values_raise_one_sentence(bad, words):
     with pytest.raises(ValueError, match=words) as e:
         TrainConfig(**bad)

@@ -78,7 +78,9 @@ def _image(size=(40, 30)) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
 
 
-AUGMENT = TransformConfig(image_size=32, random_crop=True, hflip=True, rotation=30, color_jitter=0.4, mean=MEAN, std=STD)
+AUGMENT = TransformConfig(
+    image_size=32, random_crop=True, hflip=True, rotation=30, color_jitter=0.4, mean=MEAN, std=STD
+)
 
 
 def test_previews_are_deterministic_under_a_seed_and_leave_global_rng_alone():

@@ -15,7 +15,12 @@ def class_balance_chart(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df, title="Images per class", height=240)
         .mark_bar(cursor="pointer")
         .encode(
-            x=alt.X("class:N", title="Class (click a bar to show its images)", sort=None, axis=alt.Axis(labelAngle=0, labelLimit=120)),
+            x=alt.X(
+                "class:N",
+                title="Class (click a bar to show its images)",
+                sort=None,
+                axis=alt.Axis(labelAngle=0, labelLimit=120),
+            ),
             y=alt.Y("images:Q", title="Images (count)"),
             opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)),
             tooltip=[
@@ -37,7 +42,11 @@ def size_chart(df: pd.DataFrame) -> alt.Chart:
             x=alt.X("width:Q", title="Width (px)"),
             y=alt.Y("height:Q", title="Height (px)"),
             size=alt.Size("images:Q", title="Images"),
-            tooltip=[alt.Tooltip("width:Q", title="Width (px)"), alt.Tooltip("height:Q", title="Height (px)"), "images:Q"],
+            tooltip=[
+                alt.Tooltip("width:Q", title="Width (px)"),
+                alt.Tooltip("height:Q", title="Height (px)"),
+                "images:Q",
+            ],
         )
     )
 
@@ -51,7 +60,11 @@ def aspect_chart(df: pd.DataFrame) -> alt.Chart:
             x=alt.X("start:Q", bin="binned", title="Aspect ratio (width / height)"),
             x2="end:Q",
             y=alt.Y("images:Q", title="Images (count)"),
-            tooltip=[alt.Tooltip("start:Q", format=".2f", title="From"), alt.Tooltip("end:Q", format=".2f", title="To"), "images:Q"],
+            tooltip=[
+                alt.Tooltip("start:Q", format=".2f", title="From"),
+                alt.Tooltip("end:Q", format=".2f", title="To"),
+                "images:Q",
+            ],
         )
     )
 

@@ -39,5 +39,7 @@ def _no_images_message(source: str, index) -> str:
     if not index.bad_files:
         return f"{source} has no images in its class folders; put .jpg/.png files in one sub-folder per class."
     first = index.bad_files[0]
-    return (f"{source} has no usable images ({len(index.bad_files)} bad, e.g. {first.path}: {first.reason}); "
-            "replace the bad files and run inspect again.")
+    return (
+        f"{source} has no usable images ({len(index.bad_files)} bad, e.g. {first.path}: {first.reason}); "
+        "replace the bad files and run inspect again."
+    )

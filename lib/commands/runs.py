@@ -9,7 +9,11 @@ from lib.runs.store import RunStore
 
 def register(sub) -> None:
     p = sub.add_parser("runs", help="list training runs in the run store")
-    p.add_argument("--runs-dir", default=None, help="the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache/torchscope/runs)")
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache/torchscope/runs)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON array of runs (default: a text table)")
     p.set_defaults(func=run)
 
@@ -23,6 +27,8 @@ def run(args) -> int:
         print("no runs yet; start one with `python -m lib train sample`")
     for r in runs:
         acc = f"{r['val_accuracy']:.1%}" if r.get("val_accuracy") is not None else "-"
-        print(f"{r['run_id']}  {r['status']:<11}  {r['config'].get('model', '?'):<8}  epochs {r.get('epoch') or 0:<3}"
-              f"  val accuracy {acc}  {r['message']}")
+        print(
+            f"{r['run_id']}  {r['status']:<11}  {r['config'].get('model', '?'):<8}  epochs {r.get('epoch') or 0:<3}"
+            f"  val accuracy {acc}  {r['message']}"
+        )
     return 0

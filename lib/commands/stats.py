@@ -13,7 +13,12 @@ from lib.pixels.stats import StatsConfig, channel_stats
 def register(sub) -> None:
     p = sub.add_parser("stats", help="exact per-channel mean, std, min and max of a dataset")
     p.add_argument("source", help="an ImageFolder folder, a .zip of one, or 'sample'")
-    p.add_argument("--size", type=int, default=None, help="resize each image to SIZE x SIZE first, as training does (default: native size)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="resize each image to SIZE x SIZE first, as training does (default: native size)",
+    )
     p.add_argument("--workers", type=int, default=0, help="processes to decode with (default: 0, every core)")
     p.add_argument("--json", action="store_true", help="print one JSON object (default: a text summary)")
     p.set_defaults(func=run)

@@ -22,46 +22,99 @@ _D = TrainConfig()  # the defaults the help text states
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a model on a dataset; the run lands in the run store",
-                       epilog="exit codes: 0 completed, 1 failed, 2 bad input, 3 diverged, 4 stopped")
+    p = sub.add_parser(
+        "train",
+        help="train a model on a dataset; the run lands in the run store",
+        epilog="exit codes: 0 completed, 1 failed, 2 bad input, 3 diverged, 4 stopped",
+    )
     p.add_argument("source", help="an ImageFolder folder, a .zip of one, or `sample`")
     p.add_argument("--model", choices=MODELS, default=_D.model, help=f"architecture (default: {_D.model})")
-    p.add_argument("--epochs", type=int, default=_D.epochs, help=f"passes over the training split (default: {_D.epochs})")
+    p.add_argument(
+        "--epochs", type=int, default=_D.epochs, help=f"passes over the training split (default: {_D.epochs})"
+    )
     p.add_argument("--batch-size", type=int, default=_D.batch_size, help=f"images per batch (default: {_D.batch_size})")
     p.add_argument("--lr", type=float, default=_D.lr, help=f"learning rate (default: {_D.lr})")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=_D.optimizer,
-                   help=f"sgd uses momentum 0.9 (default: {_D.optimizer})")
+    p.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default=_D.optimizer, help=f"sgd uses momentum 0.9 (default: {_D.optimizer})"
+    )
     p.add_argument("--weight-decay", type=float, default=_D.weight_decay, help=f"(default: {_D.weight_decay})")
-    p.add_argument("--schedule", choices=SCHEDULES, default=_D.schedule, help=f"learning-rate schedule (default: {_D.schedule})")
-    p.add_argument("--image-size", type=int, default=_D.image_size, help=f"square side in pixels (default: {_D.image_size})")
+    p.add_argument(
+        "--schedule", choices=SCHEDULES, default=_D.schedule, help=f"learning-rate schedule (default: {_D.schedule})"
+    )
+    p.add_argument(
+        "--image-size", type=int, default=_D.image_size, help=f"square side in pixels (default: {_D.image_size})"
+    )
     p.add_argument("--augment", action="store_true", help="random crop and horizontal flip (default: off)")
-    p.add_argument("--normalization", choices=NORMALIZATIONS, default=_D.normalization,
-                   help=f"per-channel mean/std to subtract (default: {_D.normalization})")
-    p.add_argument("--val-split", type=float, default=_D.val_split,
-                   help=f"fraction of each class held out for validation (default: {_D.val_split})")
-    p.add_argument("--seed", type=int, default=_D.seed, help=f"seed for split, init, shuffling, augmentation (default: {_D.seed})")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=_D.device,
-                   help=f"auto picks cuda, then mps, then cpu (default: {_D.device})")
+    p.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default=_D.normalization,
+        help=f"per-channel mean/std to subtract (default: {_D.normalization})",
+    )
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=_D.val_split,
+        help=f"fraction of each class held out for validation (default: {_D.val_split})",
+    )
+    p.add_argument(
+        "--seed", type=int, default=_D.seed, help=f"seed for split, init, shuffling, augmentation (default: {_D.seed})"
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default=_D.device,
+        help=f"auto picks cuda, then mps, then cpu (default: {_D.device})",
+    )
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch, for a dry run (default: all)")
-    p.add_argument("--pretrained", action="store_true",
-                   help="resnet18 only: start from ImageNet weights already in the torch hub cache, never downloaded (default: off)")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="resnet18 only: start from ImageNet weights already in the torch hub cache, never downloaded (default: off)",
+    )
     p.add_argument("--name", default="", help="a label for the run (default: the run id)")
-    p.add_argument("--runs-dir", default=None, help="the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache/torchscope/runs)")
-    p.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB,
-                   help=f"decode once and keep images in memory up to this size, else stream (default: {DEFAULT_CACHE_MB})")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core this process may use)")
-    p.add_argument("--run-id", default=None,
-                   help="train a run the app already created in the store, with its stored config (default: a new run)")
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache/torchscope/runs)",
+    )
+    p.add_argument(
+        "--cache-mb",
+        type=int,
+        default=DEFAULT_CACHE_MB,
+        help=f"decode once and keep images in memory up to this size, else stream (default: {DEFAULT_CACHE_MB})",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: every core this process may use)"
+    )
+    p.add_argument(
+        "--run-id",
+        default=None,
+        help="train a run the app already created in the store, with its stored config (default: a new run)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
     p.set_defaults(func=run)
 
 
 def config_from_args(args) -> TrainConfig:
-    return TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
-                       image_size=args.image_size, augment=args.augment, normalization=args.normalization,
-                       val_split=args.val_split, seed=args.seed, device=args.device, max_batches=args.max_batches,
-                       pretrained=args.pretrained, name=args.name)
+    return TrainConfig(
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        image_size=args.image_size,
+        augment=args.augment,
+        normalization=args.normalization,
+        val_split=args.val_split,
+        seed=args.seed,
+        device=args.device,
+        max_batches=args.max_batches,
+        pretrained=args.pretrained,
+        name=args.name,
+    )
 
 
 def run(args) -> int:
@@ -95,8 +148,16 @@ def run(args) -> int:
     # SIGINT/SIGTERM end the run as `stopped` after the current batch, metrics and checkpoint kept.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = execute_run(store, run_id, config, index.samples, index.classes, hooks=_hooks(store, run_id, args.json),
-                             stop=stop, cache_bytes=args.cache_mb * 2**20)
+        result = execute_run(
+            store,
+            run_id,
+            config,
+            index.samples,
+            index.classes,
+            hooks=_hooks(store, run_id, args.json),
+            stop=stop,
+            cache_bytes=args.cache_mb * 2**20,
+        )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -116,10 +177,18 @@ def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig]:
 
 def _report(run_id: str, result, as_json: bool) -> None:
     last = result.epochs[-1] if result.epochs else {}
-    summary = {"run_id": run_id, "status": result.status, "message": result.message, "epochs": len(result.epochs),
-               "steps": len(result.losses),
-               "last_step_loss": result.losses[-1] if result.losses else None, "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss"),
-               "val_accuracy": last.get("val_accuracy"), "samples_per_sec": last.get("samples_per_sec")}
+    summary = {
+        "run_id": run_id,
+        "status": result.status,
+        "message": result.message,
+        "epochs": len(result.epochs),
+        "steps": len(result.losses),
+        "last_step_loss": result.losses[-1] if result.losses else None,
+        "train_loss": last.get("train_loss"),
+        "val_loss": last.get("val_loss"),
+        "val_accuracy": last.get("val_accuracy"),
+        "samples_per_sec": last.get("samples_per_sec"),
+    }
     if as_json:
         print(json.dumps(summary))
     else:
@@ -133,7 +202,10 @@ def _hooks(store: RunStore, run_id: str, as_json: bool):
     class PrintingHooks(StoreHooks):
         def on_epoch(self, epoch: int, metrics: dict) -> None:
             super().on_epoch(epoch, metrics)
-            print(f"epoch {epoch}: train loss {metrics['train_loss']:.4f}, val loss {metrics['val_loss']:.4f}, "
-                  f"val accuracy {metrics['val_accuracy']:.1%}, {metrics['samples_per_sec']:.0f} samples/s", flush=True)
+            print(
+                f"epoch {epoch}: train loss {metrics['train_loss']:.4f}, val loss {metrics['val_loss']:.4f}, "
+                f"val accuracy {metrics['val_accuracy']:.1%}, {metrics['samples_per_sec']:.0f} samples/s",
+                flush=True,
+            )
 
     return StoreHooks(store, run_id) if as_json else PrintingHooks(store, run_id)

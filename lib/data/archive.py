@@ -74,7 +74,9 @@ def _checked_members(path: Path, *, max_files: int, max_bytes: int) -> list[_Mem
     kept = [m for m in members if not _is_junk(m.parts)]
     files = [m for m in kept if not m.is_dir]
     if len(files) > max_files:
-        raise ValueError(f"{path.name} holds {len(files):,} files, over the limit of {max_files:,}; split it into smaller archives.")
+        raise ValueError(
+            f"{path.name} holds {len(files):,} files, over the limit of {max_files:,}; split it into smaller archives."
+        )
     declared = sum(m.info.file_size for m in files)
     if declared > max_bytes:
         raise ValueError(
@@ -91,7 +93,9 @@ def _read_infos(path: Path) -> list[zipfile.ZipInfo]:
         with zipfile.ZipFile(path) as zf:
             return zf.infolist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        raise ValueError(f"{path.name} is not a .zip archive (or it is damaged); give a .zip of an ImageFolder folder.") from None
+        raise ValueError(
+            f"{path.name} is not a .zip archive (or it is damaged); give a .zip of an ImageFolder folder."
+        ) from None
 
 
 def _checked_member(path: Path, info: zipfile.ZipInfo) -> _Member:
@@ -108,7 +112,9 @@ def _checked_member(path: Path, info: zipfile.ZipInfo) -> _Member:
     elif ".." in name.split("/"):
         refuse = "has a '..' path component"
     if refuse:
-        raise ValueError(f"{path.name} was refused because member {name!r} {refuse}; re-create the archive from a plain folder.")
+        raise ValueError(
+            f"{path.name} was refused because member {name!r} {refuse}; re-create the archive from a plain folder."
+        )
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     return _Member(info, parts, name.endswith("/") or not parts)
 

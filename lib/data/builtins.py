@@ -51,8 +51,10 @@ def export_builtin(name: str, root: str | os.PathLike, dest_parent: Path, progre
     files = _source_files(name, root)
     missing = [f if name == "CIFAR10" else f"{f} (or {f}.gz)" for f, p in files.items() if p is None]
     if missing:
-        raise ValueError(f"{name} files not found: expected {', '.join(missing)} under {_data_dir(name, root)}; "
-                         "put them there or download the dataset.")
+        raise ValueError(
+            f"{name} files not found: expected {', '.join(missing)} under {_data_dir(name, root)}; "
+            "put them there or download the dataset."
+        )
     final = Path(dest_parent) / f"{name}-{_fingerprint(files.values())}"
     if not (final / MARKER).exists():
         images, labels, classes = _read_train(name, files)
@@ -118,7 +120,9 @@ def _read_train(name: str, files: dict[str, Path]) -> tuple[np.ndarray, np.ndarr
         labels = _read_idx(files[_IDX_FILES[1]], ndim=1)
         classes = list(getattr(torchvision.datasets, name).classes)
     if len(images) != len(labels) or len(labels) == 0 or labels.min() < 0 or labels.max() >= len(classes):
-        raise ValueError(f"{name}'s {len(images)} images and {len(labels)} labels do not match; download its files again.")
+        raise ValueError(
+            f"{name}'s {len(images)} images and {len(labels)} labels do not match; download its files again."
+        )
     return images, labels, classes
 
 
@@ -151,7 +155,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     _ALLOWED = {
         *((f"numpy.{core}.multiarray", "_reconstruct") for core in ("core", "_core")),
         *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):

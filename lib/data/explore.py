@@ -54,7 +54,9 @@ def mode_counts(headers: pd.DataFrame) -> pd.DataFrame:
     return headers.groupby(["mode", "format"]).size().reset_index(name="images")
 
 
-def grid_sample(index: DatasetIndex, class_name: str | None, *, seed: int, page: int, per_page: int) -> list[tuple[str, int]]:
+def grid_sample(
+    index: DatasetIndex, class_name: str | None, *, seed: int, page: int, per_page: int
+) -> list[tuple[str, int]]:
     """A seeded shuffle of one class's samples (or all), cut into pages; `page` counts from 0."""
     if class_name is None:
         pool = index.samples

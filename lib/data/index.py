@@ -83,7 +83,7 @@ def find_classes(root: str) -> tuple[list[str], dict[str, int]]:
     """
     if not os.path.isdir(root):
         raise ValueError(f"{root} is not a folder; give the folder that holds one sub-folder per class.")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(("."  , "__MACOSX")))
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith((".", "__MACOSX")))
     if not classes:
         raise ValueError(f"{root} has no class folders; put each class's images in a sub-folder named after it.")
     return classes, {c: i for i, c in enumerate(classes)}

@@ -85,7 +85,9 @@ def sample_root_or_raise() -> Path:
     try:
         return sample.sample_root()
     except OSError as e:
-        raise ValueError(f"Could not write the sample dataset ({e.strerror}); set TORCHSCOPE_CACHE_DIR to a writable folder.") from None
+        raise ValueError(
+            f"Could not write the sample dataset ({e.strerror}); set TORCHSCOPE_CACHE_DIR to a writable folder."
+        ) from None
 
 
 def cli_root(arg: str) -> Path:

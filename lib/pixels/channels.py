@@ -132,7 +132,9 @@ def histogram_frame(view: ChannelView, bins: int = 64) -> pd.DataFrame:
         for c, name in enumerate(CHANNELS):
             v = values[c][np.isfinite(values[c])]
             counts, edges = np.histogram(v, bins=bins, range=span)
-            rows.append(pd.DataFrame({"stage": stage, "channel": name, "start": edges[:-1], "end": edges[1:], "count": counts}))
+            rows.append(
+                pd.DataFrame({"stage": stage, "channel": name, "start": edges[:-1], "end": edges[1:], "count": counts})
+            )
     return pd.concat(rows, ignore_index=True)
 
 

@@ -98,7 +98,9 @@ class ChannelStats:
         return d
 
 
-def channel_stats(paths: Sequence[str], config: StatsConfig | None = None, progress: Progress | None = None) -> ChannelStats:
+def channel_stats(
+    paths: Sequence[str], config: StatsConfig | None = None, progress: Progress | None = None
+) -> ChannelStats:
     """Exact per-channel statistics of the images at `paths` after the evaluation pipeline.
 
     Raises:
@@ -114,7 +116,9 @@ def channel_stats(paths: Sequence[str], config: StatsConfig | None = None, progr
         failed += chunk_failed
     num_images = len(paths) - len(failed)
     if num_images == 0:
-        raise ValueError(f"None of the {len(paths)} images could be decoded; check the dataset with `python -m lib inspect`.")
+        raise ValueError(
+            f"None of the {len(paths)} images could be decoded; check the dataset with `python -m lib inspect`."
+        )
     return stats_from_counts(counts, level_values(config), num_images, failed, config.options())
 
 
@@ -132,7 +136,10 @@ def stats_from_counts(counts: np.ndarray, values: np.ndarray, num_images: int, f
         lo.append(float(v.min()) if n else float("nan"))
         hi.append(float(v.max()) if n else float("nan"))
     return ChannelStats(
-        mean, std, lo, hi,
+        mean,
+        std,
+        lo,
+        hi,
         num_images=num_images,
         num_pixels=int(counts[0].sum()),
         nan_count=int(counts[np.isnan(values)].sum()),

@@ -27,7 +27,9 @@ from lib.settings import runs_dir
 STATUSES = ("running", "completed", "stopped", "diverged", "failed", "interrupted")
 FINAL_STATUSES = STATUSES[1:]
 STALE_AFTER_S = 300.0  # heartbeat age after which another host's run counts as interrupted
-INTERRUPTED_MESSAGE = "The trainer ended without finishing (its process was killed or crashed); metrics up to then are kept."
+INTERRUPTED_MESSAGE = (
+    "The trainer ended without finishing (its process was killed or crashed); metrics up to then are kept."
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -70,8 +72,16 @@ class RunRecord:
 
     def summary(self) -> dict:
         """The JSON shape of `python -m lib runs --json` (one run)."""
-        return {"run_id": self.id, "name": self.name, "status": self.status, "message": self.message,
-                "created": self.created, "owner": self.owner, "config": self.config, **self.final}
+        return {
+            "run_id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "message": self.message,
+            "created": self.created,
+            "owner": self.owner,
+            "config": self.config,
+            **self.final,
+        }
 
 
 class RunStore:
@@ -103,8 +113,17 @@ class RunStore:
 
     # --- writes (trainer) -------------------------------------------------------------------------
 
-    def create_run(self, config: dict, *, root: str = "", fingerprint: str = "", classes: list[str] | None = None,
-                   owner: str | None = None, pid: int | None = None, name: str = "") -> str:
+    def create_run(
+        self,
+        config: dict,
+        *,
+        root: str = "",
+        fingerprint: str = "",
+        classes: list[str] | None = None,
+        owner: str | None = None,
+        pid: int | None = None,
+        name: str = "",
+    ) -> str:
         """Add a run with status `running` and return its id (sortable by time)."""
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         now = time.time()
@@ -112,8 +131,20 @@ class RunStore:
             con.execute(
                 "INSERT INTO runs (id, name, created, config, fingerprint, root, classes, status, message, owner,"
                 " pid, host, heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', '', ?, ?, ?, ?)",
-                (run_id, name or run_id, now, json.dumps(config), fingerprint, str(root), json.dumps(classes or []),
-                 owner, pid, socket.gethostname(), now))
+                (
+                    run_id,
+                    name or run_id,
+                    now,
+                    json.dumps(config),
+                    fingerprint,
+                    str(root),
+                    json.dumps(classes or []),
+                    owner,
+                    pid,
+                    socket.gethostname(),
+                    now,
+                ),
+            )
         return run_id
 
     def update_run(self, run_id: str, **values) -> None:
@@ -128,13 +159,16 @@ class RunStore:
         with self._db() as con:
             con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*values.values(), run_id))
 
-    def record_step(self, run_id: str, step: int, epoch: int, train_loss: float, lr: float,
-                    samples_per_sec: float) -> bool:
+    def record_step(
+        self, run_id: str, step: int, epoch: int, train_loss: float, lr: float, samples_per_sec: float
+    ) -> bool:
         """Append one step's metrics, beat the heartbeat, and return whether a stop was requested."""
         now = time.time()
         with self._db() as con:
-            con.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
-                        (run_id, step, epoch, train_loss, lr, samples_per_sec))
+            con.execute(
+                "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, step, epoch, train_loss, lr, samples_per_sec),
+            )
             con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
             row = con.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
@@ -143,11 +177,21 @@ class RunStore:
         """A buffered writer for a trainer's step metrics (see StepWriter)."""
         return StepWriter(self, run_id, flush_s)
 
-    def record_epoch(self, run_id: str, epoch: int, train_loss: float, val_loss: float, val_accuracy: float,
-                     lr: float, samples_per_sec: float) -> None:
+    def record_epoch(
+        self,
+        run_id: str,
+        epoch: int,
+        train_loss: float,
+        val_loss: float,
+        val_accuracy: float,
+        lr: float,
+        samples_per_sec: float,
+    ) -> None:
         with self._db() as con:
-            con.execute("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, epoch, train_loss, val_loss, val_accuracy, lr, samples_per_sec))
+            con.execute(
+                "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, epoch, train_loss, val_loss, val_accuracy, lr, samples_per_sec),
+            )
             con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
 
     def finish(self, run_id: str, status: str, message: str = "", checkpoint: str | None = None) -> None:
@@ -155,8 +199,10 @@ class RunStore:
         if status not in FINAL_STATUSES:
             raise ValueError(f"Unknown final status {status!r}; use one of {', '.join(FINAL_STATUSES)}.")
         with self._db() as con:
-            con.execute("UPDATE runs SET status = ?, message = ?, checkpoint = ?, ended = ?, heartbeat = ?"
-                        " WHERE id = ?", (status, message, checkpoint, time.time(), time.time(), run_id))
+            con.execute(
+                "UPDATE runs SET status = ?, message = ?, checkpoint = ?, ended = ?, heartbeat = ? WHERE id = ?",
+                (status, message, checkpoint, time.time(), time.time(), run_id),
+            )
 
     def request_stop(self, run_id: str) -> None:
         """Ask the run's trainer, in whatever process, to stop after its current batch."""
@@ -204,14 +250,17 @@ class RunStore:
     def steps(self, run_id: str, since_step: int = -1) -> pd.DataFrame:
         """Step metrics (STEP_COLUMNS) after since_step, in order."""
         with self._db() as con:
-            rows = con.execute(f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE run_id = ? AND step > ?"
-                               " ORDER BY step", (run_id, since_step)).fetchall()
+            rows = con.execute(
+                f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE run_id = ? AND step > ? ORDER BY step",
+                (run_id, since_step),
+            ).fetchall()
         return pd.DataFrame([tuple(r) for r in rows], columns=STEP_COLUMNS, dtype="float64")
 
     def epochs(self, run_id: str) -> pd.DataFrame:
         with self._db() as con:
-            rows = con.execute(f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch",
-                               (run_id,)).fetchall()
+            rows = con.execute(
+                f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+            ).fetchall()
         return pd.DataFrame([tuple(r) for r in rows], columns=EPOCH_COLUMNS, dtype="float64")
 
     def _select(self, where: str, params: tuple) -> list[RunRecord]:
@@ -222,23 +271,36 @@ class RunStore:
                 " e.val_accuracy AS f_val_accuracy, e.lr AS f_lr, e.samples_per_sec AS f_samples_per_sec"
                 " FROM runs r LEFT JOIN epochs e ON e.run_id = r.id"
                 " AND e.epoch = (SELECT MAX(epoch) FROM epochs WHERE run_id = r.id)"
-                f" {where} ORDER BY r.created DESC", params).fetchall()
+                f" {where} ORDER BY r.created DESC",
+                params,
+            ).fetchall()
         return [_record(row) for row in rows]
 
     def _mark_interrupted(self, con: sqlite3.Connection) -> None:
         """Runs marked running whose trainer is gone become `interrupted` (written, so it sticks)."""
         for row in con.execute("SELECT id, pid, host, heartbeat FROM runs WHERE status = 'running'").fetchall():
             if not trainer_alive(row["pid"], row["host"], row["heartbeat"]):
-                con.execute("UPDATE runs SET status = 'interrupted', message = ?, ended = ? WHERE id = ?"
-                            " AND status = 'running'", (INTERRUPTED_MESSAGE, time.time(), row["id"]))
+                con.execute(
+                    "UPDATE runs SET status = 'interrupted', message = ?, ended = ? WHERE id = ?"
+                    " AND status = 'running'",
+                    (INTERRUPTED_MESSAGE, time.time(), row["id"]),
+                )
 
     # --- checkpoints ------------------------------------------------------------------------------
 
     def checkpoint_path(self, run_id: str) -> Path:
         return self.root / "checkpoints" / f"{run_id}.pt"
 
-    def save_checkpoint(self, run_id: str, model_state: dict, config: dict, classes: list[str], *,
-                        mean: tuple | None = None, std: tuple | None = None) -> str:
+    def save_checkpoint(
+        self,
+        run_id: str,
+        model_state: dict,
+        config: dict,
+        classes: list[str],
+        *,
+        mean: tuple | None = None,
+        std: tuple | None = None,
+    ) -> str:
         """Write model state, config, class names and the normalization used, atomically (temp, then rename)."""
         import torch
 
@@ -324,9 +386,22 @@ def pid_alive(pid: int) -> bool:
 def _record(row: sqlite3.Row) -> RunRecord:
     final = {c: row[f"f_{c}"] for c in EPOCH_COLUMNS} if row["f_epoch"] is not None else {}
     return RunRecord(
-        id=row["id"], name=row["name"] or row["id"], created=row["created"], config=json.loads(row["config"] or "{}"),
-        fingerprint=row["fingerprint"] or "", root=row["root"] or "", classes=json.loads(row["classes"] or "[]"),
-        status=row["status"], message=row["message"] or "", owner=row["owner"], pid=row["pid"],
-        host=row["host"] or "", heartbeat=row["heartbeat"], ended=row["ended"],
-        stop_requested=bool(row["stop_requested"]), total_steps=row["total_steps"], checkpoint=row["checkpoint"],
-        final=final)
+        id=row["id"],
+        name=row["name"] or row["id"],
+        created=row["created"],
+        config=json.loads(row["config"] or "{}"),
+        fingerprint=row["fingerprint"] or "",
+        root=row["root"] or "",
+        classes=json.loads(row["classes"] or "[]"),
+        status=row["status"],
+        message=row["message"] or "",
+        owner=row["owner"],
+        pid=row["pid"],
+        host=row["host"] or "",
+        heartbeat=row["heartbeat"],
+        ended=row["ended"],
+        stop_requested=bool(row["stop_requested"]),
+        total_steps=row["total_steps"],
+        checkpoint=row["checkpoint"],
+        final=final,
+    )

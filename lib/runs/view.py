@@ -101,7 +101,15 @@ def run_label(record: RunRecord) -> str:
 
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per run for the runs table: name, model, status, final metrics."""
-    rows = [{"run": r.name or r.id, "model": r.config.get("model", "?"), "status": r.status,
-             "val accuracy": r.final.get("val_accuracy"), "val loss": r.final.get("val_loss"),
-             "started": pd.Timestamp(r.created, unit="s")} for r in runs]
+    rows = [
+        {
+            "run": r.name or r.id,
+            "model": r.config.get("model", "?"),
+            "status": r.status,
+            "val accuracy": r.final.get("val_accuracy"),
+            "val loss": r.final.get("val_loss"),
+            "started": pd.Timestamp(r.created, unit="s"),
+        }
+        for r in runs
+    ]
     return pd.DataFrame(rows, columns=["run", "model", "status", "val accuracy", "val loss", "started"])

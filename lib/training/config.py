@@ -56,7 +56,9 @@ class TrainConfig:
         if self.max_batches is not None:
             _at_least("max_batches", self.max_batches, 1)
         if self.pretrained and self.model != "resnet18":
-            raise ValueError(f"Pretrained weights exist only for resnet18, not {self.model}; choose resnet18 or untick pretrained.")
+            raise ValueError(
+                f"Pretrained weights exist only for resnet18, not {self.model}; choose resnet18 or untick pretrained."
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

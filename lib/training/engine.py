@@ -97,7 +97,9 @@ def stratified_split(targets: Sequence[int], val_split: float, seed: int) -> tup
     for c in np.unique(targets):
         idx = rng.permutation(np.flatnonzero(targets == c))
         if len(idx) < 2:
-            raise ValueError(f"Class {int(c)} has {len(idx)} image; each class needs at least 2 to hold one out for validation.")
+            raise ValueError(
+                f"Class {int(c)} has {len(idx)} image; each class needs at least 2 to hold one out for validation."
+            )
         k = min(len(idx) - 1, max(1, round(len(idx) * val_split)))
         val += idx[:k].tolist()
         train += idx[k:].tolist()
@@ -112,9 +114,14 @@ def decode_one(path: str, image_size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
 
-def decode_images(paths: Sequence[str], image_size: int, *, workers: int | None = None,
-                  progress: Callable[[int, int], bool] | None = None,
-                  bad: list[tuple[int, str]] | None = None) -> torch.Tensor:
+def decode_images(
+    paths: Sequence[str],
+    image_size: int,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], bool] | None = None,
+    bad: list[tuple[int, str]] | None = None,
+) -> torch.Tensor:
     """Decode every path into one uint8 tensor (N, 3, S, S); threads overlap (Pillow releases the GIL).
 
     `progress(done, total)` may return True to stop early (raises Stopped). With `bad` given, an image
@@ -146,8 +153,9 @@ def fits_in_memory(num_images: int, image_size: int, cache_bytes: int) -> bool:
     return num_images * 3 * image_size**2 <= cache_bytes
 
 
-def dataset_mean_std(paths: Sequence[str], image_size: int, *, decoded: torch.Tensor | None = None
-                     ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def dataset_mean_std(
+    paths: Sequence[str], image_size: int, *, decoded: torch.Tensor | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of the resized images, pixel values in [0, 1].
 
     Uses `decoded` (N, 3, S, S) uint8 when the images are already in memory; else lib.pixels.stats's exact,
@@ -174,8 +182,15 @@ def dataset_mean_std(paths: Sequence[str], image_size: int, *, decoded: torch.Te
 class TensorBatches:
     """Batches from decoded uint8 images in memory: `len()` batches per pass, reshuffled each pass."""
 
-    def __init__(self, images: torch.Tensor, targets: torch.Tensor, batch_size: int, *, shuffle: bool,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None = None,
+    ):
         self.images, self.targets, self.batch_size = images, targets, batch_size
         self.shuffle, self.generator = shuffle, generator
 
@@ -187,7 +202,7 @@ class TensorBatches:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.images.device)  # drawn on the CPU generator either way: same order on any device
         for i in range(0, n, self.batch_size):
-            idx = order[i:i + self.batch_size]
+            idx = order[i : i + self.batch_size]
             yield self.images[idx], self.targets[idx]
 
 
@@ -205,13 +220,26 @@ class DecodingDataset(Dataset):
         return decode_one(path, self.image_size), target
 
 
-def streaming_batches(samples: Sequence[tuple[str, int]], image_size: int, batch_size: int, *, shuffle: bool,
-                      generator: torch.Generator | None, workers: int) -> DataLoader:
+def streaming_batches(
+    samples: Sequence[tuple[str, int]],
+    image_size: int,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    workers: int,
+) -> DataLoader:
     """A DataLoader that decodes each epoch; workers start by forkserver (forking a threaded torch can hang)."""
-    return DataLoader(DecodingDataset(samples, image_size), batch_size=batch_size, shuffle=shuffle,
-                      generator=generator, num_workers=workers, persistent_workers=workers > 0,
-                      multiprocessing_context="forkserver" if workers > 0 else None,
-                      pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        DecodingDataset(samples, image_size),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        multiprocessing_context="forkserver" if workers > 0 else None,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -231,8 +259,9 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return padded[batch, chans, rows, cols]
 
 
-def batch_preparer(device: torch.device, mean_std: tuple | None, augment_generator: torch.Generator | None
-                   ) -> Callable[[torch.Tensor, bool], torch.Tensor]:
+def batch_preparer(
+    device: torch.device, mean_std: tuple | None, augment_generator: torch.Generator | None
+) -> Callable[[torch.Tensor, bool], torch.Tensor]:
     """A function uint8 (B, 3, S, S) -> float on device: scaled to [0, 1], augmented (train only), normalized."""
 
     def prepare(x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -247,9 +276,19 @@ def batch_preparer(device: torch.device, mean_std: tuple | None, augment_generat
 # --- the loop ----------------------------------------------------------------------------------------
 
 
-def train_epoch(model: nn.Module, device: torch.device, loader: Iterable[Batch], optimizer, scheduler, epoch: int,
-                prepare, hooks: Hooks, stop: threading.Event, step: int, max_batches: int | None = None
-                ) -> EpochStats:
+def train_epoch(
+    model: nn.Module,
+    device: torch.device,
+    loader: Iterable[Batch],
+    optimizer,
+    scheduler,
+    epoch: int,
+    prepare,
+    hooks: Hooks,
+    stop: threading.Event,
+    step: int,
+    max_batches: int | None = None,
+) -> EpochStats:
     """One pass over loader. Raises Diverged on a non-finite loss, Stopped when asked (checked every batch)."""
     model.train()
     total, seen, start = 0.0, 0, time.perf_counter()
@@ -276,8 +315,9 @@ def train_epoch(model: nn.Module, device: torch.device, loader: Iterable[Batch],
     return EpochStats(total / max(seen, 1), seen, time.perf_counter() - start, step)
 
 
-def evaluate(model: nn.Module, device: torch.device, loader: Iterable[Batch], prepare,
-             max_batches: int | None = None) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, device: torch.device, loader: Iterable[Batch], prepare, max_batches: int | None = None
+) -> tuple[float, float]:
     """(mean loss, accuracy) over loader: losses summed, then divided by the number of images."""
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -338,26 +378,35 @@ class Data:
     cached: bool
 
 
-def prepare_data(config: TrainConfig, samples: Sequence[tuple[str, int]], hooks: Hooks, *,
-                 cache_bytes: int, workers: int, device: torch.device | None = None) -> Data:
+def prepare_data(
+    config: TrainConfig,
+    samples: Sequence[tuple[str, int]],
+    hooks: Hooks,
+    *,
+    cache_bytes: int,
+    workers: int,
+    device: torch.device | None = None,
+) -> Data:
     """Split, then decode once into memory if the images fit cache_bytes, else stream; pick mean/std."""
     train_idx, val_idx = stratified_split([t for _, t in samples], config.val_split, config.seed)
     train_s, val_s = [samples[i] for i in train_idx], [samples[i] for i in val_idx]
     shuffle = torch.Generator().manual_seed(config.seed + 1)
     if fits_in_memory(len(samples), config.image_size, cache_bytes):
         return _cached_data(config, train_s, val_s, hooks, shuffle, device)
-    train = streaming_batches(train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle,
-                              workers=workers)
-    val = streaming_batches(val_s, config.image_size, config.batch_size, shuffle=False, generator=None,
-                            workers=workers)
+    train = streaming_batches(
+        train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle, workers=workers
+    )
+    val = streaming_batches(val_s, config.image_size, config.batch_size, shuffle=False, generator=None, workers=workers)
     if config.normalization == "dataset":
         hooks.on_progress("computing normalization")
     return Data(train, val, normalization_for(config, [p for p, _ in train_s], None), cached=False)
 
 
-def _cached_data(config: TrainConfig, train_s: list, val_s: list, hooks: Hooks, shuffle: torch.Generator,
-                 device: torch.device | None) -> Data:
+def _cached_data(
+    config: TrainConfig, train_s: list, val_s: list, hooks: Hooks, shuffle: torch.Generator, device: torch.device | None
+) -> Data:
     """Decode every image once; on CUDA the uint8 tensor then moves to the GPU, so a batch is a gather there."""
+
     def progress(done: int, total: int) -> bool:
         return hooks.on_progress(f"decoding images {done}/{total}")
 
@@ -387,9 +436,17 @@ def normalization_for(config: TrainConfig, train_paths: list[str], decoded: torc
     return None
 
 
-def fit(config: TrainConfig, samples: Sequence[tuple[str, int]], classes: list[str], hooks: Hooks | None = None,
-        stop: threading.Event | None = None, *, cache_bytes: int = DEFAULT_CACHE_BYTES, workers: int = 2,
-        model_fn: Callable[..., nn.Module] = build_model) -> FitResult:
+def fit(
+    config: TrainConfig,
+    samples: Sequence[tuple[str, int]],
+    classes: list[str],
+    hooks: Hooks | None = None,
+    stop: threading.Event | None = None,
+    *,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    workers: int = 2,
+    model_fn: Callable[..., nn.Module] = build_model,
+) -> FitResult:
     """Train config on samples [(path, class index)]; never raises, the outcome is in result.status/message."""
     hooks, stop, result = hooks or Hooks(), stop or threading.Event(), FitResult()
     try:
@@ -397,8 +454,10 @@ def fit(config: TrainConfig, samples: Sequence[tuple[str, int]], classes: list[s
         result.status, result.message = "completed", f"Trained {len(result.epochs)} epochs."
     except Diverged as e:
         result.status = "diverged"
-        result.message = (f"{e}. Lower the learning rate (try {config.lr / 10:g}), use the onecycle or cosine "
-                          "schedule, or turn normalization on.")
+        result.message = (
+            f"{e}. Lower the learning rate (try {config.lr / 10:g}), use the onecycle or cosine "
+            "schedule, or turn normalization on."
+        )
     except Stopped:
         result.status, result.message = "stopped", f"Stopped after {len(result.losses)} steps on request."
     except Exception as e:  # noqa: BLE001 - any failure ends the run as `failed`, with its reason
@@ -423,12 +482,19 @@ def _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, mo
     recorder = _Recorder(hooks, result.losses)
     step = 0
     for epoch in range(1, config.epochs + 1):
-        stats = train_epoch(model, device, data.train, optimizer, scheduler, epoch, prepare, recorder, stop, step,
-                            config.max_batches)
+        stats = train_epoch(
+            model, device, data.train, optimizer, scheduler, epoch, prepare, recorder, stop, step, config.max_batches
+        )
         step = stats.step
         val_loss, val_accuracy = evaluate(model, device, data.val, prepare, config.max_batches)
-        metrics = dict(epoch=epoch, train_loss=stats.train_loss, val_loss=val_loss, val_accuracy=val_accuracy,
-                       lr=optimizer.param_groups[0]["lr"], samples_per_sec=stats.samples / max(stats.seconds, 1e-9))
+        metrics = dict(
+            epoch=epoch,
+            train_loss=stats.train_loss,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            lr=optimizer.param_groups[0]["lr"],
+            samples_per_sec=stats.samples / max(stats.seconds, 1e-9),
+        )
         result.epochs.append(metrics)
         hooks.on_epoch(epoch, metrics)
 

@@ -55,8 +55,10 @@ def resnet18(num_classes: int, pretrained: bool) -> nn.Module:
         return tv_resnet18(weights=None, num_classes=num_classes)
     path = cached_weights_path(ResNet18_Weights.IMAGENET1K_V1.url)
     if not os.path.exists(path):
-        raise ValueError(f"Pretrained resnet18 weights are not in the local torch hub cache ({path}); "
-                         "train from scratch, or copy the weights file there first (nothing is downloaded).")
+        raise ValueError(
+            f"Pretrained resnet18 weights are not in the local torch hub cache ({path}); "
+            "train from scratch, or copy the weights file there first (nothing is downloaded)."
+        )
     model = tv_resnet18(weights=None)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     model.fc = nn.Linear(model.fc.in_features, num_classes)

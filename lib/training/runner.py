@@ -40,15 +40,20 @@ def check_capacity(store: RunStore, owner: str | None, settings: Settings) -> No
     """Raises ValueError when owner already has a run training, or the server is at its global cap."""
     mine = store.running(owner) if owner is not None else []
     if len(mine) >= settings.max_runs_per_session:
-        raise ValueError(f"Run {mine[0].name} is still training; stop it or wait for it to finish before starting another.")
+        raise ValueError(
+            f"Run {mine[0].name} is still training; stop it or wait for it to finish before starting another."
+        )
     here = [r for r in store.running() if r.host == socket.gethostname()]
     if len(here) >= settings.max_runs_global:
-        raise ValueError(f"{len(here)} runs are already training on this server (the limit is "
-                         f"{settings.max_runs_global}); try again when one finishes.")
+        raise ValueError(
+            f"{len(here)} runs are already training on this server (the limit is "
+            f"{settings.max_runs_global}); try again when one finishes."
+        )
 
 
-def start_run(config: TrainConfig, root: str | Path, store: RunStore, owner: str | None, *,
-              settings: Settings | None = None) -> str:
+def start_run(
+    config: TrainConfig, root: str | Path, store: RunStore, owner: str | None, *, settings: Settings | None = None
+) -> str:
     """Start a trainer subprocess for config on the ImageFolder at root; return the run id at once.
 
     Raises:
@@ -66,8 +71,14 @@ def start_run(config: TrainConfig, root: str | Path, store: RunStore, owner: str
         if settings.deployed:  # concurrent trainers share the cores, and leave the server its share
             cmd += ["--threads", str(trainer_threads(settings))]
         with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=PROJECT_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         store.update_run(run_id, pid=proc.pid)
     threading.Thread(target=_reap, args=(proc, store, run_id, log), daemon=True, name=f"reap-{run_id}").start()
     return run_id
@@ -90,7 +101,11 @@ def _reap(proc: subprocess.Popen, store: RunStore, run_id: str, log: Path) -> No
     if record is None or record.status != "running":
         return
     if code < 0:
-        store.finish(run_id, "interrupted", f"The trainer was killed by {signal.Signals(-code).name}; metrics up to then are kept.")
+        store.finish(
+            run_id,
+            "interrupted",
+            f"The trainer was killed by {signal.Signals(-code).name}; metrics up to then are kept.",
+        )
     else:
         lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
         store.finish(run_id, "failed", f"The trainer exited with code {code}: {lines[-1] if lines else 'no output'}")

@@ -38,9 +38,17 @@ class StoreHooks(Hooks):
         self.writer.close()
 
 
-def execute_run(store: RunStore, run_id: str, config: TrainConfig, samples: list[tuple[str, int]],
-                classes: list[str], *, hooks: Hooks | None = None, stop: threading.Event | None = None,
-                cache_bytes: int = DEFAULT_CACHE_BYTES) -> FitResult:
+def execute_run(
+    store: RunStore,
+    run_id: str,
+    config: TrainConfig,
+    samples: list[tuple[str, int]],
+    classes: list[str],
+    *,
+    hooks: Hooks | None = None,
+    stop: threading.Event | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+) -> FitResult:
     """Train in this process, writing to the store; save a checkpoint for completed and stopped runs."""
     hooks = hooks or StoreHooks(store, run_id)
     result = fit(config, samples, classes, hooks, stop, cache_bytes=cache_bytes)

@@ -19,8 +19,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("TORCHSCOPE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 
@@ -34,10 +39,15 @@ def _require_browser():
             import playwright.sync_api  # noqa: F401
         except ImportError:
             why = "playwright is not installed (pip install -r requirements-dev.txt)"
-    if why and os.environ.get("CI"):
+    if why and _truthy(os.environ.get("CI", "")):
         pytest.fail(f"browser tests must run under CI: {why}")
     if why:
         pytest.skip(why)
+
+
+def _truthy(value: str) -> bool:
+    """CI=true, CI=1, CI=yes all count; CI= or CI=false or CI=0 do not."""
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _free_port() -> int:
@@ -49,12 +59,33 @@ def _free_port() -> int:
 def start_app(tmp: Path, env_extra: dict | None = None) -> tuple[subprocess.Popen, str]:
     """Start `streamlit run` headless on a free port; return the process and its base URL once healthy."""
     port = _free_port()
-    env = {**os.environ, "TORCHSCOPE_CACHE_DIR": str(tmp / "cache"), "TORCHSCOPE_RUNS_DIR": str(tmp / "runs"), **(env_extra or {})}
+    env = {
+        **os.environ,
+        "TORCHSCOPE_CACHE_DIR": str(tmp / "cache"),
+        "TORCHSCOPE_RUNS_DIR": str(tmp / "runs"),
+        **(env_extra or {}),
+    }
     log = open(tmp / f"streamlit-{port}.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

@@ -1,6 +1,5 @@
 """Deployed mode in a real browser: two visitors side by side, uploads, refusals."""
 
-
 import re
 
 import pytest
@@ -17,10 +16,6 @@ def deployed_url(tmp_path_factory, browser):
     proc, url = start_app(tmp_path_factory.mktemp("deployed"), {"TORCHSCOPE_MODE": "deployed"})
     yield url
     stop_app(proc)
-
-
-
-
 
 
 def _visitor(browser, url, heading: str = "Dataset"):

@@ -67,10 +67,14 @@ def test_channels_page_draws_heatmaps_and_histograms(page, app_url):
     page.get_by_role("heading", name="Channels", exact=True).wait_for()
     wait_idle(page)
     # Vega draws chart titles on canvas, so the charts are found by their keyed containers.
-    page.locator(".st-key-normalized_channels [data-testid='stVegaLiteChart'] canvas, "
-                 ".st-key-normalized_channels [data-testid='stVegaLiteChart'] svg").first.wait_for()
-    page.locator(".st-key-pixel_histograms [data-testid='stVegaLiteChart'] canvas, "
-                 ".st-key-pixel_histograms [data-testid='stVegaLiteChart'] svg").first.wait_for()
+    page.locator(
+        ".st-key-normalized_channels [data-testid='stVegaLiteChart'] canvas, "
+        ".st-key-normalized_channels [data-testid='stVegaLiteChart'] svg"
+    ).first.wait_for()
+    page.locator(
+        ".st-key-pixel_histograms [data-testid='stVegaLiteChart'] canvas, "
+        ".st-key-pixel_histograms [data-testid='stVegaLiteChart'] svg"
+    ).first.wait_for()
     page.get_by_text("ImageNet").first.click()
     wait_idle(page)
     assert page.locator(ERRORS).count() == 0
