@@ -20,6 +20,7 @@ from lib.app.cache import run_store
 from lib.charts.series import MAX_POINTS
 from lib.charts.train import accuracy_chart, loss_chart, lr_chart
 from lib.data.sample import sample_root
+from lib.runs.status import Status
 from lib.runs.view import RunView, format_duration, run_label, run_view, runs_table, status_sentence
 from lib.settings import runs_dir
 from lib.training.config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -27,12 +28,12 @@ from lib.training.runner import start_run, stop_run
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0)
 STATUS_BOX = {
-    "running": st.info,
-    "completed": st.success,
-    "stopped": st.info,
-    "diverged": st.error,
-    "failed": st.error,
-    "interrupted": st.warning,
+    Status.RUNNING: st.info,
+    Status.COMPLETED: st.success,
+    Status.STOPPED: st.info,
+    Status.DIVERGED: st.error,
+    Status.FAILED: st.error,
+    Status.INTERRUPTED: st.warning,
 }
 
 st.title("Train")
@@ -139,11 +140,11 @@ def show(run_id: str, running: bool) -> None:
         if view is None:
             st.info("That run is no longer in the store.")
             return
-        if view.record.status == "running" and st.button("Stop", key="train_stop"):
+        if view.record.status == Status.RUNNING and st.button("Stop", key="train_stop"):
             stop_run(run_id, store)
             st.toast("Stopping after the current batch.")
         draw(view)
-        if running and view.record.status != "running":
+        if running and view.record.status != Status.RUNNING:
             st.rerun(scope="app")  # the run ended: refresh the runs list and stop polling
 
     live()
@@ -172,4 +173,4 @@ with st.expander(f"All runs ({len(runs)})"):
     )
 with st.expander("Configuration"):
     st.json({"run_id": record.id, "dataset": record.root, **record.config})
-show(run_id, record.status == "running")
+show(run_id, record.status == Status.RUNNING)

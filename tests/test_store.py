@@ -2,6 +2,7 @@
 
 import math
 import os
+import pickle
 import sqlite3
 import subprocess
 import sys
@@ -106,13 +107,24 @@ def test_the_step_writer_writes_the_first_step_at_once_buffers_the_rest_and_flus
 def test_checkpoint_round_trip(tmp_path):
     store = RunStore(tmp_path)
     run_id = store.create_run({})
-    with pytest.raises(ValueError, match="no checkpoint"):
+    with pytest.raises(ValueError, match="no last checkpoint"):
         store.load_checkpoint(run_id)
-    state = {"w": torch.arange(6.0).view(2, 3)}
-    store.save_checkpoint(run_id, state, {"model": "linear"}, ["a", "b"], mean=(0.5,) * 3, std=(0.2,) * 3)
-    loaded = store.load_checkpoint(run_id)
-    assert torch.equal(loaded["model_state"]["w"], state["w"])
-    assert (loaded["config"], loaded["classes"], loaded["mean"]) == ({"model": "linear"}, ["a", "b"], (0.5,) * 3)
+    state = {"model": {"w": torch.arange(6.0).view(2, 3)}, "classes": ["a", "b"], "mean": [0.5] * 3}
+    path = store.save_checkpoint(run_id, state, "best")
+    assert path.endswith(f"{run_id}/best.pt") and not store.checkpoint_path(run_id, "last").exists()
+    loaded = store.load_checkpoint(run_id, "best")
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"])
+    assert (loaded["classes"], loaded["mean"]) == (["a", "b"], [0.5] * 3)
+    with pytest.raises(ValueError, match="choose one of last, best"):
+        store.checkpoint_path(run_id, "first")
+
+
+def test_a_checkpoint_that_would_run_code_on_load_is_refused(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create_run({})
+    store.save_checkpoint(run_id, {"model": {}, "hook": print})  # a pickled function, not plain data
+    with pytest.raises(pickle.UnpicklingError):
+        store.load_checkpoint(run_id)
 
 
 def test_sigkill_mid_run_leaves_a_consistent_store_and_an_interrupted_run(tmp_path):

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from lib.training.config import TrainConfig
-from lib.training.models import MODEL_NAMES, build_model
+from lib.training.config import MODELS, TrainConfig
+from lib.training.models import build_model
 
 
 def test_round_trip_through_dict_ignores_unknown_keys():
@@ -40,7 +40,7 @@ def test_replace_validates_again():
         dataclasses.replace(TrainConfig(), schedule="warp")
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", MODELS)
 def test_every_model_maps_images_to_logits(name):
     torch.manual_seed(0)
     model = build_model(name, num_classes=5, image_size=32).eval()

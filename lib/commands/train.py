@@ -14,10 +14,11 @@ import threading
 
 from lib.data.index import build_index, verify_index
 from lib.data.sources import cli_root
+from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.training.config import DEFAULT_CACHE_MB, MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
 
-EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "stopped": 4}
+EXIT_CODES = {Status.COMPLETED: 0, Status.FAILED: 1, Status.DIVERGED: 3, Status.STOPPED: 4}
 _D = TrainConfig()  # the defaults the help text states
 
 
@@ -126,7 +127,7 @@ def run(args) -> int:
             raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")
     except (ValueError, OSError) as e:
         if run_id is not None:
-            store.finish(run_id, "failed", str(e))
+            store.finish(run_id, Status.FAILED, str(e))
         raise
     import torch  # only now: `runs`, --help and bad input answer without loading torch
 

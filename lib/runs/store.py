@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import sqlite3
 import time
@@ -22,10 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from lib.runs.status import FINAL_STATUSES, Status
 from lib.settings import runs_dir
 
-STATUSES = ("running", "completed", "stopped", "diverged", "failed", "interrupted")
-FINAL_STATUSES = STATUSES[1:]
+CHECKPOINTS = ("last", "best")
 STALE_AFTER_S = 300.0  # heartbeat age after which another host's run counts as interrupted
 INTERRUPTED_MESSAGE = (
     "The trainer ended without finishing (its process was killed or crashed); metrics up to then are kept."
@@ -130,7 +131,7 @@ class RunStore:
         with self._db() as con:
             con.execute(
                 "INSERT INTO runs (id, name, created, config, fingerprint, root, classes, status, message, owner,"
-                " pid, host, heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', '', ?, ?, ?, ?)",
+                " pid, host, heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
                 (
                     run_id,
                     name or run_id,
@@ -139,6 +140,7 @@ class RunStore:
                     fingerprint,
                     str(root),
                     json.dumps(classes or []),
+                    Status.RUNNING,
                     owner,
                     pid,
                     socket.gethostname(),
@@ -221,15 +223,15 @@ class RunStore:
         """
         runs = self.list_runs(owner)
         for r in runs:
-            if r.status == "running":
+            if r.status == Status.RUNNING:
                 self.request_stop(r.id)
-        done = [r.id for r in runs if r.status != "running"]
+        done = [r.id for r in runs if r.status != Status.RUNNING]
         with self._db() as con:
             for run_id in done:
                 for table, column in (("steps", "run_id"), ("epochs", "run_id"), ("runs", "id")):
                     con.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
         for run_id in done:
-            self.checkpoint_path(run_id).unlink(missing_ok=True)
+            self.delete_checkpoints(run_id)
         return len(done)
 
     # --- reads (pages, CLI) -----------------------------------------------------------------------
@@ -245,7 +247,7 @@ class RunStore:
         return self._select("WHERE r.owner = ?", (owner,))
 
     def running(self, owner: str | None = None) -> list[RunRecord]:
-        return [r for r in self.list_runs(owner) if r.status == "running"]
+        return [r for r in self.list_runs(owner) if r.status == Status.RUNNING]
 
     def steps(self, run_id: str, since_step: int = -1) -> pd.DataFrame:
         """Step metrics (STEP_COLUMNS) after since_step, in order."""
@@ -278,51 +280,59 @@ class RunStore:
 
     def _mark_interrupted(self, con: sqlite3.Connection) -> None:
         """Runs marked running whose trainer is gone become `interrupted` (written, so it sticks)."""
-        for row in con.execute("SELECT id, pid, host, heartbeat FROM runs WHERE status = 'running'").fetchall():
+        rows = con.execute("SELECT id, pid, host, heartbeat FROM runs WHERE status = ?", (Status.RUNNING,))
+        for row in rows.fetchall():
             if not trainer_alive(row["pid"], row["host"], row["heartbeat"]):
                 con.execute(
-                    "UPDATE runs SET status = 'interrupted', message = ?, ended = ? WHERE id = ?"
-                    " AND status = 'running'",
-                    (INTERRUPTED_MESSAGE, time.time(), row["id"]),
+                    "UPDATE runs SET status = ?, message = ?, ended = ? WHERE id = ? AND status = ?",
+                    (Status.INTERRUPTED, INTERRUPTED_MESSAGE, time.time(), row["id"], Status.RUNNING),
                 )
 
     # --- checkpoints ------------------------------------------------------------------------------
 
-    def checkpoint_path(self, run_id: str) -> Path:
-        return self.root / "checkpoints" / f"{run_id}.pt"
+    def checkpoint_path(self, run_id: str, which: str = "last") -> Path:
+        """Where a run's `last` (end of its latest epoch, or where it stopped) or `best` checkpoint lives."""
+        if which not in CHECKPOINTS:
+            raise ValueError(f"Unknown checkpoint {which!r}; choose one of {', '.join(CHECKPOINTS)}.")
+        return self.root / "checkpoints" / run_id / f"{which}.pt"
 
-    def save_checkpoint(
-        self,
-        run_id: str,
-        model_state: dict,
-        config: dict,
-        classes: list[str],
-        *,
-        mean: tuple | None = None,
-        std: tuple | None = None,
-    ) -> str:
-        """Write model state, config, class names and the normalization used, atomically (temp, then rename)."""
-        import torch
+    def save_checkpoint(self, run_id: str, state: dict, which: str = "last") -> str:
+        """Write a checkpoint dict atomically (temp file, then rename) and return its path.
 
-        path = self.checkpoint_path(run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save({"model_state": model_state, "config": config, "classes": classes, "mean": mean, "std": std}, tmp)
-        os.replace(tmp, path)
-        return str(path)
-
-    def load_checkpoint(self, run_id: str) -> dict:
-        """The checkpoint dict: model_state, config, classes, mean, std.
-
-        Raises:
-            ValueError: when the run has no checkpoint (it did not complete).
+        `state` holds only tensors, numbers, strings and lists/dicts of them, so it loads back with
+        `torch.load(..., weights_only=True)`: see lib/training/checkpoint.py for its keys.
         """
         import torch
 
-        path = self.checkpoint_path(run_id)
+        path = self.checkpoint_path(run_id, which)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return str(path)
+
+    def load_checkpoint(self, run_id: str, which: str = "last") -> dict:
+        """The checkpoint dict, loaded with weights_only=True onto the CPU.
+
+        Raises:
+            ValueError: when the run has no such checkpoint (it ended before its first epoch did).
+        """
+        import torch
+
+        path = self.checkpoint_path(run_id, which)
+        legacy = self.root / "checkpoints" / f"{run_id}.pt"  # before checkpoints had a folder per run
+        if not path.exists() and which == "last" and legacy.exists():
+            path = legacy
         if not path.exists():
-            raise ValueError(f"Run {run_id} has no checkpoint; only completed or stopped runs save one.")
+            raise ValueError(
+                f"Run {run_id} has no {which} checkpoint; a run saves one at the end of each epoch "
+                "and when it is stopped, so train at least one epoch."
+            )
         return torch.load(path, map_location="cpu", weights_only=True)
+
+    def delete_checkpoints(self, run_id: str) -> None:
+        shutil.rmtree(self.root / "checkpoints" / run_id, ignore_errors=True)
+        (self.root / "checkpoints" / f"{run_id}.pt").unlink(missing_ok=True)
 
 
 class StepWriter:

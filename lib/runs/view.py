@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lib.runs.status import Status
 from lib.runs.store import RunRecord, RunStore
 
 RECENT_STEPS = 20  # samples/s is the median over this many latest steps: steady, yet follows changes
@@ -60,7 +61,7 @@ def run_progress(record: RunRecord, steps: pd.DataFrame) -> Progress:
     sps = float(steps["samples_per_sec"].iloc[-RECENT_STEPS:].median())
     batch = step - (epoch - 1) * per_epoch if per_epoch else step
     eta = None
-    if record.status == "running" and total and sps > 0:
+    if record.status == Status.RUNNING and total and sps > 0:
         eta = (total - step) * int(record.config.get("batch_size", 1)) / sps
     return Progress(record.status, epoch, epochs, batch, per_epoch, step, total, sps, eta)
 
@@ -70,12 +71,12 @@ def status_sentence(record: RunRecord) -> str:
     final = record.final
     accuracy = f" Validation accuracy {final['val_accuracy']:.1%}." if final.get("val_accuracy") is not None else ""
     words = {
-        "running": f"Training. {record.message}" if record.message not in ("", "training") else "Training.",
-        "completed": f"Completed.{accuracy}",
-        "stopped": f"Stopped on request; the metrics so far are kept.{accuracy}",
-        "diverged": f"Diverged: {record.message}",
-        "failed": f"Failed: {record.message}",
-        "interrupted": f"Interrupted: {record.message}",
+        Status.RUNNING: f"Training. {record.message}" if record.message not in ("", "training") else "Training.",
+        Status.COMPLETED: f"Completed.{accuracy}",
+        Status.STOPPED: f"Stopped on request; the metrics so far are kept.{accuracy}",
+        Status.DIVERGED: f"Diverged: {record.message}",
+        Status.FAILED: f"Failed: {record.message}",
+        Status.INTERRUPTED: f"Interrupted: {record.message}",
     }
     return words.get(record.status, record.message)
 

@@ -30,6 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from lib.data.images import load_rgb
 from lib.pixels.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from lib.runs.status import Status
+from lib.training.checkpoint import LoadedRun, make_checkpoint
 from lib.training.config import DEFAULT_CACHE_MB, TrainConfig
 from lib.training.models import build_model
 
@@ -60,18 +62,22 @@ class Hooks:
     def on_epoch(self, epoch: int, metrics: dict) -> None:
         pass
 
+    def on_checkpoint(self, state: dict, best: bool) -> None:  # lib/training/checkpoint.py says what is in it
+        pass
+
     def close(self) -> None:  # the run is over: write anything buffered
         pass
 
 
 @dataclass
 class FitResult:
-    status: str = "running"
+    status: Status = Status.RUNNING
     message: str = ""
     losses: list[float] = field(default_factory=list)  # every step's train loss, in order
     epochs: list[dict] = field(default_factory=list)  # one dict per finished epoch
     model: nn.Module | None = None
     mean_std: tuple | None = None
+    best_val_loss: float = math.inf
 
 
 @dataclass
@@ -376,6 +382,7 @@ class Data:
     val: Iterable[Batch]
     mean_std: tuple | None
     cached: bool
+    val_samples: list[tuple[str, int]]  # the validation images evaluated, in order (those that decoded)
 
 
 def prepare_data(
@@ -399,7 +406,7 @@ def prepare_data(
     val = streaming_batches(val_s, config.image_size, config.batch_size, shuffle=False, generator=None, workers=workers)
     if config.normalization == "dataset":
         hooks.on_progress("computing normalization")
-    return Data(train, val, normalization_for(config, [p for p, _ in train_s], None), cached=False)
+    return Data(train, val, normalization_for(config, [p for p, _ in train_s], None), False, val_s)
 
 
 def _cached_data(
@@ -424,7 +431,8 @@ def _cached_data(
         images, targets = images.to(device), targets.to(device)
     train = TensorBatches(images[:n], targets[:n], config.batch_size, shuffle=True, generator=shuffle)
     val = TensorBatches(images[n:], targets[n:], config.batch_size, shuffle=False)
-    return Data(train, val, mean_std, cached=True)
+    dropped = {i - len(train_s) for i, _ in bad}
+    return Data(train, val, mean_std, True, [s for i, s in enumerate(val_s) if i not in dropped])
 
 
 def normalization_for(config: TrainConfig, train_paths: list[str], decoded: torch.Tensor | None) -> tuple | None:
@@ -451,18 +459,21 @@ def fit(
     hooks, stop, result = hooks or Hooks(), stop or threading.Event(), FitResult()
     try:
         _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, model_fn)
-        result.status, result.message = "completed", f"Trained {len(result.epochs)} epochs."
+        result.status, result.message = Status.COMPLETED, f"Trained {len(result.epochs)} epochs."
     except Diverged as e:
-        result.status = "diverged"
+        result.status = Status.DIVERGED
         result.message = (
             f"{e}. Lower the learning rate (try {config.lr / 10:g}), use the onecycle or cosine "
             "schedule, or turn normalization on."
         )
     except Stopped:
-        result.status, result.message = "stopped", f"Stopped after {len(result.losses)} steps on request."
+        result.status, result.message = Status.STOPPED, f"Stopped after {len(result.losses)} steps on request."
     except Exception as e:  # noqa: BLE001 - any failure ends the run as `failed`, with its reason
         # A ValueError is already a sentence for the user; anything else keeps its type for a bug report.
-        result.status, result.message = "failed", str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+        result.status, result.message = (
+            Status.FAILED,
+            str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}",
+        )
     return result
 
 
@@ -480,13 +491,23 @@ def _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, mo
     prepare = batch_preparer(device, data.mean_std, augment)
     hooks.on_start(per_epoch * config.epochs, classes, data.mean_std)
     recorder = _Recorder(hooks, result.losses)
-    step = 0
+
+    def checkpoint(epoch: int, metrics: dict | None, partial: bool = False) -> dict:
+        return make_checkpoint(
+            model, optimizer, scheduler, config=config, classes=classes, mean_std=data.mean_std,
+            val_samples=data.val_samples, epoch=epoch, step=len(result.losses), metrics=metrics, partial=partial,
+        )  # fmt: skip
+
     for epoch in range(1, config.epochs + 1):
-        stats = train_epoch(
-            model, device, data.train, optimizer, scheduler, epoch, prepare, recorder, stop, step, config.max_batches
-        )
-        step = stats.step
-        val_loss, val_accuracy = evaluate(model, device, data.val, prepare, config.max_batches)
+        try:
+            stats = train_epoch(
+                model, device, data.train, optimizer, scheduler, epoch, prepare, recorder, stop,
+                len(result.losses), config.max_batches,
+            )  # fmt: skip
+        except Stopped:
+            hooks.on_checkpoint(checkpoint(epoch - 1, None, partial=True), best=False)  # resume from here
+            raise
+        val_loss, val_accuracy = validation_pass(model, device, data.val, prepare, config)
         metrics = dict(
             epoch=epoch,
             train_loss=stats.train_loss,
@@ -497,6 +518,35 @@ def _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, mo
         )
         result.epochs.append(metrics)
         hooks.on_epoch(epoch, metrics)
+        best = val_loss < result.best_val_loss
+        result.best_val_loss = min(val_loss, result.best_val_loss)
+        hooks.on_checkpoint(checkpoint(epoch, metrics), best=best)
+
+
+def evaluate_checkpoint(loaded: LoadedRun, *, workers: int | None = None) -> tuple[float, float]:
+    """(val_loss, val_accuracy) of a rebuilt run on its stored validation split, batched as training did.
+
+    Raises:
+        ValueError: when stored validation images are missing or no longer decode (names the first few).
+    """
+    samples = loaded.val_samples()
+    if not samples:
+        raise ValueError(f"Run {loaded.run_id} stored no validation split; retrain it to evaluate.")
+    missing = [p for p, _ in samples if not os.path.isfile(p)]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} validation images are gone, e.g. {', '.join(missing[:3])}; restore the dataset folder."
+        )
+    images = decode_images([p for p, _ in samples], loaded.config.image_size, workers=workers)
+    targets = torch.tensor([t for _, t in samples])
+    val = TensorBatches(images, targets, loaded.config.batch_size, shuffle=False)
+    prepare = batch_preparer(loaded.device, loaded.mean_std, None)
+    return validation_pass(loaded.model, loaded.device, val, prepare, loaded.config)
+
+
+def validation_pass(model: nn.Module, device: torch.device, val: Iterable[Batch], prepare, config: TrainConfig):
+    """The validation a run records each epoch; evaluate_checkpoint repeats exactly this on a rebuilt model."""
+    return evaluate(model, device, val, prepare, config.max_batches)
 
 
 class _Recorder(Hooks):

@@ -7,7 +7,7 @@ import os
 import torch
 from torch import nn
 
-MODEL_NAMES = ("linear", "mlp", "cnn", "resnet18")
+from lib.training.config import MODELS  # the one list of names, importable without torch (pages)
 
 
 def build_model(name: str, num_classes: int, image_size: int, *, pretrained: bool = False) -> nn.Module:
@@ -29,7 +29,7 @@ def build_model(name: str, num_classes: int, image_size: int, *, pretrained: boo
         return small_cnn(num_classes)
     if name == "resnet18":
         return resnet18(num_classes, pretrained)
-    raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
+    raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)}.")
 
 
 def small_cnn(num_classes: int) -> nn.Module:

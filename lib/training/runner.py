@@ -20,6 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
+from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.settings import Settings, load_settings
 from lib.training.config import TrainConfig
@@ -98,14 +99,16 @@ def _reap(proc: subprocess.Popen, store: RunStore, run_id: str, log: Path) -> No
     """Wait for the trainer (no zombie left) and record why, if it died without writing a final status."""
     code = proc.wait()
     record = store.get_run(run_id)
-    if record is None or record.status != "running":
+    if record is None or record.status != Status.RUNNING:
         return
     if code < 0:
         store.finish(
             run_id,
-            "interrupted",
+            Status.INTERRUPTED,
             f"The trainer was killed by {signal.Signals(-code).name}; metrics up to then are kept.",
         )
     else:
         lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-        store.finish(run_id, "failed", f"The trainer exited with code {code}: {lines[-1] if lines else 'no output'}")
+        store.finish(
+            run_id, Status.FAILED, f"The trainer exited with code {code}: {lines[-1] if lines else 'no output'}"
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 
 from lib.runs.store import RunStore
+from lib.training.checkpoint import relative_to_root
 from lib.training.config import TrainConfig
 from lib.training.engine import DEFAULT_CACHE_BYTES, FitResult, Hooks, fit
 
@@ -18,6 +19,8 @@ class StoreHooks(Hooks):
     def __init__(self, store: RunStore, run_id: str):
         self.store, self.run_id = store, run_id
         self.writer = store.step_writer(run_id)
+        record = store.get_run(run_id)
+        self.root = record.root if record is not None else ""
 
     def on_progress(self, message: str) -> bool:
         self.store.update_run(self.run_id, message=message)
@@ -32,6 +35,14 @@ class StoreHooks(Hooks):
     def on_epoch(self, epoch: int, metrics: dict) -> None:
         self.writer.flush()  # every step of the epoch is in the store before its epoch row
         self.store.record_epoch(self.run_id, **metrics)
+
+    def on_checkpoint(self, state: dict, best: bool) -> None:
+        """Save `last` (and `best` when validation loss improved), validation paths relative to the root."""
+        if self.root:
+            state = relative_to_root(state, self.root)
+        self.store.save_checkpoint(self.run_id, state, "last")
+        if best:
+            self.store.save_checkpoint(self.run_id, state, "best")
 
     def close(self) -> None:
         """Write the steps still buffered (called before the final status)."""
@@ -49,14 +60,14 @@ def execute_run(
     stop: threading.Event | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> FitResult:
-    """Train in this process, writing to the store; save a checkpoint for completed and stopped runs."""
+    """Train in this process, writing to the store; checkpoints are saved by the hooks as epochs end.
+
+    Whatever the outcome, the run keeps its newest checkpoint: a diverged or failed run keeps the one of
+    its last whole epoch, a stopped run the one where it stopped.
+    """
     hooks = hooks or StoreHooks(store, run_id)
     result = fit(config, samples, classes, hooks, stop, cache_bytes=cache_bytes)
     hooks.close()
-    checkpoint = None
-    if result.status in ("completed", "stopped") and result.model is not None:
-        state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
-        mean, std = result.mean_std or (None, None)
-        checkpoint = store.save_checkpoint(run_id, state, config.to_dict(), classes, mean=mean, std=std)
-    store.finish(run_id, result.status, result.message, checkpoint)
+    last = store.checkpoint_path(run_id, "last")
+    store.finish(run_id, result.status, result.message, str(last) if last.exists() else None)
     return result

@@ -1,0 +1,144 @@
+"""A checkpoint holds all it takes to rebuild a run's model and its inputs; `load_model` does the rebuilding.
+
+A checkpoint is a plain dict of tensors, numbers, strings and lists, saved with `torch.save` and loaded
+with `weights_only=True` (no pickled code runs on load). Keys (FORMAT 1):
+
+    format       1
+    model        the model's state_dict (CPU tensors; the unwrapped module under DDP)
+    optimizer    optimizer.state_dict(), scheduler: scheduler.state_dict() or None
+    epoch, step  epochs finished and optimizer steps taken when it was saved
+    partial      True when saved mid-epoch (a stopped run): `step` is exact, `epoch` epochs were whole
+    config       TrainConfig.to_dict(), the full recipe
+    classes      class names, index order
+    mean, std    the normalization the model was trained with (lists of 3 floats), or None
+    root         the dataset root the run read ("" when unknown)
+    val_paths    the validation split the run evaluated on, relative to root (POSIX), in evaluation order
+    val_targets  their class indices
+    metrics      the epoch's metrics when saved (train_loss, val_loss, val_accuracy, ...), {} mid-epoch
+
+Plain torch rebuilds the model without this package:
+
+    ckpt = torch.load("runs/checkpoints/<run_id>/last.pt", weights_only=True)
+    model = build_model(ckpt["config"]["model"], len(ckpt["classes"]), ckpt["config"]["image_size"])
+    model.load_state_dict(ckpt["model"])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import torch
+from torch import nn
+
+from lib.runs.store import RunStore
+from lib.training.config import TrainConfig
+from lib.training.models import build_model
+
+FORMAT = 1
+
+
+def make_checkpoint(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    *,
+    config: TrainConfig,
+    classes: list[str],
+    mean_std: tuple | None,
+    val_samples: list[tuple[str, int]],
+    epoch: int,
+    step: int,
+    metrics: dict | None = None,
+    partial: bool = False,
+) -> dict:
+    """The checkpoint dict (see the module docstring); tensors are copied to the CPU."""
+    mean, std = mean_std if mean_std is not None else (None, None)
+    return {
+        "format": FORMAT,
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": epoch,
+        "step": step,
+        "partial": partial,
+        "config": config.to_dict(),
+        "classes": list(classes),
+        "mean": [float(m) for m in mean] if mean is not None else None,
+        "std": [float(s) for s in std] if std is not None else None,
+        "root": "",
+        "val_paths": [p for p, _ in val_samples],
+        "val_targets": [int(t) for _, t in val_samples],
+        "metrics": dict(metrics or {}),
+    }
+
+
+def relative_to_root(state: dict, root: str | Path) -> dict:
+    """The same checkpoint with its validation paths relative to `root` (POSIX), so the folder can move."""
+    root = Path(root).resolve()
+    rel = [PurePosixPath(*Path(p).resolve().relative_to(root).parts).as_posix() for p in state["val_paths"]]
+    return {**state, "root": str(root), "val_paths": rel}
+
+
+@dataclass
+class LoadedRun:
+    """A run's model rebuilt from its checkpoint, in eval mode, with what it takes to feed it."""
+
+    run_id: str
+    model: nn.Module
+    config: TrainConfig
+    classes: list[str]
+    mean_std: tuple | None
+    root: Path
+    val_paths: list[str]  # relative to root (absolute for checkpoints saved without a root)
+    val_targets: list[int]
+    epoch: int
+    step: int
+    device: torch.device
+    metrics: dict = field(default_factory=dict)
+    checkpoint: dict = field(default_factory=dict, repr=False)  # optimizer/scheduler state, for resuming
+
+    def val_samples(self) -> list[tuple[str, int]]:
+        """The stored validation split as [(absolute path, class index)], in evaluation order."""
+        return [(str(self.root / p), t) for p, t in zip(self.val_paths, self.val_targets)]
+
+
+def load_model(
+    run_id: str, *, runs_dir: str | Path | None = None, which: str = "last", device: str | torch.device = "cpu"
+) -> LoadedRun:
+    """Rebuild run_id's model from its `last` or `best` checkpoint (strict load, weights_only=True).
+
+    Raises:
+        ValueError: for an unknown run, a run without that checkpoint, or a checkpoint that does not
+            match its model (say which).
+    """
+    store = RunStore(runs_dir)
+    record = store.get_run(run_id)
+    if record is None:
+        raise ValueError(f"No run {run_id} in {store.root}; list the runs with `python -m lib runs`.")
+    ckpt = store.load_checkpoint(run_id, which)
+    if "model" not in ckpt:  # the first checkpoints: weights and normalization only, no split
+        ckpt = {"model": ckpt["model_state"], "val_paths": [], "val_targets": [], "epoch": 0, "step": 0, **ckpt}
+    config = TrainConfig.from_dict(ckpt["config"])
+    model = build_model(config.model, len(ckpt["classes"]), config.image_size)
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"The checkpoint of run {run_id} does not fit a {config.model} model: {e}") from None
+    device = torch.device(device)
+    mean_std = (tuple(ckpt["mean"]), tuple(ckpt["std"])) if ckpt.get("mean") is not None else None
+    return LoadedRun(
+        run_id=run_id,
+        model=model.to(device).eval(),
+        config=config,
+        classes=list(ckpt["classes"]),
+        mean_std=mean_std,
+        root=Path(ckpt.get("root") or record.root or "/"),
+        val_paths=list(ckpt["val_paths"]),
+        val_targets=list(ckpt["val_targets"]),
+        epoch=int(ckpt["epoch"]),
+        step=int(ckpt["step"]),
+        device=device,
+        metrics=dict(ckpt.get("metrics", {})),
+        checkpoint=ckpt,
+    )
