@@ -6,6 +6,7 @@ import uuid
 import streamlit as st
 
 from lib.app import cache, sessions
+from lib.app.text import plain
 from lib.data.sources import (
     KINDS,
     Source,
@@ -95,7 +96,7 @@ def source_inputs(kind: str) -> Source | None:
         return Source("builtin", name)
     root = st.text_input("Folder holding its files", key=KEY_BUILTIN_ROOT, placeholder="~/data").strip()
     if root and not builtin_available(name, os.path.expanduser(root)):
-        st.caption(f"{name}'s files are not in that folder.")
+        st.caption(f"{plain(name)}'s files are not in that folder.")
         if st.button(f"Download {name} there", key=KEY_DOWNLOAD, help="Needs a connection to the internet."):
             download(name, os.path.expanduser(root))
     return Source("builtin", name, os.path.expanduser(root)) if root else None
@@ -151,8 +152,8 @@ def sidebar() -> None:
             with st.spinner("Opening…"):
                 open_source(chosen)
         if st.session_state.get("source_error"):
-            st.error(st.session_state.source_error)
-        st.caption(f"Showing: {st.session_state.source.label()}")
+            st.error(plain(st.session_state.source_error))
+        st.caption(f"Showing: {plain(st.session_state.source.label())}")
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import streamlit as st
 
 from lib.app import cache
 from lib.app.cache import compute_stats, current_index, stored_stats
+from lib.app.text import plain, plain_error
 from lib.charts.channels import channel_heatmaps, pixel_histograms
 from lib.data.images import load_rgb
 from lib.data.sample import sample_root
@@ -43,7 +44,7 @@ root = st.session_state.get("dataset_root") or str(sample_root())
 try:
     index = current_index(root)
 except ValueError as e:
-    st.error(str(e))
+    st.error(plain_error(e))
     st.stop()
 if index.num_images == 0:
     st.info("This dataset has no usable images; choose another source on the Dataset page.")
@@ -68,7 +69,7 @@ with st.sidebar:
                 index, size, lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,} / {total:,} images")
             )
         except ValueError as e:
-            st.error(str(e))
+            st.error(plain_error(e))
             st.stop()
         bar.empty()
         st.session_state["norm_choice"] = NORM_CHOICES[0]  # once computed, the dataset's own is the default
@@ -103,14 +104,14 @@ with st.sidebar:
 try:
     norm = norm_values(choice, (stats.mean, stats.std) if stats is not None else None, custom)
 except ValueError as e:
-    st.info(str(e))
+    st.info(plain_error(e))
     st.stop()
 
 left, right = st.columns(2)
 class_name = left.selectbox("Class", index.classes, key="channels_class")
 paths = [p for p, t in index.samples if index.classes[t] == class_name]
 if not paths:
-    st.info(f"Class {class_name} has no usable images; pick another class.")
+    st.info(f"Class {plain(class_name)} has no usable images; pick another class.")
     st.stop()
 if st.session_state.get("channels_image", 0) >= len(paths):  # the new class has fewer images
     st.session_state["channels_image"] = len(paths) - 1
@@ -120,9 +121,9 @@ try:
     img = load_upload(upload.getvalue()) if upload is not None else load_rgb(paths[number])
     view = channel_view(img, size, norm)
 except ValueError as e:
-    st.error(str(e))
+    st.error(plain_error(e))
     st.stop()
-st.caption(upload.name if upload is not None else index.relpath(paths[number]))
+st.caption(plain(upload.name if upload is not None else index.relpath(paths[number])))
 
 st.subheader("Original and its channels")
 for col, picture, caption in zip(
@@ -161,4 +162,4 @@ try:
     )
     st.image(preview_images(img, config, int(count), int(seed)), width=96)
 except ValueError as e:
-    st.error(str(e))
+    st.error(plain_error(e))

@@ -5,6 +5,7 @@ import math
 import streamlit as st
 
 from lib.app import cache
+from lib.app.text import plain, plain_error
 from lib.charts import dataset as charts
 from lib.data import explore
 
@@ -29,12 +30,12 @@ if not root:
 try:
     index = cache.current_index(root)
 except ValueError as e:
-    st.error(str(e))
+    st.error(plain_error(e))
     st.stop()
 job = cache.verify_job(root, start=index.num_images <= AUTO_CHECK_MAX)
 
 st.title("Dataset")
-st.caption(f"`{index.root}`")
+st.caption(plain(index.root))
 if job is None:
     st.info(
         f"{index.num_images:,} images were indexed from their headers. The full check decodes every image once "
@@ -57,7 +58,7 @@ def check_progress() -> None:
         st.session_state[f"checked:{root}"] = True
         st.rerun(scope="app")
     elif job.error:
-        st.warning(f"The full check stopped: {job.error}. The header check's results are shown.")
+        st.warning(f"The full check stopped: {plain(job.error)}. The header check's results are shown.")
 
 
 check_progress()
@@ -69,7 +70,7 @@ cols[2].metric("Bad files", len(index.bad_files), help="Files that look like ima
 cols[3].metric("Skipped", len(index.skipped_files), help="Files that are not images (by extension).")
 cols[4].metric("Empty classes", len(index.empty_classes))
 if index.empty_classes:
-    st.warning("Empty class folders: " + ", ".join(index.empty_classes))
+    st.warning("Empty class folders: " + plain(", ".join(index.empty_classes)))
 if index.num_images == 0:
     st.error("This dataset has no usable images; check the bad-file report below and open another source.")
 
@@ -97,9 +98,9 @@ for i, (path, target) in enumerate(batch):
     thumb = cache.thumbnail(path)
     cell = grid[i % 8]
     if isinstance(thumb, str):
-        cell.warning(f"{index.relpath(path)}: {thumb}")
+        cell.warning(plain(f"{index.relpath(path)}: {thumb}"))
     else:
-        cell.image(thumb, caption=f"{index.classes[target]} · {path.rsplit('/', 1)[-1]}", width="stretch")
+        cell.image(thumb, caption=plain(f"{index.classes[target]} · {path.rsplit('/', 1)[-1]}"), width="stretch")
 
 st.subheader("Sizes, shapes and modes")
 headers = cache.header_frame(root, index.verified)

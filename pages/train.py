@@ -17,6 +17,7 @@ import streamlit as st
 
 from lib.app import cache
 from lib.app.cache import run_store
+from lib.app.text import plain, plain_error
 from lib.charts.series import MAX_POINTS
 from lib.charts.train import accuracy_chart, loss_chart, lr_chart
 from lib.data.sample import sample_root
@@ -84,7 +85,7 @@ def hyperparameter_form() -> TrainConfig | None:
     try:
         return TrainConfig(**values)
     except ValueError as e:
-        st.warning(str(e))
+        st.warning(plain_error(e))
         return None
 
 
@@ -92,13 +93,13 @@ def start(config: TrainConfig) -> None:
     try:
         st.session_state.train_run = start_run(config, root, store, st.session_state.session_id, settings=settings)
     except ValueError as e:
-        st.warning(str(e))
+        st.warning(plain_error(e))
 
 
 def draw(view: RunView) -> None:
     """Status, progress, and the charts of one run."""
     record, p = view.record, view.progress
-    STATUS_BOX.get(record.status, st.info)(status_sentence(record))
+    STATUS_BOX.get(record.status, st.info)(plain(status_sentence(record)))
     if p.total_steps:
         st.progress(p.fraction, text=f"Epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.steps_per_epoch}")
     cols = st.columns(4)
