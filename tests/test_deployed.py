@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lib.app import sessions
+from lib.app.text import plain
 from lib.data.sources import Source, check_dataset_limits, resolve_root, source_from_params
 from lib.settings import DEPLOYED_DEFAULTS, load_settings
 from tests.helpers import png_bytes, zip_bytes
@@ -146,7 +147,7 @@ def test_hostile_uploads_are_refused_through_the_upload_box(monkeypatch, members
     _upload(at, "evil.zip", data)
     assert message in at.session_state["source_error"]
     assert at.session_state["source"].kind == "sample"  # what was open stays open
-    assert at.sidebar.error[0].value == at.session_state["source_error"]
+    assert at.sidebar.error[0].value == plain(at.session_state["source_error"])  # shown as text
     assert _images(at) == 640
 
 
