@@ -86,7 +86,7 @@ class RunRecord:
 
 
 class RunStore:
-    """The runs folder: `runs.sqlite` plus `checkpoints/<run_id>.pt`."""
+    """The runs folder: `runs.sqlite` plus `checkpoints/<run_id>/` (last.pt, best.pt, the predictions of each)."""
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root else runs_dir()
@@ -330,7 +330,34 @@ class RunStore:
             )
         return torch.load(path, map_location="cpu", weights_only=True)
 
+    def predictions_path(self, run_id: str, which: str = "last") -> Path:
+        """Where the predictions of a run's `which` checkpoint are stored: beside it, deleted with it."""
+        return self.checkpoint_path(run_id, which).with_name(f"predictions-{which}.npz")
+
+    def save_predictions(self, run_id: str, arrays: dict, which: str = "last") -> Path:
+        """Write named numpy arrays (numbers and strings only) atomically; lib.evaluation.predictions says which."""
+        import numpy as np
+
+        path = self.predictions_path(run_id, which)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    def load_predictions(self, run_id: str, which: str = "last") -> dict | None:
+        """The stored arrays (loaded without pickle), or None when none are stored or the file is unreadable."""
+        import numpy as np
+
+        try:
+            with np.load(self.predictions_path(run_id, which), allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        except (OSError, ValueError, EOFError):  # missing, or cut short: predict again
+            return None
+
     def delete_checkpoints(self, run_id: str) -> None:
+        """Remove a run's checkpoints and the predictions stored beside them."""
         shutil.rmtree(self.root / "checkpoints" / run_id, ignore_errors=True)
         (self.root / "checkpoints" / f"{run_id}.pt").unlink(missing_ok=True)
 
