@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 import lib.training.engine as engine
@@ -20,8 +19,6 @@ from lib.training.engine import (
     TensorBatches,
     augment_batch,
     batch_preparer,
-    dataset_mean_std,
-    decode_images,
     evaluate,
     fit,
     stratified_split,
@@ -122,16 +119,6 @@ def test_split_is_stratified_disjoint_and_complete():
     assert stratified_split(targets, 0.2, seed=3) == (train, val)
     with pytest.raises(ValueError, match="at least 2"):
         stratified_split([0, 0, 1], 0.2, seed=0)
-
-
-def test_dataset_mean_std_matches_numpy(sample):
-    paths = [p for p, _ in sample.samples[::32]]
-    pixels = np.stack([np.asarray(load_rgb(p).resize((16, 16), Image.BILINEAR)) for p in paths]) / 255.0
-    ref_mean, ref_std = pixels.mean(axis=(0, 1, 2)), pixels.std(axis=(0, 1, 2))
-    for decoded in (None, decode_images(paths, 16)):
-        mean, std = dataset_mean_std(paths, 16, decoded=decoded)
-        np.testing.assert_allclose(mean, ref_mean, atol=1e-6)
-        np.testing.assert_allclose(std, ref_std, atol=1e-6)
 
 
 def test_augmentation_is_a_flip_and_a_reflect_padded_crop_of_each_image():

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from lib.data.images import load_rgb
-from lib.pixels.stats import StatsConfig, channel_stats, resize_like_pipeline
+from lib.pixels.stats import StatsConfig, channel_stats
 from lib.pixels.transforms import TransformConfig
 
 
@@ -84,15 +84,6 @@ def test_resize_matches_torchvision_pipeline(mixed):
     np.testing.assert_allclose(s.mean, px.mean(axis=0), rtol=0, atol=1e-7)
     np.testing.assert_allclose(s.std, px.std(axis=0), rtol=0, atol=1e-7)
     assert s.num_pixels == len(mixed) * 16 * 16 == len(px)
-
-
-def test_resize_is_the_pipelines_resize_to_the_byte(mixed):
-    from torchvision.transforms import v2
-
-    resize = v2.Resize((16, 16), antialias=True)  # what TransformConfig(image_size=16) uses
-    for p in mixed:
-        img = load_rgb(p)
-        np.testing.assert_array_equal(np.asarray(resize_like_pipeline(img, 16)), np.asarray(resize(img)))
 
 
 def test_normalized_with_own_stats_gives_zero_mean_unit_std(mixed):

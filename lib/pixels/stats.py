@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from PIL import Image
 
 from lib.data.images import load_rgb
+from lib.pixels.resize import resize
 
 Progress = Callable[[int, int], None]  # (done, total)
 EXECUTORS = ("auto", "process", "thread", "serial")
@@ -122,6 +122,19 @@ def channel_stats(
     return stats_from_counts(counts, level_values(config), num_images, failed, config.options())
 
 
+def decoded_stats(images: np.ndarray, config: StatsConfig | None = None) -> ChannelStats:
+    """Exact statistics of images already decoded (and resized) into a uint8 array (N, 3, H, W).
+
+    The same level histogram as `channel_stats`, so the engine's normalization and `python -m lib stats`
+    agree to the last bit on the same pixels; no file is read again.
+    """
+    config = config or StatsConfig()
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
+        raise ValueError(f"Expected a non-empty uint8 array (N, 3, H, W), got {images.dtype} {images.shape}.")
+    counts = np.stack([np.bincount(images[:, c].ravel(), minlength=256) for c in range(3)]).astype(np.int64)
+    return stats_from_counts(counts, level_values(config), len(images), options=config.options())
+
+
 def stats_from_counts(counts: np.ndarray, values: np.ndarray, num_images: int, failed=(), options=None) -> ChannelStats:
     """Statistics of a (3, 256) level histogram whose levels map to `values` (3, 256) float64."""
     finite = np.isfinite(values) & (counts > 0)
@@ -168,20 +181,13 @@ def level_values(config: StatsConfig) -> np.ndarray:
     return ((x - mean) / std).reshape(3, 256).double().numpy()
 
 
-def resize_like_pipeline(img: Image.Image, size: int | None) -> Image.Image:
-    """`v2.Resize((size, size), antialias=True)` on a PIL image is Pillow's bilinear resize."""
-    if size is None or img.size == (size, size):
-        return img
-    return img.resize((size, size), Image.Resampling.BILINEAR)
-
-
 def _chunk_counts(paths: list[str], size: int | None, chunk_bytes: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Worker: level counts of a chunk of images, and the (path, reason) of those that fail."""
     counts = np.zeros((3, 256), dtype=np.int64)
     failed, buffer, buffered = [], [], 0
     for path in paths:
         try:
-            data = resize_like_pipeline(load_rgb(path), size).tobytes()  # (H, W, 3) uint8, row-major
+            data = resize(load_rgb(path), size).tobytes()  # (H, W, 3) uint8, row-major
         except ValueError as e:
             failed.append((path, str(e)))
             continue

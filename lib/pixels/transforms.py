@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
+
+from lib.pixels.resize import resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,6 +36,11 @@ def denormalize(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     """
     m, s = _per_channel(img, mean, std)
     return img * s + m
+
+
+def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as a uint8 tensor (3, H, W), as `v2.PILToTensor` gives it."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
 
 def _per_channel(img: torch.Tensor, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +98,7 @@ class TransformConfig:
         """A callable RGB PIL image -> float tensor (3, H, W)."""
         steps: list = []
         if self.image_size is not None:
-            steps.append(v2.Resize((self.image_size, self.image_size), antialias=True))
+            steps.append(partial(resize, size=self.image_size))
         if train:
             steps += self._augmentations()
         steps += [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)]

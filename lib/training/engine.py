@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lib.data.images import load_rgb
-from lib.pixels.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
+from lib.pixels.resize import resize
+from lib.pixels.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, to_uint8_tensor
 from lib.runs.status import Status
 from lib.training.checkpoint import LoadedRun, make_checkpoint
 from lib.training.config import DEFAULT_CACHE_MB, TrainConfig
@@ -113,11 +113,8 @@ def stratified_split(targets: Sequence[int], val_split: float, seed: int) -> tup
 
 
 def decode_one(path: str, image_size: int) -> torch.Tensor:
-    """One image as uint8 (3, S, S), resized exactly as TransformConfig does."""
-    img = load_rgb(path)
-    if img.size != (image_size, image_size):
-        img = img.resize((image_size, image_size), Image.BILINEAR)  # what v2.Resize(antialias=True) does to PIL
-    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+    """One image as uint8 (3, S, S), through the one resize (lib.pixels.resize)."""
+    return to_uint8_tensor(resize(load_rgb(path), image_size))
 
 
 def decode_images(
@@ -164,25 +161,16 @@ def dataset_mean_std(
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of the resized images, pixel values in [0, 1].
 
-    Uses `decoded` (N, 3, S, S) uint8 when the images are already in memory; else lib.pixels.stats's exact,
-    streaming, parallel statistics over the files, with the same resize.
+    lib.pixels.stats's exact histogram statistics: of `decoded` (N, 3, S, S) uint8 when the images are
+    already in memory, else streamed and parallel over the files, with the same resize.
     """
-    if decoded is None:
-        from lib.pixels.stats import StatsConfig, channel_stats
+    from lib.pixels.stats import StatsConfig, channel_stats, decoded_stats
 
+    if decoded is None:
         stats = channel_stats(list(paths), StatsConfig(size=image_size))
-        return tuple(stats.mean), tuple(stats.std)
-    total = torch.zeros(3, dtype=torch.float64)
-    squares = torch.zeros(3, dtype=torch.float64)
-    count = 0
-    for chunk in decoded.split(512):
-        x = chunk.to(torch.float64).div_(255).transpose(0, 1).reshape(3, -1)  # (3, B*S*S)
-        total += x.sum(1)
-        squares += (x * x).sum(1)
-        count += x.shape[1]
-    mean = total / count
-    std = (squares / count - mean * mean).clamp_min(1e-12).sqrt()
-    return tuple(mean.tolist()), tuple(std.tolist())
+    else:
+        stats = decoded_stats(decoded.numpy())  # the same level histogram, from the pixels in memory
+    return tuple(stats.mean), tuple(stats.std)
 
 
 class TensorBatches:
