@@ -13,28 +13,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DATA = Path(os.environ.get("TORCHSCOPE_BENCH_DATA", Path(tempfile.gettempdir()) / "torchscope-bench"))
+
+from bench._data import image_folder, noise  # noqa: E402
 
 
 def generated_folder(n: int, classes: int = 10, size: int = 32) -> Path:
-    """n small PNGs in `classes` class folders, written once and reused."""
-    root = DATA / f"imagefolder-{n}-{size}"
-    if (root / ".complete").exists():
-        return root
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        folder = root / f"class_{i % classes:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
-            folder / f"{i:06d}.png", compress_level=1
-        )
-    (root / ".complete").touch()
-    return root
+    """n small random PNGs in `classes` class folders, written once and reused."""
+    return image_folder(f"imagefolder-{n}-{size}", n, [f"class_{c:02d}" for c in range(classes)], noise(size))
 
 
 def page_times(root: Path, repeats: int = 5) -> tuple[float, float]:

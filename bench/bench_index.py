@@ -1,7 +1,7 @@
 """How much build_index costs over the least any header index must do: walk the tree, open each header.
 
 Run: `python bench/bench_index.py` (or `make bench`). Generates 1,000 and 20,000 small images once
-under the cache folder (TORCHSCOPE_CACHE_DIR), then times, in this process and on a warm file cache,
+under $TORCHSCOPE_BENCH_DATA (bench/_data.py), then times, in this process and on a warm file cache,
 `build_index` against a bare loop of os.walk + PIL.Image.open(...).size/.mode. Each is run three times,
 interleaved, after a warm-up pass, and the best time is kept.
 """
@@ -9,19 +9,16 @@ interleaved, after a warm-up pass, and the best time is kept.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, like `make bench`
 
+from bench._data import image_folder, noise  # noqa: E402
 from lib.data.index import build_index  # noqa: E402
-from lib.settings import cache_dir  # noqa: E402
 
 SIZES = (1_000, 20_000)
 CLASSES = 10
@@ -29,22 +26,9 @@ VERSION = 1
 
 
 def dataset(n: int) -> Path:
-    """n 32x32 images (PNG and JPEG alternating) in CLASSES folders, made once and reused."""
-    root = cache_dir() / "bench" / f"index-{n}-v{VERSION}"
-    if (root / ".complete").exists():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".index-", dir=root.parent))
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        folder = tmp / f"class{i % CLASSES}"
-        folder.mkdir(exist_ok=True)
-        img = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-        img.save(folder / f"{i:06d}.{'png' if i % 2 else 'jpg'}", compress_level=1)
-    (tmp / ".complete").touch()
-    shutil.rmtree(root, ignore_errors=True)
-    os.rename(tmp, root)
-    return root
+    """n 32x32 random images (PNG and JPEG alternating) in CLASSES folders, made once and reused."""
+    classes = [f"class{c}" for c in range(CLASSES)]
+    return image_folder(f"index-{n}-v{VERSION}", n, classes, noise(32), lambda i: ".png" if i % 2 else ".jpg")
 
 
 def bare_loop(root: Path) -> int:

@@ -5,7 +5,7 @@
 (a) decode-only: one process, Image.open(p).convert("RGB") + .load() per image; no statistics at all.
 (b) the usual recipe: torchvision ImageFolder + DataLoader(batch_size=1) + ToTensor, per-image sums,
     std as the mean of per-image stds (a different, inexact answer).
-Same process, same files (generated once under /tmp, page cache warmed first). Wants: channel_stats /
+Same process, same files (generated once under $TORCHSCOPE_BENCH_DATA, page cache warmed first). Wants: channel_stats /
 decode-only <= 1.0 (aim 0.6 with two cores), and well ahead of the recipe.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,27 +22,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bench._data import image_folder  # noqa: E402
 from lib.data.index import build_index  # noqa: E402
 from lib.pixels.stats import StatsConfig, channel_stats  # noqa: E402
-
-CACHE = Path(os.environ.get("TORCHSCOPE_BENCH_DIR", "/tmp/torchscope-bench"))
 
 
 def dataset(n: int) -> Path:
     """n 32x32 RGB PNGs in 4 class folders, written once (brightness varies between images)."""
-    root = CACHE / f"stats-{n}-v1"
-    if (root / ".complete").exists():
-        return root
-    shutil.rmtree(root, ignore_errors=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        folder = root / f"class{i % 4}"
-        folder.mkdir(parents=True, exist_ok=True)
+
+    def image(i: int, rng: np.random.Generator) -> Image.Image:
         level = rng.uniform(20, 230, 3)
-        arr = np.clip(level + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr, "RGB").save(folder / f"{i:06d}.png", compress_level=1)
-    (root / ".complete").touch()
-    return root
+        return Image.fromarray(np.clip(level + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8), "RGB")
+
+    return image_folder(f"stats-{n}-v1", n, [f"class{c}" for c in range(4)], image)
 
 
 def decode_only(paths: list[str]) -> None:

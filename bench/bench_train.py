@@ -7,7 +7,7 @@
     bare loop over pre-decoded tensors. Want ratio >= 0.9.
 (c) page while training: median time of an AppTest run of pages/train.py and of one store read
     (run_view), idle vs while a trainer subprocess trains.
-Images are generated once under /tmp (4 classes of 32x32 PNG shapes). Figures depend on the machine:
+Images are generated once under $TORCHSCOPE_BENCH_DATA (bench/_data.py) (4 classes of 32x32 PNG shapes). Figures depend on the machine:
 run it where you quote it.
 """
 
@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
@@ -29,6 +28,7 @@ from torchvision.datasets import ImageFolder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._data import image_folder  # noqa: E402
 from lib.data.sample import CLASSES, make_sample_image  # noqa: E402
 from lib.pixels.transforms import TransformConfig  # noqa: E402
 from lib.runs.store import RunStore  # noqa: E402
@@ -41,17 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_images(n: int, size: int = 32) -> Path:
-    """n PNGs of size x size in an ImageFolder under /tmp, written once."""
-    root = Path(tempfile.gettempdir()) / f"torchscope-bench-{n}-{size}px"
-    if (root / ".complete").exists():
-        return root
-    rng = np.random.default_rng(0)
-    for label in CLASSES:
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for i in range(n // len(CLASSES)):
-            make_sample_image(label, rng, size).save(root / label / f"{i:05d}.png")
-    (root / ".complete").touch()
-    return root
+    """n PNGs of the sample's shapes, size x size, in an ImageFolder of 4 classes, written once."""
+    return image_folder(f"shapes-{n}-{size}px", n, CLASSES, lambda i, rng: make_sample_image(CLASSES[i % 4], rng, size))
 
 
 def plain_loop(root: Path, config: TrainConfig, workers: int) -> float:
