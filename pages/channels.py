@@ -8,7 +8,8 @@ Widget keys (stable, for tests and URLs):
     norm_std_r, norm_std_g, norm_std_b                custom mean and std
     channels_compute_stats                            the button that computes the dataset's mean/std
     aug_random_crop, aug_hflip, aug_rotation,
-    aug_jitter, aug_count, aug_seed                   the training pipeline's augmentation preview
+    aug_jitter, aug_count, aug_seed                   the training pipeline's augmentation preview (the
+                                                      Train page's train_random_crop ... fields)
 Containers: normalized_channels, pixel_histograms (CSS .st-key-<name>) hold the two charts.
 """
 
@@ -93,13 +94,14 @@ with st.sidebar:
         custom = (mean, std)
 
     st.header("Augmentation preview")
+    st.caption("The Train page offers the same fields; set them there to train with them.")
     # On by default: a preview of eight identical copies shows nothing.
     random_crop = st.checkbox("Random crop (reflect padding)", True, key="aug_random_crop")
     hflip = st.checkbox("Horizontal flip", True, key="aug_hflip")
     rotation = st.slider("Rotation (degrees)", 0, 180, 15, key="aug_rotation")
     jitter = st.slider("Colour jitter", 0.0, 1.0, 0.0, 0.05, key="aug_jitter")
     count = st.number_input("Versions", 1, 32, 8, key="aug_count")
-    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="aug_seed")
+    seed = st.number_input("Seed (a run's seed)", 0, 2**31 - 1, 0, key="aug_seed")
 
 try:
     norm = norm_values(choice, (stats.mean, stats.std) if stats is not None else None, custom)
@@ -149,6 +151,11 @@ with st.container(key="pixel_histograms"):  # .st-key-pixel_histograms
     st.altair_chart(pixel_histograms(histogram_frame(view)))
 
 st.subheader("Augmented versions (the training pipeline)")
+st.caption(
+    f"The first batch a run with this seed and a batch size of {int(count)} would feed its model if every "
+    "training image were this one: training's own resize, augmentation and random draws, normalized with "
+    "the mean and std chosen above."
+)
 try:
     mean, std = norm or (None, None)
     config = TransformConfig(

@@ -2,7 +2,8 @@
 
 Widget keys (stable, for tests and URLs):
     train_model, train_epochs, train_batch_size, train_lr, train_optimizer, train_weight_decay,
-    train_schedule, train_image_size, train_augment, train_normalization, train_val_split, train_seed,
+    train_schedule, train_image_size, train_random_crop, train_hflip, train_rotation, train_color_jitter,
+    train_normalization, train_val_split, train_seed,
     train_max_batches, train_name, train_start (form submit, label "Start"), train_stop (label "Stop"),
     train_run (runs list), train_smoothing.
 Chart keys: train_loss_chart (title "Loss"), train_accuracy_chart, train_lr_chart.
@@ -45,6 +46,17 @@ root = st.session_state.get("dataset_root") or str(sample_root())
 store = run_store(str(runs_dir()))
 
 
+def augmentation_fields(d: TrainConfig) -> dict:
+    """The Channels page's augmentation controls, under the same labels: what is previewed there is trained here."""
+    st.caption("Augmentation (training batches; preview it on the Channels page)")
+    return dict(
+        random_crop=st.checkbox("Random crop (reflect padding)", d.random_crop, key="train_random_crop"),
+        hflip=st.checkbox("Horizontal flip", d.hflip, key="train_hflip"),
+        rotation=float(st.slider("Rotation (degrees)", 0, 180, int(d.rotation), key="train_rotation")),
+        color_jitter=st.slider("Colour jitter", 0.0, 1.0, d.color_jitter, 0.05, key="train_color_jitter"),
+    )
+
+
 def hyperparameter_form() -> TrainConfig | None:
     """The sidebar form; returns a config only when Start was pressed (tweaking restarts nothing)."""
     d = TrainConfig()
@@ -71,7 +83,7 @@ def hyperparameter_form() -> TrainConfig | None:
             image_size=st.number_input(
                 "Image size (px)", 8, settings.max_image_size, d.image_size, key="train_image_size"
             ),
-            augment=st.checkbox("Augment (random crop + flip)", d.augment, key="train_augment"),
+            **augmentation_fields(d),
             normalization=st.selectbox(
                 "Normalization", NORMALIZATIONS, NORMALIZATIONS.index(d.normalization), key="train_normalization"
             ),

@@ -50,7 +50,7 @@ def _pixels(paths, size=None) -> np.ndarray:
     if size is None:
         arrays = [np.asarray(load_rgb(p), dtype=np.float64).reshape(-1, 3) / 255.0 for p in paths]
     else:  # torchvision's own evaluation pipeline: Resize, PILToTensor, ToDtype
-        pipeline = TransformConfig(image_size=size).build(train=False)
+        pipeline = TransformConfig(image_size=size).build()
         arrays = [pipeline(load_rgb(p)).double().reshape(3, -1).T.numpy() for p in paths]
     return np.concatenate(arrays)
 
@@ -97,7 +97,7 @@ def test_nan_and_inf_counted_after_the_pipeline(mixed):
     # A std this small overflows float32 for every pixel that is not exactly the mean; a NaN mean
     # makes a whole channel NaN.
     mean, std = (0.0, math.nan, 0.5), (1e-45, 1.0, 1.0)
-    pipeline = TransformConfig(image_size=None, mean=mean, std=std).build(train=False)
+    pipeline = TransformConfig(image_size=None, mean=mean, std=std).build()
     outs = [pipeline(load_rgb(p)).double().reshape(3, -1) for p in mixed]  # (3, H*W) each
     ref = torch.cat(outs, dim=1)
     s = channel_stats(mixed, StatsConfig(mean=mean, std=std, executor="serial"))

@@ -45,7 +45,7 @@ def register(sub) -> None:
     p.add_argument(
         "--image-size", type=int, default=_D.image_size, help=f"square side in pixels (default: {_D.image_size})"
     )
-    p.add_argument("--augment", action="store_true", help="random crop and horizontal flip (default: off)")
+    _augmentation_options(p)
     p.add_argument(
         "--normalization",
         choices=NORMALIZATIONS,
@@ -97,6 +97,32 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _augmentation_options(p) -> None:
+    """The training batches' augmentation: the fields the Channels page previews."""
+    g = p.add_argument_group("augmentation (training batches only; preview it on the Channels page)")
+    g.add_argument(
+        "--random-crop",
+        action="store_true",
+        help="pad each side by max(1, size // 8) px (reflect), crop back at a random offset (default: off)",
+    )
+    g.add_argument("--hflip", action="store_true", help="mirror left-right with probability 0.5 (default: off)")
+    g.add_argument(
+        "--rotation",
+        type=float,
+        default=_D.rotation,
+        metavar="DEG",
+        help=f"rotate by a random angle in [-DEG, DEG], 0 to 180 (default: {_D.rotation:g})",
+    )
+    g.add_argument(
+        "--color-jitter",
+        type=float,
+        default=_D.color_jitter,
+        metavar="J",
+        help=f"scale brightness, contrast, saturation by random factors in [1-J, 1+J], 0 to 1 (default: {_D.color_jitter:g})",
+    )
+    g.add_argument("--augment", action="store_true", help="shorthand for --random-crop --hflip (default: off)")
+
+
 def config_from_args(args) -> TrainConfig:
     return TrainConfig(
         model=args.model,
@@ -107,7 +133,10 @@ def config_from_args(args) -> TrainConfig:
         weight_decay=args.weight_decay,
         schedule=args.schedule,
         image_size=args.image_size,
-        augment=args.augment,
+        random_crop=args.random_crop or args.augment,
+        hflip=args.hflip or args.augment,
+        rotation=args.rotation,
+        color_jitter=args.color_jitter,
         normalization=args.normalization,
         val_split=args.val_split,
         seed=args.seed,

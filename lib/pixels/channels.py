@@ -74,7 +74,7 @@ def load_upload(data: bytes) -> Image.Image:
 
 def channel_view(img: Image.Image, size: int | None, norm: tuple | None) -> ChannelView:
     """Run `img` through the evaluation pipeline (resize, ToDtype) and normalize with `norm`."""
-    x = TransformConfig(image_size=size).build(train=False)(img)  # (3, H, W) in [0, 1]
+    x = TransformConfig(image_size=size).build()(img)  # (3, H, W) in [0, 1]
     if norm is None:
         return ChannelView(x, x.clone(), x.clone(), 0.0)
     mean, std = norm

@@ -1,17 +1,24 @@
-"""The one transform pipeline: resize, augmentation, normalization. The channels page previews
-exactly what training uses."""
+"""The one transform pipeline: resize, augmentation, normalization.
+
+An image is resized once (lib.pixels.resize) and kept as uint8 (3, S, S). `model_input` turns a batch
+of those into what a model sees: on the device, scaled to [0, 1] as `v2.ToDtype(scale=True)` does,
+augmented per image by `augment_batch` (training only, draws from a seeded CPU generator), normalized.
+The engine calls `model_input` for every batch; the Channels preview calls it on copies of one image,
+so for the same image, settings and seed the preview is the tensor training feeds the model.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from functools import partial
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import v2
+from torch.nn import functional as F
+from torchvision.transforms.v2 import functional as TF
 
+from lib.pixels.augmentation import AUGMENT_SEED_OFFSET, Augmentation, crop_padding
 from lib.pixels.resize import resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -60,11 +67,97 @@ def _per_channel(img: torch.Tensor, mean, std) -> tuple[torch.Tensor, torch.Tens
     return m, s
 
 
+def augmentation_generator(seed: int) -> torch.Generator:
+    """The CPU generator a run with `seed` draws its augmentations from (any device: the same draws)."""
+    return torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
+
+
+def augment_batch(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
+    """`aug` applied to each image of x: float (B, 3, H, W) in [0, 1], on any device; every draw from `generator`."""
+    b, _, h, w = x.shape
+    if aug.hflip:
+        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
+    if aug.random_crop:
+        p = crop_padding(min(h, w))
+        dy = torch.randint(0, 2 * p + 1, (b, 1), generator=generator)
+        dx = torch.randint(0, 2 * p + 1, (b, 1), generator=generator)
+        x = _crop(F.pad(x, (p, p, p, p), mode="reflect"), dy.to(x.device), dx.to(x.device), h, w)
+    if aug.rotation:
+        angles = (torch.rand(b, generator=generator, dtype=torch.float64) * 2 - 1) * aug.rotation
+        x = _rotate(x, angles)
+    if aug.color_jitter:
+        j = aug.color_jitter
+        factors = (1 + (torch.rand(b, 3, generator=generator, dtype=torch.float64) * 2 - 1) * j).clamp_min(0)
+        x = _jitter(x, factors.to(x.device, x.dtype))
+    return x
+
+
+def _crop(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Each image's (h, w) window at its own offset (dy, dx), each (B, 1), by one gather."""
+    b, c = padded.shape[:2]
+    d = padded.device
+    rows = (dy + torch.arange(h, device=d))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (dx + torch.arange(w, device=d))[:, None, None, :]  # (B, 1, 1, W)
+    return padded[
+        torch.arange(b, device=d)[:, None, None, None], torch.arange(c, device=d)[None, :, None, None], rows, cols
+    ]
+
+
+def _rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate each image by its angle (B,) in degrees about its centre; outside pixels are 0."""
+    b, _, h, w = x.shape
+    a = torch.deg2rad(degrees)
+    cos, sin = torch.cos(a), torch.sin(a)
+    # The grid maps output to input coordinates, normalized to [-1, 1] per axis: scale by the aspect ratio
+    # so the rotation is one in pixels, not in the normalized square.
+    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
+    theta[:, 1, 0], theta[:, 1, 1] = sin * w / h, cos
+    grid = F.affine_grid(theta.to(x.device, x.dtype), [b, 3, h, w], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast, saturation by per-image factors (B, 3): torchvision's blends, batched."""
+    view = factors.view(-1, 3, 1, 1, 1)  # factor k of image i: view[i, k], broadcast over (C, H, W)
+    x = (x * view[:, 0]).clamp(0, 1)
+    gray_mean = _gray(x).mean(dim=(-3, -2, -1), keepdim=True)  # (B, 1, 1, 1)
+    x = (view[:, 1] * x + (1 - view[:, 1]) * gray_mean).clamp(0, 1)
+    return (view[:, 2] * x + (1 - view[:, 2]) * _gray(x)).clamp(0, 1)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """Luma (B, 1, H, W) with torchvision's rgb_to_grayscale weights."""
+    r, g, b = x.unbind(dim=-3)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
+
+
+def model_input(
+    images: torch.Tensor,
+    *,
+    mean_std: tuple | None = None,
+    augmentation: Augmentation | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """uint8 images (B, 3, H, W) -> the float batch a model sees, on `device`.
+
+    Scaled to [0, 1] (`v2.ToDtype(float32, scale=True)`), then augmented when `augmentation` is enabled
+    (draws from `generator`), then normalized with `mean_std` (None: not normalized).
+    """
+    x = TF.to_dtype(images.to(device, non_blocking=True), torch.float32, scale=True)
+    if augmentation is not None and augmentation.enabled:
+        if generator is None:
+            raise ValueError("Augmentation needs a generator; pass augmentation_generator(seed).")
+        x = augment_batch(x, augmentation, generator)
+    return normalize(x, *mean_std) if mean_std is not None else x
+
+
 @dataclass(frozen=True)
 class TransformConfig:
-    """Everything that turns a decoded RGB image into the tensor a model sees.
+    """What the Channels page previews: resize, the augmentation fields of TrainConfig, normalization.
 
-    Augmentation (crop, flip, rotation, jitter) applies only when building for training.
     `mean`/`std` of None means no normalization (values stay in [0, 1]).
     """
 
@@ -79,10 +172,7 @@ class TransformConfig:
     def __post_init__(self):
         if self.image_size is not None and not 4 <= self.image_size <= 1024:
             raise ValueError(f"Image size {self.image_size} is out of range; choose between 4 and 1024 pixels.")
-        if not 0.0 <= self.rotation <= 180.0:
-            raise ValueError(f"Rotation {self.rotation} is out of range; choose between 0 and 180 degrees.")
-        if not 0.0 <= self.color_jitter <= 1.0:
-            raise ValueError(f"Colour jitter {self.color_jitter} is out of range; choose between 0 and 1.")
+        self.augmentation()  # validates
         if (self.mean is None) != (self.std is None):
             raise ValueError("Give both mean and std for normalization, or neither.")
         if self.mean is not None:
@@ -94,47 +184,34 @@ class TransformConfig:
             if any(s == 0.0 for s in self.std):
                 raise ValueError("std contains a zero; every std must be non-zero.")
 
-    def build(self, train: bool = False) -> Callable[[Image.Image], torch.Tensor]:
-        """A callable RGB PIL image -> float tensor (3, H, W)."""
-        steps: list = []
-        if self.image_size is not None:
-            steps.append(partial(resize, size=self.image_size))
-        if train:
-            steps += self._augmentations()
-        steps += [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)]
-        if self.mean is not None:
-            steps.append(v2.Normalize(list(self.mean), list(self.std)))
-        return v2.Compose(steps)
+    def augmentation(self) -> Augmentation:
+        return Augmentation(self.random_crop, self.hflip, self.rotation, self.color_jitter)
 
-    def _augmentations(self) -> list:
-        steps: list = []
-        if self.random_crop and self.image_size is not None:
-            steps.append(v2.RandomCrop(self.image_size, padding=max(1, self.image_size // 8), padding_mode="reflect"))
-        if self.hflip:
-            steps.append(v2.RandomHorizontalFlip())
-        if self.rotation:
-            steps.append(v2.RandomRotation(self.rotation))
-        if self.color_jitter:
-            j = self.color_jitter
-            steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(0.5, j / 2)))
-        return steps
+    def mean_std(self) -> tuple | None:
+        return (self.mean, self.std) if self.mean is not None else None
+
+    def build(self) -> Callable[[Image.Image], torch.Tensor]:
+        """The evaluation pipeline (no augmentation): RGB PIL image -> float tensor (3, H, W)."""
+        return lambda img: model_input(to_uint8_tensor(resize(img, self.image_size))[None], mean_std=self.mean_std())[0]
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def augmented_previews(img: Image.Image, config: TransformConfig, n: int, seed: int) -> list[torch.Tensor]:
-    """`n` outputs of the training pipeline `config.build(train=True)` on one RGB image.
+    """The first batch a run with `seed` would feed its model if all its n training images were `img`.
 
-    The same seed gives the same tensors; torch's global random state is left as it was.
+    One batch of n copies of the resized image through `model_input` with `augmentation_generator(seed)`:
+    the engine's own call. Torch's global random state is not touched.
 
     Returns:
         n float tensors (3, H, W), normalized when the config normalizes.
     """
     if not 1 <= n <= 64:
         raise ValueError(f"Preview count {n} is out of range; choose between 1 and 64.")
-    pipeline = config.build(train=True)
-    # v2's random transforms draw from torch's global generator: fork it, do not disturb training.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return [pipeline(img) for _ in range(n)]
+    x = to_uint8_tensor(resize(img, config.image_size))  # (3, H, W)
+    batch = x.expand(n, *x.shape)  # (n, 3, H, W)
+    out = model_input(
+        batch, mean_std=config.mean_std(), augmentation=config.augmentation(), generator=augmentation_generator(seed)
+    )
+    return list(out)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from lib.pixels.augmentation import Augmentation
+
 MODELS = ("linear", "mlp", "cnn", "resnet18")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
 NORMALIZATIONS = ("dataset", "imagenet", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+AUGMENT_FIELDS = frozenset(("random_crop", "hflip", "rotation", "color_jitter"))
 DEFAULT_CACHE_MB = 2048  # decoded images kept in memory up to this size (an execution knob, not a result one)
 
 
@@ -16,7 +19,8 @@ DEFAULT_CACHE_MB = 2048  # decoded images kept in memory up to this size (an exe
 class TrainConfig:
     """How a run was made. Build with `TrainConfig(**kwargs)`; a bad value raises one-sentence ValueError.
 
-    optimizer "sgd" uses momentum 0.9. val_split is the fraction of each class held out for validation
+    random_crop, hflip, rotation and color_jitter are lib.pixels.transforms.Augmentation's fields, applied to
+    training batches only. optimizer "sgd" uses momentum 0.9. val_split is the fraction of each class held out for validation
     (stratified). max_batches caps the batches per epoch (a dry run); None trains on every batch.
     """
 
@@ -28,7 +32,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "none"
     image_size: int = 32
-    augment: bool = False
+    random_crop: bool = False
+    hflip: bool = False
+    rotation: float = 0.0
+    color_jitter: float = 0.0
     normalization: str = "dataset"
     val_split: float = 0.2
     seed: int = 0
@@ -53,6 +60,7 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be zero or positive, got {self.weight_decay}.")
         if not 0.0 < self.val_split < 1.0:
             raise ValueError(f"val_split must be between 0 and 1 (exclusive), got {self.val_split}; try 0.2.")
+        self.augmentation()  # validates rotation and color_jitter
         if self.max_batches is not None:
             _at_least("max_batches", self.max_batches, 1)
         if self.pretrained and self.model != "resnet18":
@@ -60,14 +68,25 @@ class TrainConfig:
                 f"Pretrained weights exist only for resnet18, not {self.model}; choose resnet18 or untick pretrained."
             )
 
+    def augmentation(self) -> Augmentation:
+        """What training applies to each training batch (the Channels preview shows the same)."""
+        return Augmentation(self.random_crop, self.hflip, self.rotation, self.color_jitter)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """Build from a saved dict; keys this version does not know are ignored (older/newer runs load)."""
+        """Build from a saved dict; keys this version does not know are ignored (older/newer runs load).
+
+        A run saved before augmentation had its own fields says `augment: true`: that was random crop
+        and horizontal flip, and reads as exactly that.
+        """
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        values = {k: v for k, v in d.items() if k in known}
+        if d.get("augment") and not AUGMENT_FIELDS & d.keys():
+            values.update(random_crop=True, hflip=True)
+        return cls(**values)
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:

@@ -7,8 +7,9 @@ happen, so whatever ran is kept in every case. Deterministic under config.seed: 
 init, the shuffling and the augmentation each draw from their own seeded generator.
 
 Images are decoded once into a uint8 tensor (N, 3, S, S) when that fits `cache_bytes`; later epochs
-only index it. Otherwise a DataLoader decodes each epoch with worker processes. Either way augmentation
-and normalization run per batch on the uint8 tensors, the same code on both paths.
+only index it. Otherwise a DataLoader decodes each epoch with worker processes. Either way each batch
+goes through lib.pixels.transforms.model_input (scale, the config's augmentation, normalization) on the
+device: the same function the Channels preview calls.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from lib.data.images import load_rgb
 from lib.pixels.resize import resize
-from lib.pixels.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, to_uint8_tensor
+from lib.pixels.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Augmentation,
+    augmentation_generator,
+    model_input,
+    to_uint8_tensor,
+)
 from lib.runs.status import Status
 from lib.training.checkpoint import LoadedRun, make_checkpoint
 from lib.training.config import DEFAULT_CACHE_MB, TrainConfig
@@ -236,33 +244,18 @@ def streaming_batches(
     )
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Per-image random horizontal flip and random crop with reflect padding of S // 8, as TransformConfig's
-    hflip + random_crop. x: float (B, C, H, W); the draws come from `generator` (CPU), so runs repeat."""
-    b, c, h, w = x.shape
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-    x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
-    p = max(1, h // 8)
-    padded = F.pad(x, (p, p, p, p), mode="reflect")  # (B, C, H + 2p, W + 2p)
-    dy = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(x.device)
-    rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
-    cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
-    batch = torch.arange(b, device=x.device)[:, None, None, None]
-    chans = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, chans, rows, cols]
-
-
 def batch_preparer(
-    device: torch.device, mean_std: tuple | None, augment_generator: torch.Generator | None
+    device: torch.device,
+    mean_std: tuple | None,
+    augmentation: Augmentation | None = None,
+    generator: torch.Generator | None = None,
 ) -> Callable[[torch.Tensor, bool], torch.Tensor]:
-    """A function uint8 (B, 3, S, S) -> float on device: scaled to [0, 1], augmented (train only), normalized."""
+    """A function (uint8 (B, 3, S, S), train) -> the model's float input on device: `model_input`, the
+    function the Channels preview calls, augmenting training batches only."""
 
     def prepare(x: torch.Tensor, train: bool) -> torch.Tensor:
-        x = x.to(device, non_blocking=True).float().div_(255)
-        if train and augment_generator is not None:
-            x = augment_batch(x, augment_generator)
-        return normalize(x, *mean_std) if mean_std is not None else x
+        aug = augmentation if train else None
+        return model_input(x, mean_std=mean_std, augmentation=aug, generator=generator, device=device)
 
     return prepare
 
@@ -475,8 +468,7 @@ def _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, mo
     per_epoch = min(len(data.train), config.max_batches or len(data.train))
     optimizer = make_optimizer(config, model.parameters())
     scheduler = make_scheduler(config, optimizer, per_epoch * config.epochs)
-    augment = torch.Generator().manual_seed(config.seed + 2) if config.augment else None
-    prepare = batch_preparer(device, data.mean_std, augment)
+    prepare = batch_preparer(device, data.mean_std, config.augmentation(), augmentation_generator(config.seed))
     hooks.on_start(per_epoch * config.epochs, classes, data.mean_std)
     recorder = _Recorder(hooks, result.losses)
 
