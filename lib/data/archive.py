@@ -67,6 +67,29 @@ def extract_zip(path: str | os.PathLike, dest_parent: Path, *, max_files: int, m
     return final.joinpath(*PurePosixPath(rel).parts) if rel else final
 
 
+def extract_all(path: str | os.PathLike, dest: Path, *, max_files: int, max_bytes: int) -> list[tuple[str, ...]]:
+    """Check an untrusted .zip by the same rules as extract_zip and write every member under dest.
+
+    Args:
+        path: the .zip file.
+        dest: a folder that does not exist yet; nothing is written outside it.
+        max_files, max_bytes: as for extract_zip.
+
+    Returns:
+        The path parts of every file written (junk such as __MACOSX left out).
+
+    Raises:
+        ValueError: a one-sentence reason (not a zip, unsafe member, over a limit, damaged or a bomb).
+    """
+    path = Path(path)
+    members = _checked_members(path, max_files=max_files, max_bytes=max_bytes)
+    dest.mkdir(parents=True)
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as raw:
+        for m in members:
+            _extract_member(zf, raw, m, dest, path.name)
+    return [m.parts for m in members if not m.is_dir]
+
+
 def _checked_members(path: Path, *, max_files: int, max_bytes: int) -> list[_Member]:
     """Read and check the central directory; return the members to extract (junk left out)."""
     infos = _read_infos(path)

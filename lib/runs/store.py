@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS steps (
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT, epoch INTEGER, train_loss REAL, val_loss REAL, val_accuracy REAL, lr REAL, samples_per_sec REAL,
     PRIMARY KEY (run_id, epoch));
+CREATE TABLE IF NOT EXISTS notes (run_id TEXT PRIMARY KEY, note TEXT NOT NULL);
 """
 STEP_COLUMNS = ["step", "epoch", "train_loss", "lr", "samples_per_sec"]
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "samples_per_sec"]
@@ -126,7 +127,7 @@ class RunStore:
         name: str = "",
     ) -> str:
         """Add a run with status `running` and return its id (sortable by time)."""
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        run_id = new_run_id()
         now = time.time()
         with self._db() as con:
             con.execute(
@@ -226,15 +227,62 @@ class RunStore:
             if r.status == Status.RUNNING:
                 self.request_stop(r.id)
         done = [r.id for r in runs if r.status != Status.RUNNING]
-        with self._db() as con:
-            for run_id in done:
-                for table, column in (("steps", "run_id"), ("epochs", "run_id"), ("runs", "id")):
-                    con.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
-        for run_id in done:
-            self.delete_checkpoints(run_id)
+        self.delete_runs(done)
         return len(done)
 
+    def delete_runs(self, run_ids: list[str]) -> None:
+        """Remove runs with their metrics, notes and checkpoint folders (the caller checks none is running)."""
+        with self._db() as con:
+            for run_id in run_ids:
+                for table, column in (("steps", "run_id"), ("epochs", "run_id"), ("notes", "run_id"), ("runs", "id")):
+                    con.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+        for run_id in run_ids:
+            self.delete_checkpoints(run_id)
+
+    def rename_run(self, run_id: str, name: str) -> None:
+        """Give a run a new display name (its id never changes); an empty name shows the id."""
+        with self._db() as con:
+            con.execute("UPDATE runs SET name = ? WHERE id = ?", (name.strip() or run_id, run_id))
+
+    def set_note(self, run_id: str, note: str) -> None:
+        """Keep a free-text note with a run (an empty note removes it)."""
+        with self._db() as con:
+            con.execute("DELETE FROM notes WHERE run_id = ?", (run_id,))
+            if note.strip():
+                con.execute("INSERT INTO notes VALUES (?, ?)", (run_id, note))
+
+    def insert_runs(self, runs: list[dict], steps: list[tuple], epochs: list[tuple], notes: dict[str, str]) -> None:
+        """Add whole runs as they were (an import) in one transaction: all of them, or none.
+
+        Args:
+            runs: rows of the runs table as {column: value}; columns this store lacks are dropped.
+            steps, epochs: rows in table order, run id first (STEP_COLUMNS / EPOCH_COLUMNS after it).
+            notes: {run_id: note}.
+
+        Raises:
+            ValueError: when a run id is already in the store (nothing is written).
+        """
+        with self._db() as con:
+            known = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+            for row in runs:
+                if con.execute("SELECT 1 FROM runs WHERE id = ?", (row["id"],)).fetchone():
+                    raise ValueError(f"Run {row['id']} is already in {self.root}; import with --rename to add a copy.")
+                cols = [c for c in row if c in known]
+                con.execute(
+                    f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [row[c] for c in cols],
+                )
+            con.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?)", steps)
+            con.executemany("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)", epochs)
+            con.executemany("INSERT INTO notes VALUES (?, ?)", [(k, v) for k, v in notes.items() if v.strip()])
+
     # --- reads (pages, CLI) -----------------------------------------------------------------------
+
+    def run_row(self, run_id: str) -> dict | None:
+        """A run's row of the runs table as stored ({column: value}), for export."""
+        with self._db() as con:
+            row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return dict(row) if row else None
 
     def get_run(self, run_id: str) -> RunRecord | None:
         runs = self._select("WHERE r.id = ?", (run_id,))
@@ -264,6 +312,25 @@ class RunStore:
                 f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
             ).fetchall()
         return pd.DataFrame([tuple(r) for r in rows], columns=EPOCH_COLUMNS, dtype="float64")
+
+    def aggregates(self, run_ids: list[str] | None = None) -> dict[str, dict]:
+        """Per-run figures computed in SQL, so a table of many runs never loads their steps.
+
+        Returns:
+            {run_id: {best_val_accuracy, best_val_loss, epochs_done, samples_per_sec (mean over epochs),
+            last_step, note}}; runs without epochs have None figures.
+        """
+        where = f"WHERE r.id IN ({', '.join('?' * len(run_ids))})" if run_ids is not None else ""
+        with self._db() as con:
+            rows = con.execute(
+                "SELECT r.id, MAX(e.val_accuracy) AS best_val_accuracy, MIN(e.val_loss) AS best_val_loss,"
+                " COUNT(e.epoch) AS epochs_done, AVG(e.samples_per_sec) AS samples_per_sec,"
+                " (SELECT MAX(step) FROM steps s WHERE s.run_id = r.id) AS last_step,"
+                " (SELECT note FROM notes n WHERE n.run_id = r.id) AS note"
+                f" FROM runs r LEFT JOIN epochs e ON e.run_id = r.id {where} GROUP BY r.id",
+                tuple(run_ids or ()),
+            ).fetchall()
+        return {row["id"]: {k: row[k] for k in row.keys() if k != "id"} for row in rows}
 
     def _select(self, where: str, params: tuple) -> list[RunRecord]:
         with self._db() as con:
@@ -396,6 +463,11 @@ class StepWriter:
     def close(self) -> None:
         self.flush()
         self.con.close()
+
+
+def new_run_id() -> str:
+    """A fresh run id: creation time to the second, then 6 random hex digits (sortable by time)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def trainer_alive(pid: int | None, host: str | None, heartbeat: float | None) -> bool:

@@ -1,0 +1,125 @@
+"""Runs out of the store: every metric at full resolution as one long CSV, and run bundles (.zip).
+
+The long CSV has one row per recorded step (kind `step`) and one per finished epoch (kind `epoch`):
+
+    run_id, kind, step, epoch, train_loss, val_loss, val_accuracy, lr, samples_per_sec
+
+Step rows leave val_loss and val_accuracy empty, as is any value the store holds as NULL (SQLite keeps
+a NaN loss as NULL); an epoch row's step is the last step recorded in that
+epoch (empty when none was). Floats are written with Python's shortest round-trip repr, so reading them
+back with float() gives the stored values bit for bit.
+
+A bundle holds one or more runs, each as it is in the store:
+
+    torchscope-bundle.json         {"format": 1, "runs": [run_id, ...]}
+    <run_id>/run.json              the run's row of the runs table (config and classes as JSON) and its note
+    <run_id>/metrics.csv           the run's rows of the long CSV
+    <run_id>/checkpoints/<file>    every file of the run's checkpoint folder (last.pt, best.pt, predictions)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from lib.runs.store import RunStore
+
+CSV_COLUMNS = ["run_id", "kind", "step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr", "samples_per_sec"]
+MANIFEST = "torchscope-bundle.json"
+BUNDLE_FORMAT = 1
+JSON_COLUMNS = ("config", "classes")  # stored as JSON text in the runs table, written as JSON values
+LOCAL_COLUMNS = ("pid", "host", "heartbeat", "stop_requested", "checkpoint")  # facts of the machine that ran it
+
+
+def metric_rows(store: RunStore, run_id: str) -> Iterator[list]:
+    """The long-CSV rows of one run: its steps in order, then its epochs in order."""
+    steps, epochs = store.steps(run_id), store.epochs(run_id)
+    for s in steps.itertuples(index=False):
+        yield [run_id, "step", int(s.step), int(s.epoch), s.train_loss, None, None, s.lr, s.samples_per_sec]
+    last = steps.groupby("epoch")["step"].max() if len(steps) else {}
+    for e in epochs.itertuples(index=False):
+        step = int(last[e.epoch]) if e.epoch in last else None
+        yield [run_id, "epoch", step, int(e.epoch), e.train_loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_sec]
+
+
+def write_csv(store: RunStore, run_ids: Iterable[str], out: io.TextIOBase) -> int:
+    """Write the long CSV of run_ids to a text stream; returns the number of data rows.
+
+    Raises:
+        ValueError: for a run id the store does not have.
+    """
+    run_ids = _known(store, run_ids)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    n = 0
+    for run_id in run_ids:
+        for row in metric_rows(store, run_id):
+            writer.writerow(["" if v is None or v != v else v for v in row])  # NaN: SQLite stored NULL
+            n += 1
+    return n
+
+
+def csv_bytes(store: RunStore, run_ids: Iterable[str]) -> bytes:
+    """The long CSV of run_ids, UTF-8 encoded (for a download button)."""
+    buf = io.StringIO()
+    write_csv(store, run_ids, buf)
+    return buf.getvalue().encode()
+
+
+def write_bundle(store: RunStore, run_ids: Iterable[str], out: str | Path | io.BufferedIOBase) -> None:
+    """Write a bundle of run_ids (see the module docstring) to a path or binary stream.
+
+    Raises:
+        ValueError: for a run id the store does not have.
+    """
+    run_ids = _known(store, run_ids)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(MANIFEST, json.dumps({"format": BUNDLE_FORMAT, "runs": run_ids}, indent=1))
+        for run_id in run_ids:
+            zf.writestr(f"{run_id}/run.json", json.dumps(run_json(store, run_id), indent=1))
+            buf = io.StringIO()
+            write_csv(store, [run_id], buf)
+            zf.writestr(f"{run_id}/metrics.csv", buf.getvalue())
+            for name, path in checkpoint_files(store, run_id).items():
+                zf.write(path, f"{run_id}/checkpoints/{name}")
+
+
+def bundle_bytes(store: RunStore, run_ids: Iterable[str]) -> bytes:
+    """A bundle of run_ids in memory (for a download button)."""
+    buf = io.BytesIO()
+    write_bundle(store, run_ids, buf)
+    return buf.getvalue()
+
+
+def run_json(store: RunStore, run_id: str) -> dict:
+    """A run's row as stored, less the columns that only mean something on the machine that ran it."""
+    row = store.run_row(run_id) or {}
+    out = {k: v for k, v in row.items() if k not in LOCAL_COLUMNS}
+    for key in JSON_COLUMNS:
+        out[key] = json.loads(out.get(key) or ("{}" if key == "config" else "[]"))
+    out["note"] = store.aggregates([run_id]).get(run_id, {}).get("note") or ""
+    return out
+
+
+def checkpoint_files(store: RunStore, run_id: str) -> dict[str, Path]:
+    """{file name: path} of every file in a run's checkpoint folder (a legacy single file as last.pt)."""
+    folder = store.checkpoint_path(run_id).parent
+    files = {p.name: p for p in sorted(folder.iterdir()) if p.is_file()} if folder.is_dir() else {}
+    legacy = store.root / "checkpoints" / f"{run_id}.pt"
+    if "last.pt" not in files and legacy.is_file():
+        files["last.pt"] = legacy
+    return {k: v for k, v in files.items() if not k.endswith(".tmp")}  # a save in progress is not a file yet
+
+
+def _known(store: RunStore, run_ids: Iterable[str]) -> list[str]:
+    run_ids = list(dict.fromkeys(run_ids))
+    if not run_ids:
+        raise ValueError("No runs to export; give at least one run id (list them with `python -m lib runs`).")
+    missing = [r for r in run_ids if store.run_row(r) is None]
+    if missing:
+        raise ValueError(f"No run {missing[0]} in {store.root}; list the runs with `python -m lib runs`.")
+    return run_ids

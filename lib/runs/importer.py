@@ -1,0 +1,262 @@
+"""Runs into the store from a bundle (see lib/runs/export.py for the layout): an upload like any other.
+
+A bundle is untrusted. It is extracted by the dataset archives' rules (no traversal, links or bombs,
+file-count and size limits) into a temporary folder inside the runs folder, then every member is
+checked before anything reaches the store: only the files the layout names, JSON that parses to the
+expected types, metrics that are numbers, and checkpoints that load with `weights_only=True` into a
+plain dict whose model state is a dict of tensors. Any failure refuses the whole bundle with one
+sentence and writes nothing; otherwise the checkpoint folders are moved into place and every run,
+step and epoch is inserted in one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.data.archive import extract_all
+from lib.runs.export import BUNDLE_FORMAT, CSV_COLUMNS, JSON_COLUMNS, MANIFEST
+from lib.runs.status import Status
+from lib.runs.store import RunStore, new_run_id
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # also a safe folder name
+FILE_TYPES = (".pt", ".json", ".csv", ".npz", ".npy")  # what a checkpoint folder may hold
+REQUIRED = {"id": str, "name": str, "created": (int, float), "status": str, "config": dict, "classes": list}
+IMPORTED_RUNNING = "Imported while it was still training; the metrics up to the export are kept."
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much a bundle may unpack to (the upload rules of lib/settings.Settings)."""
+
+    max_files: int = 10_000
+    max_bytes: int = 8 * 2**30
+
+
+@dataclass
+class _Run:
+    row: dict
+    note: str
+    steps: list[tuple]
+    epochs: list[tuple]
+    folder: Path  # the extracted run folder
+
+
+def import_bundle(
+    path: str | Path, store: RunStore, *, rename: bool = False, owner: str | None = None, limits: Limits = Limits()
+) -> dict[str, str]:
+    """Add the runs of a bundle to the store as they were: same ids, metrics, config and checkpoint files.
+
+    Args:
+        path: the bundle (.zip).
+        store: the run store to add to.
+        rename: give a run whose id is taken a new id instead of refusing the bundle.
+        owner: the owner of the imported runs (deployed mode: the visitor's session id); None keeps none.
+        limits: the archive limits.
+
+    Returns:
+        {id in the bundle: id in the store}.
+
+    Raises:
+        ValueError: one sentence saying why the bundle was refused (nothing was written).
+    """
+    name = Path(path).name
+    tmp = store.root / f".import-{secrets.token_hex(6)}"
+    try:
+        files = extract_all(path, tmp, max_files=limits.max_files, max_bytes=limits.max_bytes)
+        runs = _read_bundle(tmp, files, name)
+        ids = _new_ids(store, [r.row["id"] for r in runs], rename, name)
+        return _add(store, runs, ids, owner)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_bundle(tmp: Path, files: list[tuple[str, ...]], name: str) -> list[_Run]:
+    """Check the layout and every member; return the runs in manifest order."""
+    manifest = _json(tmp / MANIFEST, name, MANIFEST) if (MANIFEST,) in files else None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"{name} is not a Torchscope run bundle ({MANIFEST} is missing or not format 1).")
+    ids = manifest.get("runs")
+    if not isinstance(ids, list) or not ids or len(set(map(str, ids))) != len(ids):
+        raise ValueError(f"{name} was refused: its {MANIFEST} must list each run id once.")
+    for run_id in ids:
+        if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+            raise ValueError(f"{name} was refused: {str(run_id)[:40]!r} is not a valid run id.")
+    for parts in files:
+        _check_member(parts, set(ids), name)
+    return [_read_run(tmp / run_id, run_id, name) for run_id in ids]
+
+
+def _check_member(parts: tuple[str, ...], ids: set[str], name: str) -> None:
+    """Refuse any file the layout does not name, or a checkpoint-folder file of a type we do not read."""
+    ok = parts == (MANIFEST,) or (
+        parts[0] in ids
+        and (
+            parts[1:] in (("run.json",), ("metrics.csv",))
+            or (len(parts) == 3 and parts[1] == "checkpoints" and parts[2].endswith(FILE_TYPES))
+        )
+    )
+    if not ok:
+        raise ValueError(
+            f"{name} was refused: {'/'.join(parts)[:80]!r} is not part of a run bundle "
+            f"(checkpoint folders may hold {', '.join(FILE_TYPES)} files only)."
+        )
+
+
+def _read_run(folder: Path, run_id: str, name: str) -> _Run:
+    """One run's row, note, metrics, with its checkpoint folder's files checked."""
+    where = f"{run_id}/run.json"
+    row = _json(folder / "run.json", name, where) if (folder / "run.json").is_file() else None
+    if not isinstance(row, dict):
+        raise ValueError(f"{name} was refused: {where} is missing or not a JSON object.")
+    for key, types in REQUIRED.items():
+        if not isinstance(row.get(key), types) or isinstance(row.get(key), bool):
+            raise ValueError(f"{name} was refused: {where} needs {key!r} of type {_type_name(types)}.")
+    if row["id"] != run_id or row["status"] not in set(Status):
+        raise ValueError(f"{name} was refused: {where} has the wrong id or an unknown status.")
+    note = row.pop("note", "")
+    for key, value in row.items():
+        if key not in JSON_COLUMNS and not (value is None or isinstance(value, (str, int, float))):
+            raise ValueError(f"{name} was refused: {where} field {key[:40]!r} is not a plain value.")
+    if not isinstance(note, str):
+        raise ValueError(f"{name} was refused: {where} has a note that is not text.")
+    steps, epochs = _read_metrics(folder / "metrics.csv", run_id, name)
+    for path in sorted((folder / "checkpoints").glob("*")):
+        _check_checkpoint_file(path, f"{run_id}/checkpoints/{path.name}", name)
+    return _Run(row, note, steps, epochs, folder)
+
+
+def _read_metrics(path: Path, run_id: str, name: str) -> tuple[list[tuple], list[tuple]]:
+    """Step and epoch rows (run id first, as the store's tables) from a run's long CSV."""
+    where = f"{run_id}/metrics.csv"
+    if not path.is_file():
+        raise ValueError(f"{name} was refused: {where} is missing.")
+    steps, epochs = [], []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            if next(reader, None) != CSV_COLUMNS:
+                raise ValueError("its header is not the long-CSV header")
+            for row in reader:
+                rid, kind, step, epoch, train, val_loss, val_acc, lr, sps = row  # exactly 9 fields
+                if rid != run_id or kind not in ("step", "epoch"):
+                    raise ValueError(f"a row names run {rid[:40]!r} or kind {kind[:10]!r}")
+                if kind == "step":
+                    steps.append((run_id, int(step), int(epoch), _num(train), _num(lr), _num(sps)))
+                else:
+                    epochs.append((run_id, int(epoch), _num(train), _num(val_loss), _num(val_acc), _num(lr), _num(sps)))
+    except (ValueError, UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{name} was refused: {where} is not valid ({str(e)[:80]}).") from None
+    return steps, epochs
+
+
+def _num(text: str) -> float | None:
+    return None if text == "" else float(text)
+
+
+def _check_checkpoint_file(path: Path, where: str, name: str) -> None:
+    """Load each file the way its readers will, refusing anything that is not plain data."""
+    why = None
+    try:
+        if path.suffix == ".pt":
+            why = _checkpoint_problem(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".csv":
+            path.read_text(encoding="utf-8")
+        else:
+            import numpy as np
+
+            np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any failure to read untrusted data refuses it
+        why = f"it does not load as plain data ({type(e).__name__})"
+    if why:
+        raise ValueError(f"{name} was refused: {where}: {why}.")
+
+
+def _checkpoint_problem(path: Path) -> str | None:
+    """Why a .pt file is not a plain checkpoint (weights_only load, dict, model state of tensors), or None."""
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if path.stem not in ("last", "best"):  # another stored file (predictions): plain data is enough
+        return None if isinstance(ckpt, (dict, torch.Tensor)) else "it is not a dict or tensor"
+    if not isinstance(ckpt, dict):
+        return "it is not a checkpoint dict"
+    state = ckpt.get("model", ckpt.get("model_state"))
+    if not isinstance(state, dict) or not state:
+        return "it holds no model state dict"
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        return "its model state holds something other than named tensors"
+    if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("classes"), list):
+        return "it lacks the config or the classes"
+    return None
+
+
+def _json(path: Path, name: str, where: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda c: math.nan)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"{name} was refused: {where} is not valid JSON.") from None
+
+
+def _type_name(types) -> str:
+    return " or ".join(t.__name__ for t in types) if isinstance(types, tuple) else types.__name__
+
+
+def _new_ids(store: RunStore, ids: list[str], rename: bool, name: str) -> dict[str, str]:
+    """{bundle id: store id}: the same id, or a new one for a taken id when renaming is asked for."""
+    out = {}
+    for run_id in ids:
+        taken = store.run_row(run_id) is not None or store.checkpoint_path(run_id).parent.exists()
+        if taken and not rename:
+            raise ValueError(
+                f"{name} was refused: run {run_id} is already in {store.root}; "
+                "import with --rename (or the Rename option) to add it under a new id."
+            )
+        out[run_id] = new_run_id() if taken else run_id
+    return out
+
+
+def _add(store: RunStore, runs: list[_Run], ids: dict[str, str], owner: str | None) -> dict[str, str]:
+    """Move the checkpoint folders into place, then insert every run in one transaction (undone on failure)."""
+    moved = []
+    try:
+        for run in runs:
+            src, dest = run.folder / "checkpoints", store.checkpoint_path(ids[run.row["id"]]).parent
+            if src.is_dir():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                src.rename(dest)  # same file system: the temp folder is inside the runs folder
+                moved.append(dest)
+        rows = [_store_row(store, run, ids, owner) for run in runs]
+        store.insert_runs(
+            rows,
+            [(ids[s[0]], *s[1:]) for run in runs for s in run.steps],
+            [(ids[e[0]], *e[1:]) for run in runs for e in run.epochs],
+            {ids[run.row["id"]]: run.note for run in runs},
+        )
+    except BaseException:
+        for dest in moved:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return ids
+
+
+def _store_row(store: RunStore, run: _Run, ids: dict[str, str], owner: str | None) -> dict:
+    """The runs-table row for an imported run: its id mapped, owner set, and no live trainer claimed."""
+    row = {k: (json.dumps(v) if k in JSON_COLUMNS else v) for k, v in run.row.items()}
+    old, new = row["id"], ids[row["id"]]
+    row.update(id=new, owner=owner, name=new if row["name"] in ("", old) else row["name"])
+    if row.get("parent") in ids:  # a parent imported in the same bundle keeps its link
+        row["parent"] = ids[row["parent"]]
+    if row["status"] == Status.RUNNING:
+        row.update(status=str(Status.INTERRUPTED), message=IMPORTED_RUNNING)
+    last = store.checkpoint_path(new)
+    row["checkpoint"] = str(last) if last.exists() else None
+    return row
