@@ -160,3 +160,11 @@ def compute_stats(index: DatasetIndex, size: int | None, progress: Progress | No
         while len(store) > MAX_STORED_STATS:
             store.popitem(last=False)
     return copy.deepcopy(stats)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def run_metrics(root: str, run_id: str, heartbeat: float | None):
+    """A run's steps and epochs; keyed by its heartbeat, which every write moves, so a finished run is read
+    once and a running one again only after it wrote."""
+    store = run_store(root)
+    return store.steps(run_id), store.epochs(run_id)

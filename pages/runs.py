@@ -1,0 +1,271 @@
+"""Runs: every run in one table; tick rows to overlay their curves, compare settings, export, rename, delete.
+
+Widget keys (stable, for tests and URLs):
+    runs_status, runs_dataset, runs_model (filters), runs_table (dataframe row selection), runs_x (x axis),
+    runs_smoothing, runs_scatter_x, runs_scatter_y, runs_csv, runs_bundle, runs_ckpt_run, runs_ckpt_which,
+    runs_checkpoint (downloads), runs_edit (run to edit), runs_name_<run id>, runs_rename, runs_note_<run id>, runs_save_note,
+    runs_delete, runs_delete_confirm, runs_import_file, runs_import_rename, runs_import.
+Chart keys: runs_loss_chart, runs_val_loss_chart, runs_accuracy_chart, runs_parallel_chart, runs_scatter_chart.
+Session state read: session_id (str). Written: runs_selected (the selected run ids, kept across pages).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pandas as pd
+import streamlit as st
+
+from lib.app import cache
+from lib.charts.runs import overlay_epoch_chart, overlay_loss_chart, parallel_chart, scatter_chart
+from lib.charts.series import MAX_POINTS
+from lib.runs import compare
+from lib.runs.export import bundle_bytes, checkpoint_files, csv_bytes
+from lib.runs.importer import Limits, import_bundle
+from lib.runs.status import Status
+from lib.settings import runs_dir
+
+SNIPPET = """import torch
+from torchvision.models import resnet18  # only for model "resnet18"
+
+ckpt = torch.load("{file}", map_location="cpu", weights_only=True)
+n, size = len(ckpt["classes"]), ckpt["config"]["image_size"]
+model = {{
+    "linear": lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * size * size, n)),
+    "mlp": lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * size * size, 256),
+                                       torch.nn.ReLU(), torch.nn.Linear(256, n)),
+    "resnet18": lambda: resnet18(num_classes=n),
+}}[ckpt["config"]["model"]]()  # "cnn": see small_cnn in lib/training/models.py (or the README)
+model.load_state_dict(ckpt["model"])
+model.eval()  # inputs: (B, 3, size, size) floats in 0..1, minus ckpt["mean"], divided by ckpt["std"]
+"""
+COLUMNS = {
+    "name": st.column_config.TextColumn("name"),
+    "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent"),
+    "final_val_accuracy": st.column_config.NumberColumn("final val acc", format="percent"),
+    "best_val_loss": st.column_config.NumberColumn("best val loss", format="%.4f"),
+    "final_val_loss": st.column_config.NumberColumn("final val loss", format="%.4f"),
+    "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
+    "samples_per_sec": st.column_config.NumberColumn("samples/s", format="%.0f"),
+    "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+}
+
+st.title("Runs")
+settings = cache.settings()
+if "session_id" not in st.session_state:
+    st.session_state.session_id = uuid.uuid4().hex
+root = str(runs_dir())
+store = cache.run_store(root)
+owner = st.session_state.session_id if settings.deployed else None
+
+
+def forget_selection() -> None:
+    """The table's selection is row positions: after the rows change, start again from the kept run ids."""
+    st.session_state.pop("runs_table", None)
+
+
+def import_box() -> None:
+    """Upload a bundle (.zip from Export or `python -m lib export`); refused bundles say why in one line."""
+    with st.expander("Import runs (.zip bundle)"):
+        up = st.file_uploader(f"Run bundle (up to {settings.max_upload_mb} MB)", type=["zip"], key="runs_import_file")
+        rename = st.checkbox("Give runs whose id is taken a new id", key="runs_import_rename")
+        if st.button("Import", key="runs_import", disabled=up is None) and up is not None:
+            import_upload(up, rename)
+
+
+def import_upload(up, rename: bool) -> None:
+    if up.size > settings.max_upload_mb * 2**20:
+        st.error(f"That bundle is over this app's {settings.max_upload_mb} MB limit; export fewer runs.")
+        return
+    path = store.root / f".upload-{uuid.uuid4().hex}.zip"
+    try:
+        path.write_bytes(up.getvalue())
+        limits = Limits(settings.max_archive_files, settings.max_archive_mb * 2**20)
+        ids = import_bundle(path, store, rename=rename, owner=owner, limits=limits)
+    except ValueError as e:
+        st.error(str(e))
+        return
+    finally:
+        path.unlink(missing_ok=True)
+    forget_selection()
+    st.session_state.runs_selected = list(ids.values())
+    st.success(f"Imported {len(ids)} run(s).")
+
+
+def filtered(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows the three filters keep (an empty filter keeps everything)."""
+    cols = st.columns(3)
+    keep = pd.Series(True, index=summary.index)
+    for col, field in zip(cols, ("status", "dataset", "model"), strict=True):
+        options = sorted(summary[field].dropna().astype(str).unique())
+        chosen = col.multiselect(field.capitalize(), options, key=f"runs_{field}", on_change=forget_selection)
+        if chosen:
+            keep &= summary[field].astype(str).isin(chosen)
+    return summary[keep].reset_index(drop=True)
+
+
+def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
+    """The table with row selection; returns the selected run ids (also kept in session state)."""
+    order = ["name", "status", "dataset", "model", *hp, *compare.METRICS, "duration_s", "samples_per_sec"]
+    order += [c for c in compare.LINKS if c in shown.columns] + ["created", "note"]
+    kept = st.session_state.get("runs_selected", [])
+    default = [i for i, run_id in enumerate(shown["id"]) if run_id in kept]
+    event = st.dataframe(
+        shown,
+        key="runs_table",
+        on_select="rerun",
+        selection_mode="multi-row",
+        selection_default={"selection": {"rows": default}},
+        hide_index=True,
+        column_order=order,
+        column_config={**COLUMNS, **{c: st.column_config.Column(c.removeprefix("hp.")) for c in hp}},
+    )
+    selected = [shown["id"].iloc[i] for i in event.selection.rows if i < len(shown)]
+    st.session_state.runs_selected = selected
+    return selected
+
+
+def curve_charts(summary: pd.DataFrame, selected: list[str], labels: dict[str, str]) -> None:
+    """Training loss, validation loss and accuracy of the selected runs, overlaid."""
+    left, right = st.columns([2, 1])
+    x = left.radio("X axis", list(compare.X_AXES), format_func=compare.X_AXES.get, horizontal=True, key="runs_x")
+    smoothing = right.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="runs_smoothing")
+    budget = max(200, MAX_POINTS // len(selected))  # the whole chart stays a few thousand points
+    steps, epochs = [], []
+    rows = summary.set_index("id")
+    for run_id in selected:
+        s, e = cache.run_metrics(root, run_id, rows.loc[run_id, "heartbeat"])
+        batch = int(rows.loc[run_id].get("hp.batch_size", 1) or 1)
+        s, e = compare.curves(s, e, batch_size=batch, smoothing=smoothing, max_points=budget)
+        steps.append(s.assign(run=labels[run_id]))
+        epochs.append(e.assign(run=labels[run_id]))
+    names = [labels[i] for i in selected]
+    steps, epochs = pd.concat(steps, ignore_index=True), pd.concat(epochs, ignore_index=True)
+    if steps.empty:
+        st.caption("None of the selected runs has recorded a step yet.")
+        return
+    st.altair_chart(overlay_loss_chart(steps, names, x), width="stretch", key="runs_loss_chart")
+    if epochs.empty:
+        return
+    left, right = st.columns(2)
+    left.altair_chart(overlay_epoch_chart(epochs, names, "val_loss", x), width="stretch", key="runs_val_loss_chart")
+    right.altair_chart(
+        overlay_epoch_chart(epochs, names, "val_accuracy", x), width="stretch", key="runs_accuracy_chart"
+    )
+
+
+def hparam_charts(summary: pd.DataFrame, hp: list[str], selected: list[str], labels: dict[str, str]) -> None:
+    """Parallel coordinates over the differing hyperparameters and the final metrics; a chosen scatter."""
+    metrics = ["final_val_accuracy", "final_val_loss"]
+    axes = hp + metrics
+    frame = compare.parallel_frame(summary, axes)
+    names = [a.removeprefix("hp.") for a in axes]
+    st.altair_chart(parallel_chart(frame, labels, selected, names), width="stretch", key="runs_parallel_chart")
+    options = hp or [c for c in summary.columns if c.startswith("hp.")]
+    left, right = st.columns(2)
+    x = left.selectbox("Hyperparameter", options, format_func=lambda c: c.removeprefix("hp."), key="runs_scatter_x")
+    y = right.selectbox("Metric", list(compare.METRICS), format_func=compare.METRICS.get, key="runs_scatter_y")
+    numeric = pd.to_numeric(summary[x], errors="coerce")
+    log = bool(numeric.notna().all() and numeric.min() > 0 and numeric.max() > 10 * numeric.min())
+    st.altair_chart(
+        scatter_chart(summary, x, y, labels, selected, x_log=log), width="stretch", key="runs_scatter_chart"
+    )
+
+
+def downloads(selected: list[str], labels: dict[str, str]) -> None:
+    """Every metric of the selected runs as one long CSV, a bundle of them, and one checkpoint alone."""
+    left, mid = st.columns(2)
+    left.download_button(
+        "Metrics (long CSV, every step)",
+        lambda: csv_bytes(store, selected),
+        file_name="runs-metrics.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="runs_csv",
+    )
+    mid.download_button(
+        "Run bundle (.zip)",
+        lambda: bundle_bytes(store, selected),
+        file_name=f"{selected[0]}.zip" if len(selected) == 1 else "runs-bundle.zip",
+        mime="application/zip",
+        on_click="ignore",
+        key="runs_bundle",
+    )
+    with st.expander("Checkpoint alone, and how to load it in plain torch"):
+        run_id = st.selectbox("Run", selected, format_func=labels.get, key="runs_ckpt_run")
+        files = {k: v for k, v in checkpoint_files(store, run_id).items() if k in ("last.pt", "best.pt")}
+        if not files:
+            st.caption("This run saved no checkpoint: a run saves one at each epoch end and when stopped.")
+            return
+        which = st.radio("Checkpoint", sorted(files, reverse=True), horizontal=True, key="runs_ckpt_which")
+        st.download_button(
+            f"Download {which}",
+            files[which].read_bytes,
+            file_name=f"{run_id}-{which}",
+            on_click="ignore",
+            key="runs_checkpoint",
+        )
+        st.code(SNIPPET.format(file=f"{run_id}-{which}"), language="python")
+
+
+def delete_run(run_id: str, selected: list[str]) -> None:
+    """The Delete button's callback: it runs before the rerun, so the confirmation can be unticked."""
+    store.delete_runs([run_id])
+    forget_selection()
+    st.session_state.runs_selected = [i for i in selected if i != run_id]
+    st.session_state.runs_delete_confirm = False
+
+
+def manage(summary: pd.DataFrame, selected: list[str], labels: dict[str, str]) -> None:
+    """Rename, note and delete (with a confirmation) one of the selected runs."""
+    with st.expander("Rename, note or delete"):
+        run_id = st.selectbox("Run", selected, format_func=labels.get, key="runs_edit")
+        row = summary.set_index("id").loc[run_id]
+        left, right = st.columns([3, 1])
+        name = left.text_input("Name", row["name"], key=f"runs_name_{run_id}")
+        if right.button("Rename", key="runs_rename"):
+            store.rename_run(run_id, name)
+            st.rerun()
+        note = st.text_area("Note", row["note"], key=f"runs_note_{run_id}")
+        if st.button("Save note", key="runs_save_note"):
+            store.set_note(run_id, note)
+            st.rerun()
+        running = row["status"] == Status.RUNNING
+        sure = st.checkbox("Yes, delete this run and its checkpoints", key="runs_delete_confirm", disabled=running)
+        st.button(
+            "Delete run",
+            key="runs_delete",
+            disabled=not sure or running,
+            type="primary",
+            on_click=delete_run,
+            args=(run_id, selected),
+        )
+        if running:
+            st.caption("A running run cannot be deleted; stop it on the Train page first.")
+
+
+summary = compare.summary_frame(store, owner)
+import_box()
+if summary.empty:
+    st.info("No runs yet: train one on the Train page, or import a bundle above.")
+    st.stop()
+shown = filtered(summary)
+hp = compare.differing_keys(shown)
+selected = run_table(shown, hp)
+labels = compare.run_labels(summary)
+if not selected:
+    st.caption(f"{len(shown)} of {len(summary)} runs shown. Tick rows to compare their curves and settings.")
+    st.stop()
+st.subheader("Curves")
+curve_charts(summary, selected, labels)
+st.subheader("Hyperparameters")
+hparam_charts(shown, hp, selected, labels)
+st.subheader("Configuration differences")
+diff = compare.config_diff(summary, selected)
+if diff.empty:
+    st.caption("The selected runs share every setting.")
+else:
+    st.dataframe(diff, width="stretch")
+st.subheader("Export")
+downloads(selected, labels)
+manage(summary, selected, labels)

@@ -1,0 +1,136 @@
+"""The Runs page under AppTest: the table of runs, selection overlays curves, filters, diff, rename, note, delete."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+from streamlit.testing.v1 import AppTest
+
+from lib.runs.store import RunStore
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "runs.py")
+
+
+def add_run(store: RunStore, name: str, *, lr: float, model: str = "mlp", steps: int = 30, owner=None, **cfg) -> str:
+    """A finished synthetic run: `steps` steps over 3 epochs, loss falling faster for a larger lr."""
+    config = {"model": model, "lr": lr, "batch_size": 8, "epochs": 3, "seed": 0, "name": name, **cfg}
+    run_id = store.create_run(config, root="/data/shapes", name=name, owner=owner)
+    writer = store.step_writer(run_id)
+    for step in range(1, steps + 1):
+        writer.step(step, 1 + (step - 1) * 3 // steps, math.exp(-lr * step), lr, 100.0)
+    writer.close()
+    for epoch in (1, 2, 3):
+        store.record_epoch(run_id, epoch, 1 / epoch, 1 / epoch + lr, 0.5 + lr * epoch, lr, 100.0 + epoch)
+    store.finish(run_id, "completed")
+    return run_id
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> RunStore:
+    monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path))
+    return RunStore(tmp_path)
+
+
+def page(session_id: str = "s1") -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["session_id"] = session_id
+    return at
+
+
+def select(at: AppTest, rows: list[int]) -> AppTest:
+    at.session_state["runs_table"] = {"selection": {"rows": rows, "columns": []}}
+    return at.run()
+
+
+def table(at: AppTest):
+    return next(d for d in at.dataframe if d.key == "runs_table").value
+
+
+def test_no_runs_says_what_to_do(store):
+    at = page().run()
+    assert not at.exception and "No runs yet" in at.info[0].value
+
+
+def test_table_lists_runs_with_differing_hyperparameters_and_figures(store):
+    a = add_run(store, "slow", lr=0.01)
+    b = add_run(store, "fast", lr=0.1)
+    at = page().run()
+    assert not at.exception, at.exception
+    t = table(at)
+    assert list(t["id"]) == [b, a]  # newest first
+    assert "hp.lr" in t.columns and "hp.seed" in t.columns  # every config key travels; only differing ones shown
+    order = next(d for d in at.dataframe if d.key == "runs_table").proto.column_order
+    assert "hp.lr" in order and "hp.seed" not in order and "hp.batch_size" not in order
+    fast = t.set_index("id").loc[b]
+    # Independent reference: the epochs recorded above (val acc 0.5 + lr * epoch, val loss 1/epoch + lr).
+    assert fast["best_val_accuracy"] == pytest.approx(0.8) and fast["final_val_accuracy"] == pytest.approx(0.8)
+    assert fast["best_val_loss"] == pytest.approx(1 / 3 + 0.1) and fast["samples_per_sec"] == pytest.approx(102.0)
+    assert fast["dataset"] == "shapes" and fast["model"] == "mlp"
+    assert "Tick rows" in at.caption[0].value and not at.get("vega_lite_chart")
+
+
+def test_selecting_two_runs_overlays_both_and_diffs_their_config(store):
+    a = add_run(store, "slow", lr=0.01, steps=3000)
+    b = add_run(store, "fast", lr=0.1, optimizer="sgd")
+    at = select(page().run(), [0, 1])
+    assert not at.exception, at.exception
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 5  # loss, val loss, val accuracy, parallel coordinates, scatter
+    loss = charts[0].proto.spec
+    assert '"slow"' in loss and '"fast"' in loss
+    diff = next(d for d in at.dataframe if d.key != "runs_table").value
+    assert set(diff.index) == {"lr", "optimizer"} and list(diff.columns) == ["fast", "slow"]
+    assert diff.loc["optimizer", "slow"] == "—" and diff.loc["lr", "fast"] == "0.1"
+    assert at.session_state["runs_selected"] == [b, a]
+
+
+def test_long_runs_are_drawn_downsampled(store):
+    add_run(store, "long", lr=0.001, steps=5000)
+    at = select(page().run(), [0])
+    proto = at.get("vega_lite_chart")[0].proto
+    rows = sum(len(convert_arrow_bytes_to_pandas_df(d.data.data)) for d in proto.datasets)
+    assert 1000 < rows <= 2 * 2002  # raw and smoothed, each at most MAX_POINTS + 2 rows; not 5,000 each
+
+
+def test_filters_keep_matching_runs(store):
+    add_run(store, "m", lr=0.01, model="mlp")
+    c = add_run(store, "c", lr=0.01, model="cnn")
+    at = page().run()
+    at.multiselect(key="runs_model").set_value(["cnn"]).run()
+    assert list(table(at)["id"]) == [c]
+
+
+def test_rename_note_and_delete_with_confirmation(store):
+    a = add_run(store, "one", lr=0.01)
+    b = add_run(store, "two", lr=0.1)
+    at = select(page().run(), [1])  # "one"
+    at.text_input(key=f"runs_name_{a}").set_value("renamed *bold*")
+    at.button(key="runs_rename").click().run()
+    assert store.get_run(a).name == "renamed *bold*"
+    at.text_area(key=f"runs_note_{a}").set_value("too slow")
+    at.button(key="runs_save_note").click().run()
+    assert store.aggregates([a])[a]["note"] == "too slow"
+    assert at.button(key="runs_delete").disabled  # not before the confirmation
+    at.checkbox(key="runs_delete_confirm").check().run()
+    at.button(key="runs_delete").click().run()
+    assert not at.exception, at.exception
+    assert store.get_run(a) is None and [r.id for r in store.list_runs()] == [b]
+    assert at.session_state["runs_selected"] == [] and at.session_state["runs_delete_confirm"] is False
+
+
+def test_deployed_mode_shows_only_the_visitors_runs(store, monkeypatch):
+    add_run(store, "theirs", lr=0.01, owner="other")
+    mine = add_run(store, "mine", lr=0.1, owner="s1")
+    monkeypatch.setenv("TORCHSCOPE_MODE", "deployed")
+    at = page("s1").run()
+    assert list(table(at)["id"]) == [mine]
+
+
+def test_summary_aggregates_match_numpy(store):
+    run_id = add_run(store, "x", lr=0.05)
+    figures = store.aggregates([run_id])[run_id]
+    acc = np.array([0.5 + 0.05 * e for e in (1, 2, 3)])
+    assert figures["best_val_accuracy"] == pytest.approx(acc.max()) and figures["epochs_done"] == 3
+    assert figures["last_step"] == 30 and figures["samples_per_sec"] == pytest.approx(np.mean([101, 102, 103]))
