@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.app import cache
+from lib.app.text import plain_error
 from lib.charts.runs import overlay_epoch_chart, overlay_loss_chart, parallel_chart, scatter_chart
 from lib.charts.series import MAX_POINTS
 from lib.runs import compare
@@ -83,7 +84,7 @@ def import_upload(up, rename: bool) -> None:
         limits = Limits(settings.max_archive_files, settings.max_archive_mb * 2**20)
         ids = import_bundle(path, store, rename=rename, owner=owner, limits=limits)
     except ValueError as e:
-        st.error(str(e))
+        st.error(plain_error(e))  # names the uploaded file and its members: outside text
         return
     finally:
         path.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_archive import raw_zip
@@ -46,6 +47,7 @@ def runs(tmp_path_factory) -> tuple[Path, list[str]]:
     store.finish(long, "stopped", "Stopped on request.")
     store.set_note(long, "lr 0.1 *too* high? [x](http://e.x)")
     store.rename_run(trained, "baseline")
+    store.save_predictions(trained, {"predicted": np.arange(4), "paths": np.array(["a/1.png", "b/2.png"])})
     return folder, [trained, long]
 
 
@@ -103,7 +105,8 @@ def test_bundle_round_trips_runs_into_an_empty_folder_exactly(runs, tmp_path):
     ):
         assert same(table(empty, sql), table(folder, sql)), sql
     src = sorted(p.relative_to(folder) for p in (folder / "checkpoints").rglob("*") if p.is_file())
-    assert src and src == sorted(p.relative_to(empty) for p in (empty / "checkpoints").rglob("*") if p.is_file())
+    assert {p.name for p in src} >= {"last.pt", "best.pt", "predictions-last.npz"}
+    assert src == sorted(p.relative_to(empty) for p in (empty / "checkpoints").rglob("*") if p.is_file())
     assert all((folder / p).read_bytes() == (empty / p).read_bytes() for p in src)
     loaded = load_model(ids[0], runs_dir=empty)  # the imported checkpoint rebuilds the model
     original = torch.load(folder / "checkpoints" / ids[0] / "last.pt", weights_only=True)["model"]
@@ -151,6 +154,12 @@ def pt_bytes(obj) -> bytes:
     return buf.getvalue()
 
 
+def npz_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, x=array)  # an object array is pickled inside the .npz
+    return buf.getvalue()
+
+
 class Evil:
     """Any class: unpickling it needs code, so weights_only refuses it."""
 
@@ -168,6 +177,7 @@ def hostile(folder: Path, run_id: str, case: str) -> dict[str, bytes | None]:
         "not a dict": {ckpt: pt_bytes([good["model"]])},
         "model state not tensors": {ckpt: pt_bytes({**good, "model": {"w": "text"}})},
         "not a checkpoint at all": {ckpt: b"PK\x03\x04 not torch"},
+        "pickled predictions": {f"{run_id}/checkpoints/predictions-last.npz": npz_bytes(np.array([Evil()]))},
         "bad status": {
             f"{run_id}/run.json": json.dumps({**json.loads(m[f"{run_id}/run.json"]), "status": "x"}).encode()
         },
@@ -206,6 +216,7 @@ CASES = {
     "not a dict": "not a checkpoint dict",
     "model state not tensors": "other than named tensors",
     "not a checkpoint at all": "does not load as plain data",
+    "pickled predictions": "does not load as plain data",
     "bad status": "unknown status",
     "bad metrics": "metrics.csv is not valid",
     "no manifest": "not a Torchscope run bundle",

@@ -171,13 +171,22 @@ def _check_checkpoint_file(path: Path, where: str, name: str) -> None:
         elif path.suffix == ".csv":
             path.read_text(encoding="utf-8")
         else:
-            import numpy as np
-
-            np.load(path, allow_pickle=False)
+            _load_numpy(path)
     except Exception as e:  # noqa: BLE001 - any failure to read untrusted data refuses it
         why = f"it does not load as plain data ({type(e).__name__})"
     if why:
         raise ValueError(f"{name} was refused: {where}: {why}.")
+
+
+def _load_numpy(path: Path) -> None:
+    """Read every array of a .npy/.npz without pickle (an object array raises)."""
+    import numpy as np
+
+    loaded = np.load(path, allow_pickle=False)
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            for key in loaded.files:
+                loaded[key]
 
 
 def _checkpoint_problem(path: Path) -> str | None:
