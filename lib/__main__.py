@@ -19,8 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from lib.runs.store import StoreError
+
     try:
         return args.func(args)
+    except StoreError as e:
+        # The run store failed after the command started: one line, exit 1 (not bad input).
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as e:
         # A user's mistake or a bad source: one line, no traceback.
         print(f"error: {e}", file=sys.stderr)

@@ -37,7 +37,13 @@ class Settings:
     max_image_size: int = 512
     max_runs_global: int = 4
     max_runs_per_session: int = 1
+    max_runs_per_visitor: int = 4  # across a visitor's tabs (see lib/app/sessions.visitor_id)
+    max_run_minutes: int = 24 * 60  # a run is stopped after this long, as `stopped` with the reason
     session_idle_minutes: int = 60
+    max_session_mb: int = 20_480  # disk per session: uploads and their extracted files
+    max_disk_mb: int = 102_400  # disk for every session's files and exported built-ins together
+    max_image_pixels: int = 89_478_485  # per image, checked from its header before decoding (Pillow's default)
+    max_image_frames: int = 1_000  # per animated image (GIF, WebP, APNG, TIFF pages)
     builtin_root: str = ""  # deployed mode: the one server folder built-in datasets are read from
 
     def __post_init__(self):
@@ -61,7 +67,13 @@ DEPLOYED_DEFAULTS = dict(
     max_image_size=128,
     max_runs_global=2,
     max_runs_per_session=1,
+    max_runs_per_visitor=1,
+    max_run_minutes=30,
     session_idle_minutes=30,
+    max_session_mb=600,
+    max_disk_mb=5_120,
+    max_image_pixels=16_777_216,
+    max_image_frames=100,
 )
 
 

@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from lib.app import cache
+from lib.app import cache, sessions
 from lib.app.text import plain, plain_error
 from lib.charts import dataset as charts
 from lib.data import explore
@@ -52,6 +52,7 @@ def check_progress() -> None:
     """Progress of the background full check; reruns the page once when it finishes."""
     if job is None:
         return
+    sessions.touch(st.session_state.session_id)  # a tab watching the check is not idle
     if not job.done:
         st.progress(job.fraction, text=f"Full check: decoding every image once ({job.done_count:,}/{job.total:,})…")
     elif not st.session_state.get(f"checked:{root}"):

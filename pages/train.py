@@ -16,13 +16,14 @@ import uuid
 
 import streamlit as st
 
-from lib.app import cache
+from lib.app import cache, sessions
 from lib.app.cache import run_store
 from lib.app.text import plain, plain_error
 from lib.charts.series import MAX_POINTS
 from lib.charts.train import accuracy_chart, loss_chart, lr_chart
 from lib.data.sample import sample_root
 from lib.runs.status import Status
+from lib.runs.store import StoreError
 from lib.runs.view import RunView, format_duration, run_label, run_view, runs_table, status_sentence
 from lib.settings import runs_dir
 from lib.training.config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -43,7 +44,13 @@ settings = cache.settings()
 if "session_id" not in st.session_state:
     st.session_state.session_id = uuid.uuid4().hex
 root = st.session_state.get("dataset_root") or str(sample_root())
-store = run_store(str(runs_dir()))
+try:
+    store = run_store(str(runs_dir()))
+except StoreError as e:
+    st.error(plain_error(e))
+    st.stop()
+if store.notice:
+    st.warning(plain(store.notice))
 
 
 def augmentation_fields(d: TrainConfig) -> dict:
@@ -103,8 +110,13 @@ def hyperparameter_form() -> TrainConfig | None:
 
 def start(config: TrainConfig) -> None:
     try:
-        st.session_state.train_run = start_run(config, root, store, st.session_state.session_id, settings=settings)
-    except ValueError as e:
+        visitor = sessions.visitor_id(
+            st.session_state.session_id, st.context.ip_address, st.context.headers.get("User-Agent")
+        )
+        st.session_state.train_run = start_run(
+            config, root, store, st.session_state.session_id, settings=settings, visitor=visitor
+        )
+    except (ValueError, StoreError) as e:
         st.warning(plain_error(e))
 
 
@@ -149,7 +161,12 @@ def show(run_id: str, running: bool) -> None:
 
     @st.fragment(run_every=1.0 if running else None)
     def live() -> None:
-        view = run_view(store, run_id)
+        sessions.touch(st.session_state.session_id)  # a tab watching a run is not idle
+        try:
+            view = run_view(store, run_id)
+        except StoreError as e:
+            st.error(plain_error(e))
+            return
         if view is None:
             st.info("That run is no longer in the store.")
             return
@@ -166,7 +183,11 @@ def show(run_id: str, running: bool) -> None:
 config = hyperparameter_form()
 if config is not None:
     start(config)
-runs = store.list_runs(st.session_state.session_id if settings.deployed else None)
+try:
+    runs = store.list_runs(st.session_state.session_id if settings.deployed else None)
+except StoreError as e:
+    st.error(plain_error(e))
+    st.stop()
 if not runs:
     st.info("No runs yet: set hyperparameters in the sidebar and press Start.")
     st.stop()

@@ -47,3 +47,37 @@ def png_bytes(seed: int, size: int = 8) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def run_unprivileged(code: str, *, env: dict | None = None, timeout: float = 120):
+    """Run `python -c code` from the repo as a user without write access to root-owned files.
+
+    Permission tests need it: root ignores a folder's mode bits. As root, the code runs as `nobody`
+    (uid 65534) through setpriv; otherwise as the current user, for whom chmod already applies.
+    """
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-c", code]
+    if os.geteuid() == 0:
+        import pytest
+
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: cannot drop privileges to test permissions")
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    return subprocess.run(
+        cmd, cwd=repo, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def world_readable_dir(prefix: str) -> Path:
+    """A fresh folder under /tmp that another user can enter and read (pytest's tmp_path is private)."""
+    import os
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(path, 0o755)
+    return path

@@ -21,7 +21,7 @@ def test_one_run_per_owner_a_global_cap_and_stop_within_a_batch(tmp_path):
     run_id = start_run(config, sample_root(), store, "alice", settings=settings)
     with pytest.raises(ValueError, match="still training"):
         start_run(config, sample_root(), store, "alice", settings=settings)
-    with pytest.raises(ValueError, match="the limit is 1"):
+    with pytest.raises(ValueError, match="All 1 training slots of this server are taken; the next one should free up"):
         start_run(config, sample_root(), store, "bob", settings=settings)
     wait_for(lambda: len(store.steps(run_id)) >= 2)
     stop_run(run_id, store)

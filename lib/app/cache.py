@@ -38,8 +38,18 @@ def settings() -> Settings:
 @st.cache_resource(show_spinner=False)
 def run_store(root: str) -> RunStore:
     """The run store at root (schema, WAL) opened once per server. It holds a path and opens a
-    connection per call, so sharing it is safe; runs, metrics and models are never cached."""
-    return RunStore(root)
+    connection per call, so sharing it is safe; runs, metrics and models are never cached.
+    Opening it also ends trainers a previous server left behind (marked interrupted).
+
+    Raises:
+        StoreError: when the runs folder can neither be created nor read (one sentence).
+    """
+    from lib.training.runner import interrupt_orphans
+
+    store = RunStore(root)
+    if not store.read_only:
+        interrupt_orphans(store)
+    return store
 
 
 _last_sweep = [0.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -27,9 +28,22 @@ def session_dir(session_id: str) -> Path:
     return path
 
 
+def visitor_id(session_id: str, ip: str | None, user_agent: str | None) -> str:
+    """Who is visiting, as far as a server without accounts can tell: a hash of the address and browser.
+
+    Tabs of one browser share it, so per-visitor limits hold across tabs. It cannot tell apart people
+    behind one address with the same browser (they share limits), and one person with two browsers or
+    addresses counts twice. Without an address (a test harness), each session is its own visitor.
+    """
+    if not ip:
+        return f"session:{session_id}"
+    return "visitor:" + hashlib.sha256(f"{ip}\0{user_agent or ''}".encode()).hexdigest()[:16]
+
+
 def touch(session_id: str) -> None:
-    """Record that the session is alive now."""
-    (session_dir(session_id) / HEARTBEAT).touch()
+    """Record that the session is alive now (an id that cannot name a folder has none to keep alive)."""
+    if _ID.match(session_id):
+        (session_dir(session_id) / HEARTBEAT).touch()
 
 
 def idle_sessions(max_idle_s: float, now: float | None = None) -> list[str]:

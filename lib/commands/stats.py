@@ -25,6 +25,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if args.size is not None and args.size < 1:
+        raise ValueError(f"--size must be at least 1, got {args.size}; leave it out for native size.")
+    if args.workers < 0:
+        raise ValueError(f"--workers must be zero or more, got {args.workers}; 0 uses every core.")
     config = StatsConfig(size=args.size, workers=args.workers)
     index = build_index(str(cli_root(args.source)))
     if index.num_images == 0:

@@ -15,10 +15,10 @@ import threading
 from lib.data.index import build_index, verify_index
 from lib.data.sources import cli_root
 from lib.runs.status import Status
-from lib.runs.store import RunStore
+from lib.runs.store import RunStore, StoreError
 from lib.training.config import DEFAULT_CACHE_MB, MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
 
-EXIT_CODES = {Status.COMPLETED: 0, Status.FAILED: 1, Status.DIVERGED: 3, Status.STOPPED: 4}
+EXIT_CODES = {Status.COMPLETED: 0, Status.FAILED: 1, Status.DIVERGED: 3, Status.STOPPED: 4, Status.INTERRUPTED: 4}
 _D = TrainConfig()  # the defaults the help text states
 
 
@@ -93,6 +93,19 @@ def register(sub) -> None:
         default=None,
         help="train a run the app already created in the store, with its stored config (default: a new run)",
     )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop the run after this many minutes of training, as `stopped` with the reason (default: no limit)",
+    )
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="end the run as `interrupted` when process PID, which started it, exits (the app passes its own; "
+        "default: none)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
     p.set_defaults(func=run)
 
@@ -123,6 +136,56 @@ def _augmentation_options(p) -> None:
     g.add_argument("--augment", action="store_true", help="shorthand for --random-crop --hflip (default: off)")
 
 
+def check_args(args) -> None:
+    """Refuse options no run could use, before anything starts.
+
+    Raises:
+        ValueError: one sentence per bad option.
+    """
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}; leave it out to use every core.")
+    if args.cache_mb < 0:
+        raise ValueError(f"--cache-mb must be zero or more, got {args.cache_mb}; 0 streams every batch from disk.")
+    if args.parent_pid is not None and args.parent_pid < 1:
+        raise ValueError(f"--parent-pid must be a process id, got {args.parent_pid}.")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be a positive number, got {args.max_minutes}.")
+
+
+def open_store(runs_dir: str | None) -> RunStore:
+    """The run store a trainer writes to; a damaged one is healed (said on stderr).
+
+    Raises:
+        ValueError: when the folder cannot be created or written.
+    """
+    try:
+        store = RunStore(runs_dir)
+    except StoreError as e:
+        raise ValueError(str(e)) from None
+    if store.read_only:
+        raise ValueError(f"The runs folder {store.root} is not writable; give --runs-dir a folder you can write.")
+    if store.notice:
+        print(f"warning: {store.notice}", file=sys.stderr)
+    return store
+
+
+def check_runnable(index, config: TrainConfig) -> None:
+    """Refuse a dataset or device the run cannot use, before it starts.
+
+    Raises:
+        ValueError: naming the class with too few images, or the missing device.
+    """
+    few = [c for c, n in index.class_counts().items() if n == 1]
+    if few:
+        raise ValueError(
+            f"Class {few[0]} has 1 image; each class needs at least 2 to hold one out for validation, "
+            "so add images or remove the class folder."
+        )
+    from lib.training.engine import resolve_device
+
+    resolve_device(config.device)
+
+
 def config_from_args(args) -> TrainConfig:
     return TrainConfig(
         model=args.model,
@@ -148,12 +211,14 @@ def config_from_args(args) -> TrainConfig:
 
 
 def run(args) -> int:
-    store = RunStore(args.runs_dir)
+    check_args(args)
+    store = open_store(args.runs_dir)
     run_id, config = _claim_run(store, args)
     try:
         index = build_index(str(cli_root(args.source)))
         if index.num_images == 0:
             raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")
+        check_runnable(index, config)
     except (ValueError, OSError) as e:
         if run_id is not None:
             store.finish(run_id, Status.FAILED, str(e))
@@ -174,9 +239,10 @@ def run(args) -> int:
     if run_id is None:
         run_id = store.create_run(config.to_dict(), root=index.root, name=config.name)
     store.update_run(run_id, pid=os.getpid(), fingerprint=index.fingerprint(), classes=index.classes, root=index.root)
-    stop = threading.Event()
+    stop = StopEvent()
     # SIGINT/SIGTERM end the run as `stopped` after the current batch, metrics and checkpoint kept.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    watches = _watches(store, run_id, stop, args)
     try:
         result = execute_run(
             store,
@@ -191,8 +257,63 @@ def run(args) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for watch in watches:
+            watch.cancel()
     _report(run_id, result, args.json)
     return EXIT_CODES[result.status]
+
+
+class StopEvent(threading.Event):
+    """A stop request with its reason (the engine reports `reason` as the run's message when set)."""
+
+    reason = ""
+    status = Status.STOPPED  # INTERRUPTED when its server went away
+
+    def stop(self, reason: str, status: Status = Status.STOPPED) -> None:
+        self.reason, self.status = reason, status
+        self.set()
+
+
+def _watches(store: RunStore, run_id: str, stop: StopEvent, args) -> list[threading.Timer]:
+    """Timers that end the run: the per-run time limit, and the parent-process watch."""
+    watches = []
+    if args.max_minutes:
+        minutes = f"{args.max_minutes:g}"
+
+        def time_up() -> None:
+            stop.stop(f"Stopped after {minutes} minutes, this server's limit per run; the metrics so far are kept.")
+            store.request_stop(run_id)  # also ends a run that is still decoding its images
+
+        watches.append(threading.Timer(args.max_minutes * 60, time_up))
+    if args.parent_pid is not None:
+        watches.append(_ParentWatch(args.parent_pid, stop))
+    for watch in watches:
+        watch.daemon = True
+        watch.start()
+    return watches
+
+
+class _ParentWatch(threading.Timer):
+    """Checks every second that this trainer's parent is still `parent`; stops the run when it is not.
+
+    The parent's pid comes from the command line, so a parent that exits before the trainer started is
+    seen too. A Linux parent-death signal would fire when the starting *thread* ends, and Streamlit
+    starts runs from a script thread that ends at once; polling the parent pid works everywhere.
+    """
+
+    def __init__(self, parent: int, stop: StopEvent):
+        super().__init__(1.0, lambda: None)
+        self.parent, self.stop_event = parent, stop
+
+    def run(self) -> None:
+        while True:
+            if os.getppid() != self.parent:
+                self.stop_event.stop(
+                    "The app's server stopped while the run trained; metrics up to then are kept.", Status.INTERRUPTED
+                )
+                return
+            if self.finished.wait(self.interval):
+                return
 
 
 def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig]:

@@ -10,7 +10,9 @@ short transaction, so a trainer killed with SIGKILL leaves the database consiste
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -18,7 +20,7 @@ import socket
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -45,8 +47,38 @@ CREATE TABLE IF NOT EXISTS epochs (
     PRIMARY KEY (run_id, epoch));
 CREATE TABLE IF NOT EXISTS notes (run_id TEXT PRIMARY KEY, note TEXT NOT NULL);
 """
+# Columns added after the first release: an older store gets them on opening.
+_ADDED_COLUMNS = {"visitor": "TEXT"}
 STEP_COLUMNS = ["step", "epoch", "train_loss", "lr", "samples_per_sec"]
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "samples_per_sec"]
+
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(RuntimeError):
+    """The run store cannot be read or written; the message is one sentence saying what to do."""
+
+
+def _heals(method):
+    """Run a store method; when the database lost its tables or is not a database, heal it once and retry.
+
+    Any sqlite error left (a read-only folder, a full disk) becomes a one-sentence StoreError.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            if not self._heal(e):
+                raise StoreError(self._sentence(e)) from None
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(self._sentence(e)) from None
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -89,15 +121,82 @@ class RunRecord:
 class RunStore:
     """The runs folder: `runs.sqlite` plus `checkpoints/<run_id>/` (last.pt, best.pt, the predictions of each)."""
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, *, read_only: bool | None = None):
+        """Open (or create) the store at root; see `notice` for anything healed on the way.
+
+        A folder this process cannot write is opened read-only (pages can still list runs); a
+        database that is not one is moved aside and a fresh one started.
+
+        Raises:
+            StoreError: when the folder can neither be created nor read.
+        """
         self.root = Path(root) if root else runs_dir()
-        self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "runs.sqlite"
+        self.notice = ""  # one sentence about a store that was healed on opening, for the page to show
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            if not self.root.is_dir():
+                raise StoreError(
+                    f"The runs folder cannot be created ({e.strerror}); choose a writable folder."
+                ) from None
+        self.read_only = _read_only(self.root, self.path) if read_only is None else read_only
+        if not self.read_only:
+            self._create()
+
+    @_heals
+    def _create(self) -> None:
         with self._db() as con:
             con.execute("PRAGMA journal_mode=WAL")  # persistent: set once, readers never block the writer
             con.executescript(_SCHEMA)
+            known = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in known:
+                    con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+
+    def _heal(self, error: sqlite3.DatabaseError) -> bool:
+        """Repair what can be repaired in place: missing tables, or a file that is not a database.
+
+        Returns whether anything was repaired (so the call is worth retrying).
+        """
+        text = str(error).lower()
+        if self.read_only:
+            return False
+        if "no such table" in text or "no such column" in text:
+            self._create()
+            return True
+        if "not a database" in text or "malformed" in text:
+            aside = self.path.with_name(f"runs.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    os.replace(src, f"{aside}{suffix}")
+            self.notice = (
+                f"The run store was damaged; it was moved aside as {aside.name} in the runs folder "
+                "and a new, empty one started."
+            )
+            log.warning("run store %s was damaged (%s); moved to %s", self.path, error, aside)
+            self._create()
+            return True
+        return False
+
+    def _sentence(self, error: sqlite3.DatabaseError) -> str:
+        """One sentence for an error the store could not heal."""
+        if self.read_only or "readonly" in str(error).lower():
+            return "The runs folder is read-only: runs can be viewed but not started or changed; make it writable."
+        return f"The run store cannot be used ({error}); check the runs folder's disk and permissions."
 
     def connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            if not self.path.exists():
+                raise sqlite3.OperationalError("no such table: runs")  # nothing stored yet: reads see no runs
+            try:
+                con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+                con.execute("SELECT 1 FROM runs LIMIT 1")
+            except sqlite3.OperationalError:  # WAL needs a -shm file it cannot create here: read the file as is
+                con = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True)
+            con.row_factory = sqlite3.Row
+            return con
         con = sqlite3.connect(self.path, timeout=30)
         con.row_factory = sqlite3.Row
         con.execute("PRAGMA busy_timeout=30000")
@@ -115,6 +214,7 @@ class RunStore:
 
     # --- writes (trainer) -------------------------------------------------------------------------
 
+    @_heals
     def create_run(
         self,
         config: dict,
@@ -125,14 +225,19 @@ class RunStore:
         owner: str | None = None,
         pid: int | None = None,
         name: str = "",
+        visitor: str | None = None,
     ) -> str:
-        """Add a run with status `running` and return its id (sortable by time)."""
+        """Add a run with status `running` and return its id (sortable by time).
+
+        owner is the browser session (deployed mode shows a session only its own runs); visitor is
+        who started it as far as the server can tell (runs per visitor are capped across their tabs).
+        """
         run_id = new_run_id()
         now = time.time()
         with self._db() as con:
             con.execute(
                 "INSERT INTO runs (id, name, created, config, fingerprint, root, classes, status, message, owner,"
-                " pid, host, heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
+                " pid, host, heartbeat, visitor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     name or run_id,
@@ -146,10 +251,12 @@ class RunStore:
                     pid,
                     socket.gethostname(),
                     now,
+                    visitor,
                 ),
             )
         return run_id
 
+    @_heals
     def update_run(self, run_id: str, **values) -> None:
         """Set columns of a run (pid, message, total_steps, fingerprint, classes) and beat its heartbeat."""
         allowed = {"pid", "message", "total_steps", "fingerprint", "classes", "root", "host"}
@@ -162,6 +269,7 @@ class RunStore:
         with self._db() as con:
             con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*values.values(), run_id))
 
+    @_heals
     def record_step(
         self, run_id: str, step: int, epoch: int, train_loss: float, lr: float, samples_per_sec: float
     ) -> bool:
@@ -180,6 +288,7 @@ class RunStore:
         """A buffered writer for a trainer's step metrics (see StepWriter)."""
         return StepWriter(self, run_id, flush_s)
 
+    @_heals
     def record_epoch(
         self,
         run_id: str,
@@ -197,6 +306,7 @@ class RunStore:
             )
             con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
 
+    @_heals
     def finish(self, run_id: str, status: str, message: str = "", checkpoint: str | None = None) -> None:
         """Set a final status (and the checkpoint's path, if one was saved)."""
         if status not in FINAL_STATUSES:
@@ -207,16 +317,19 @@ class RunStore:
                 (status, message, checkpoint, time.time(), time.time(), run_id),
             )
 
+    @_heals
     def request_stop(self, run_id: str) -> None:
         """Ask the run's trainer, in whatever process, to stop after its current batch."""
         with self._db() as con:
             con.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run_id,))
 
+    @_heals
     def stop_requested(self, run_id: str) -> bool:
         with self._db() as con:
             row = con.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
 
+    @_heals
     def delete_owner_runs(self, owner: str) -> int:
         """Remove an owner's finished runs with their metrics and checkpoints; ask running ones to stop.
 
@@ -230,6 +343,7 @@ class RunStore:
         self.delete_runs(done)
         return len(done)
 
+    @_heals
     def delete_runs(self, run_ids: list[str]) -> None:
         """Remove runs with their metrics, notes and checkpoint folders (the caller checks none is running)."""
         with self._db() as con:
@@ -239,11 +353,13 @@ class RunStore:
         for run_id in run_ids:
             self.delete_checkpoints(run_id)
 
+    @_heals
     def rename_run(self, run_id: str, name: str) -> None:
         """Give a run a new display name (its id never changes); an empty name shows the id."""
         with self._db() as con:
             con.execute("UPDATE runs SET name = ? WHERE id = ?", (name.strip() or run_id, run_id))
 
+    @_heals
     def set_note(self, run_id: str, note: str) -> None:
         """Keep a free-text note with a run (an empty note removes it)."""
         with self._db() as con:
@@ -251,6 +367,7 @@ class RunStore:
             if note.strip():
                 con.execute("INSERT INTO notes VALUES (?, ?)", (run_id, note))
 
+    @_heals
     def insert_runs(self, runs: list[dict], steps: list[tuple], epochs: list[tuple], notes: dict[str, str]) -> None:
         """Add whole runs as they were (an import) in one transaction: all of them, or none.
 
@@ -278,6 +395,7 @@ class RunStore:
 
     # --- reads (pages, CLI) -----------------------------------------------------------------------
 
+    @_heals
     def run_row(self, run_id: str) -> dict | None:
         """A run's row of the runs table as stored ({column: value}), for export."""
         with self._db() as con:
@@ -294,11 +412,18 @@ class RunStore:
             return self._select("", ())
         return self._select("WHERE r.owner = ?", (owner,))
 
+    def running_of_visitor(self, visitor: str) -> list[RunRecord]:
+        """The runs training now that were started by visitor, from any of their tabs."""
+        return [r for r in self._select("WHERE r.visitor = ?", (visitor,)) if r.status == Status.RUNNING]
+
     def running(self, owner: str | None = None) -> list[RunRecord]:
         return [r for r in self.list_runs(owner) if r.status == Status.RUNNING]
 
+    @_heals
     def steps(self, run_id: str, since_step: int = -1) -> pd.DataFrame:
         """Step metrics (STEP_COLUMNS) after since_step, in order."""
+        if self.read_only and not self.path.exists():
+            return pd.DataFrame(columns=STEP_COLUMNS, dtype="float64")
         with self._db() as con:
             rows = con.execute(
                 f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE run_id = ? AND step > ? ORDER BY step",
@@ -306,13 +431,17 @@ class RunStore:
             ).fetchall()
         return pd.DataFrame([tuple(r) for r in rows], columns=STEP_COLUMNS, dtype="float64")
 
+    @_heals
     def epochs(self, run_id: str) -> pd.DataFrame:
+        if self.read_only and not self.path.exists():
+            return pd.DataFrame(columns=EPOCH_COLUMNS, dtype="float64")
         with self._db() as con:
             rows = con.execute(
                 f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
             ).fetchall()
         return pd.DataFrame([tuple(r) for r in rows], columns=EPOCH_COLUMNS, dtype="float64")
 
+    @_heals
     def aggregates(self, run_ids: list[str] | None = None) -> dict[str, dict]:
         """Per-run figures computed in SQL, so a table of many runs never loads their steps.
 
@@ -320,6 +449,8 @@ class RunStore:
             {run_id: {best_val_accuracy, best_val_loss, epochs_done, samples_per_sec (mean over epochs),
             last_step, note}}; runs without epochs have None figures.
         """
+        if self.read_only and not self.path.exists():
+            return {}
         where = f"WHERE r.id IN ({', '.join('?' * len(run_ids))})" if run_ids is not None else ""
         with self._db() as con:
             rows = con.execute(
@@ -332,9 +463,13 @@ class RunStore:
             ).fetchall()
         return {row["id"]: {k: row[k] for k in row.keys() if k != "id"} for row in rows}
 
+    @_heals
     def _select(self, where: str, params: tuple) -> list[RunRecord]:
+        if self.read_only and not self.path.exists():
+            return []
         with self._db() as con:
-            self._mark_interrupted(con)
+            if not self.read_only:
+                self._mark_interrupted(con)
             rows = con.execute(
                 "SELECT r.*, e.epoch AS f_epoch, e.train_loss AS f_train_loss, e.val_loss AS f_val_loss,"
                 " e.val_accuracy AS f_val_accuracy, e.lr AS f_lr, e.samples_per_sec AS f_samples_per_sec"
@@ -343,7 +478,8 @@ class RunStore:
                 f" {where} ORDER BY r.created DESC",
                 params,
             ).fetchall()
-        return [_record(row) for row in rows]
+        # Read-only: a dead trainer's run reads as interrupted without being written.
+        return [_interrupted_if_dead(_record(row)) for row in rows]
 
     def _mark_interrupted(self, con: sqlite3.Connection) -> None:
         """Runs marked running whose trainer is gone become `interrupted` (written, so it sticks)."""
@@ -450,11 +586,18 @@ class StepWriter:
         return self.stop
 
     def flush(self) -> bool:
-        """Write buffered steps and the heartbeat in one transaction, and read the stop column."""
-        with self.con:
-            self.con.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)", self.pending)
-            self.con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), self.run_id))
-            row = self.con.execute("SELECT stop_requested FROM runs WHERE id = ?", (self.run_id,)).fetchone()
+        """Write buffered steps and the heartbeat in one transaction, and read the stop column.
+
+        Raises:
+            StoreError: when the store can no longer be written (one sentence).
+        """
+        try:
+            with self.con:
+                self.con.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)", self.pending)
+                self.con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), self.run_id))
+                row = self.con.execute("SELECT stop_requested FROM runs WHERE id = ?", (self.run_id,)).fetchone()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"The run store cannot be written any more ({e}); the run ends here.") from None
         self.pending.clear()
         self.last_flush = time.monotonic()
         self.stop = bool(row and row[0])
@@ -490,6 +633,17 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True  # no /proc (macOS): the kill check is all we have
+
+
+def _read_only(folder: Path, db: Path) -> bool:
+    """Whether this process cannot write the store (the folder, or an existing database file)."""
+    return not os.access(folder, os.W_OK | os.X_OK) or (db.exists() and not os.access(db, os.W_OK))
+
+
+def _interrupted_if_dead(record: RunRecord) -> RunRecord:
+    if record.status != Status.RUNNING or trainer_alive(record.pid, record.host, record.heartbeat):
+        return record
+    return replace(record, status=Status.INTERRUPTED, message=INTERRUPTED_MESSAGE)
 
 
 def _record(row: sqlite3.Row) -> RunRecord:

@@ -12,6 +12,7 @@ SCHEDULES = ("none", "step", "cosine", "onecycle")
 NORMALIZATIONS = ("dataset", "imagenet", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENT_FIELDS = frozenset(("random_crop", "hflip", "rotation", "color_jitter"))
+MAX_EPOCHS, MAX_BATCH, MAX_SEED = 100_000, 1_000_000, 2**32 - 1
 DEFAULT_CACHE_MB = 2048  # decoded images kept in memory up to this size (an execution knob, not a result one)
 
 
@@ -52,6 +53,11 @@ class TrainConfig:
         _choice("device", self.device, DEVICES)
         _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)
+        _at_least("seed", self.seed, 0)
+        # Bounds that keep step counts and seeds inside SQLite's and torch's 64-bit integers.
+        _at_most("epochs", self.epochs, MAX_EPOCHS)
+        _at_most("batch_size", self.batch_size, MAX_BATCH)
+        _at_most("seed", self.seed, MAX_SEED)
         if not 4 <= self.image_size <= 1024:
             raise ValueError(f"image_size {self.image_size} is out of range; choose between 4 and 1024 pixels.")
         if not (self.lr > 0 and self.lr < float("inf")):
@@ -63,6 +69,7 @@ class TrainConfig:
         self.augmentation()  # validates rotation and color_jitter
         if self.max_batches is not None:
             _at_least("max_batches", self.max_batches, 1)
+            _at_most("max_batches", self.max_batches, MAX_BATCH)
         if self.pretrained and self.model != "resnet18":
             raise ValueError(
                 f"Pretrained weights exist only for resnet18, not {self.model}; choose resnet18 or untick pretrained."
@@ -97,3 +104,8 @@ def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
 def _at_least(name: str, value: int, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}.")
+
+
+def _at_most(name: str, value: int, high: int) -> None:
+    if value > high:
+        raise ValueError(f"{name} must be at most {high:,}, got {value:,}.")

@@ -448,7 +448,9 @@ def fit(
             "schedule, or turn normalization on."
         )
     except Stopped:
-        result.status, result.message = Status.STOPPED, f"Stopped after {len(result.losses)} steps on request."
+        # A stop event may say why (a time limit) and how the run ends (`interrupted` when its server went away).
+        result.status = getattr(stop, "status", Status.STOPPED)
+        result.message = getattr(stop, "reason", "") or f"Stopped after {len(result.losses)} steps on request."
     except Exception as e:  # noqa: BLE001 - any failure ends the run as `failed`, with its reason
         # A ValueError is already a sentence for the user; anything else keeps its type for a bug report.
         result.status, result.message = (

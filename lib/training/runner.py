@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from lib.runs.status import Status
@@ -37,23 +38,51 @@ def check_limits(config: TrainConfig, settings: Settings) -> None:
         raise ValueError(f"This server trains at most {settings.max_image_size} px images; lower the image size.")
 
 
-def check_capacity(store: RunStore, owner: str | None, settings: Settings) -> None:
-    """Raises ValueError when owner already has a run training, or the server is at its global cap."""
+def check_capacity(store: RunStore, owner: str | None, settings: Settings, visitor: str | None = None) -> None:
+    """Raises ValueError when owner (this tab) or visitor (all their tabs) already has the runs allowed
+    training, or the server is at its global cap (saying when the next slot should free up)."""
     mine = store.running(owner) if owner is not None else []
     if len(mine) >= settings.max_runs_per_session:
         raise ValueError(
             f"Run {mine[0].name} is still training; stop it or wait for it to finish before starting another."
         )
+    theirs = store.running_of_visitor(visitor) if visitor is not None else []
+    if len(theirs) >= settings.max_runs_per_visitor:
+        raise ValueError(
+            f"You already have {len(theirs)} run(s) training (the limit is {settings.max_runs_per_visitor}, "
+            "counted across your tabs); stop one or wait for it to finish."
+        )
     here = [r for r in store.running() if r.host == socket.gethostname()]
     if len(here) >= settings.max_runs_global:
         raise ValueError(
-            f"{len(here)} runs are already training on this server (the limit is "
-            f"{settings.max_runs_global}); try again when one finishes."
+            f"All {settings.max_runs_global} training slots of this server are taken; "
+            f"{next_free_sentence(store, here, settings)}"
         )
 
 
+def next_free_sentence(store: RunStore, running: list, settings: Settings, now: float | None = None) -> str:
+    """When the first of the running runs should end: its ETA, or the per-run time limit, whichever is sooner."""
+    from lib.runs.view import run_progress
+
+    now = time.time() if now is None else now
+    ends = []
+    for record in running:
+        limit_end = record.created + settings.max_run_minutes * 60
+        eta = run_progress(record, store.steps(record.id)).eta_s
+        ends.append(min(limit_end, now + eta) if eta is not None else limit_end)
+    wait = max(0.0, min(ends) - now)
+    when = time.strftime("%H:%M UTC", time.gmtime(now + wait))
+    return f"the next one should free up in about {max(1, round(wait / 60))} min (by {when}); try again then."
+
+
 def start_run(
-    config: TrainConfig, root: str | Path, store: RunStore, owner: str | None, *, settings: Settings | None = None
+    config: TrainConfig,
+    root: str | Path,
+    store: RunStore,
+    owner: str | None,
+    *,
+    settings: Settings | None = None,
+    visitor: str | None = None,
 ) -> str:
     """Start a trainer subprocess for config on the ImageFolder at root; return the run id at once.
 
@@ -64,11 +93,13 @@ def start_run(
     settings = settings or load_settings()
     check_limits(config, settings)
     with _start_lock:
-        check_capacity(store, owner, settings)
-        run_id = store.create_run(config.to_dict(), root=str(root), owner=owner, name=config.name)
+        check_capacity(store, owner, settings, visitor)
+        run_id = store.create_run(config.to_dict(), root=str(root), owner=owner, name=config.name, visitor=visitor)
         log = store.root / "logs" / f"{run_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "lib", "train", str(root), "--run-id", run_id, "--runs-dir", str(store.root)]
+        # The trainer ends with this server, and within the per-run time limit.
+        cmd += ["--parent-pid", str(os.getpid()), "--max-minutes", str(settings.max_run_minutes)]
         if settings.deployed:  # concurrent trainers share the cores, and leave the server its share
             cmd += ["--threads", str(trainer_threads(settings))]
         with open(log, "wb") as out:
@@ -112,3 +143,34 @@ def _reap(proc: subprocess.Popen, store: RunStore, run_id: str, log: Path) -> No
         store.finish(
             run_id, Status.FAILED, f"The trainer exited with code {code}: {lines[-1] if lines else 'no output'}"
         )
+
+
+def interrupt_orphans(store: RunStore) -> list[str]:
+    """Runs whose trainer outlived the server that started it (its --parent-pid is no longer its parent):
+    killed, and marked interrupted. Called once when a server starts."""
+    ended = []
+    for record in store.running():
+        if record.host != socket.gethostname() or not record.pid or not _orphaned_trainer(record.pid):
+            continue
+        store.finish(
+            record.id,
+            Status.INTERRUPTED,
+            "The app's server restarted while the run trained; metrics up to then are kept.",
+        )
+        try:
+            os.kill(record.pid, signal.SIGKILL)  # not SIGTERM: that would end it as `stopped`
+        except OSError:
+            pass
+        ended.append(record.id)
+    return ended
+
+
+def _orphaned_trainer(pid: int) -> bool:
+    """Whether pid is an app-started trainer whose parent is gone (Linux /proc; False where unknown)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        started_by = int(cmdline[cmdline.index(b"--parent-pid") + 1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return ppid != started_by
