@@ -117,7 +117,9 @@ def download(name: str, root: str) -> None:
 def uploaded_source() -> Source | None:
     """An uploaded .zip, stored under this session's folder; None until one is uploaded."""
     limit = cache.settings().max_upload_mb
-    up = st.file_uploader(f"ImageFolder as .zip (up to {limit} MB)", type=["zip"], key=KEY_UPLOAD)
+    up = st.file_uploader(
+        f"ImageFolder as .zip (up to {limit} MB)", type=["zip"], key=KEY_UPLOAD, max_upload_size=limit
+    )
     if up is None:
         return None
     if up.size > limit * 2**20:

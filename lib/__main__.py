@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     from lib.runs.store import StoreError
 
     try:
+        _apply_image_limits()
         return args.func(args)
     except StoreError as e:
         # The run store failed after the command started: one line, exit 1 (not bad input).
@@ -34,6 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _apply_image_limits() -> None:
+    """Per-image pixel and frame limits from TORCHSCOPE_MAX_IMAGE_PIXELS/_FRAMES (the app passes its own
+    to the trainers it starts)."""
+    from lib.data.images import set_limits
+    from lib.settings import load_settings
+
+    settings = load_settings()
+    set_limits(settings.max_image_pixels, settings.max_image_frames)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,11 @@ if not paths:
 if st.session_state.get("channels_image", 0) >= len(paths):  # the new class has fewer images
     st.session_state["channels_image"] = len(paths) - 1
 number = right.number_input(f"Image (0 to {len(paths) - 1})", 0, len(paths) - 1, 0, key="channels_image")
-upload = st.file_uploader("Or upload one image", type=None, key="channels_upload")
+upload_mb = cache.settings().max_upload_mb
+# max_upload_size: the browser refuses bigger files and the widget states this limit, not the server's.
+upload = st.file_uploader(
+    f"Or upload one image (up to {upload_mb} MB)", type=None, key="channels_upload", max_upload_size=upload_mb
+)
 try:
     img = load_upload(upload.getvalue()) if upload is not None else load_rgb(paths[number])
     view = channel_view(img, size, norm)

@@ -72,6 +72,16 @@ cols[3].metric("Skipped", len(index.skipped_files), help="Files that are not ima
 cols[4].metric("Empty classes", len(index.empty_classes))
 if index.empty_classes:
     st.warning("Empty class folders: " + plain(", ".join(index.empty_classes)))
+if index.unreadable_folders:
+    st.warning(
+        "Folders that cannot be read (check their permissions, then Rescan): "
+        + plain(", ".join(index.unreadable_folders))
+    )
+if index.special_files:
+    st.info(
+        f"{len(index.special_files)} special files (pipes, devices, sockets) were skipped without being opened: "
+        + plain(", ".join(index.special_files[:20]))
+    )
 if index.num_images == 0:
     st.error("This dataset has no usable images; check the bad-file report below and open another source.")
 

@@ -68,7 +68,12 @@ def forget_selection() -> None:
 def import_box() -> None:
     """Upload a bundle (.zip from Export or `python -m lib export`); refused bundles say why in one line."""
     with st.expander("Import runs (.zip bundle)"):
-        up = st.file_uploader(f"Run bundle (up to {settings.max_upload_mb} MB)", type=["zip"], key="runs_import_file")
+        up = st.file_uploader(
+            f"Run bundle (up to {settings.max_upload_mb} MB)",
+            type=["zip"],
+            key="runs_import_file",
+            max_upload_size=settings.max_upload_mb,
+        )
         rename = st.checkbox("Give runs whose id is taken a new id", key="runs_import_rename")
         if st.button("Import", key="runs_import", disabled=up is None) and up is not None:
             import_upload(up, rename)

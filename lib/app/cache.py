@@ -32,7 +32,9 @@ def settings() -> Settings:
         secrets = st.secrets.to_dict()
     except Exception:  # noqa: BLE001 - no secrets file is the normal local case
         secrets = {}
-    return load_settings(secrets)
+    loaded = load_settings(secrets)
+    images.set_limits(loaded.max_image_pixels, loaded.max_image_frames)
+    return loaded
 
 
 @st.cache_resource(show_spinner=False)

@@ -29,6 +29,10 @@ def run(args) -> int:
     for name, n in summary["counts"].items():
         print(f"  {name}: {n}")
     print(f"skipped (not images): {len(summary['skipped_files'])}; empty classes: {summary['empty_classes'] or 'none'}")
+    print(
+        f"special files (pipes, devices, sockets) skipped: {len(summary['special_files'])}; "
+        f"unreadable folders: {', '.join(summary['unreadable_folders']) or 'none'}"
+    )
     for bad in summary["bad_files"]:
         print(f"  bad: {bad['path']}: {bad['reason']}", file=sys.stderr)
     return 0

@@ -112,6 +112,8 @@ def _checked_members(path: Path, *, max_files: int, max_bytes: int) -> list[_Mem
 def _read_infos(path: Path) -> list[zipfile.ZipInfo]:
     if not path.exists():
         raise ValueError(f"{path} does not exist; give the path of a .zip of an ImageFolder folder.")
+    if not path.is_file():  # a FIFO or device (/dev/zero) would block or never end
+        raise ValueError(f"{path} is not a regular file; give the path of a .zip of an ImageFolder folder.")
     try:
         with zipfile.ZipFile(path) as zf:
             return zf.infolist()

@@ -27,6 +27,24 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
+class ImageLimits:
+    """Per-image limits, checked from the header before any pixel is decoded (Settings sets them)."""
+
+    max_pixels: int = Image.MAX_IMAGE_PIXELS or 89_478_485
+    max_frames: int = 1_000
+
+
+LIMITS = ImageLimits()
+
+
+def set_limits(max_pixels: int, max_frames: int) -> None:
+    """Apply a deployment's per-image limits to every image this process opens from now on."""
+    global LIMITS
+    LIMITS = ImageLimits(max_pixels, max_frames)
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own check (it raises past twice this) agrees
+
+
+@dataclass(frozen=True)
 class Header:
     """What an image's header says, read without decoding pixels."""
 
@@ -81,7 +99,7 @@ def load_rgb(path: str) -> Image.Image:
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to RGB: orientation applied, alpha over white, 16-bit scaled."""
-    if getattr(img, "n_frames", 1) > 1:
+    if getattr(img, "is_animated", False):  # not n_frames: for a GIF that walks every frame
         img.seek(0)  # animated GIF/WebP/TIFF: first frame
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -107,19 +125,32 @@ def _high_depth_to_l(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.rint(a).astype(np.uint8), mode="L")
 
 
-class _strict_open:
-    """Image.open that refuses an image over Pillow's pixel limit (Pillow itself only warns up to twice it)."""
+class TooLarge(ValueError):
+    """An image over this process's per-image limits (pixels or frames), found from its header."""
 
-    def __init__(self, path: str):
+
+class _strict_open:
+    """Image.open that refuses, from the header and before any decoding, an image over LIMITS: more pixels
+    (Pillow itself only warns up to twice its limit) or more animation frames than allowed."""
+
+    def __init__(self, path):
         self.path = path
         self.img: Image.Image | None = None
 
     def __enter__(self) -> Image.Image:
-        img = Image.open(self.path)  # raises DecompressionBombError past twice the limit
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit and img.width * img.height > limit:
+        img = Image.open(self.path)  # reads the header only; raises DecompressionBombError past twice the limit
+        limits = LIMITS
+        try:
+            if img.width * img.height > limits.max_pixels:
+                raise TooLarge(
+                    f"too many pixels ({img.width}x{img.height} = {img.width * img.height:,}, over this app's "
+                    f"limit of {limits.max_pixels:,} per image); downscale it"
+                )
+            if getattr(img, "is_animated", False) and _frames_over(img, limits.max_frames):
+                raise TooLarge(f"too many frames (over this app's limit of {limits.max_frames:,} per image)")
+        except BaseException:
             img.close()
-            raise Image.DecompressionBombError(f"{img.width * img.height} pixels")
+            raise
         self.img = img
         return img
 
@@ -128,8 +159,23 @@ class _strict_open:
             self.img.close()
 
 
+def _frames_over(img: Image.Image, limit: int) -> bool:
+    """Whether an animated image has more than `limit` frames, reading at most limit + 1 frame headers."""
+    try:
+        img.seek(limit)  # frame `limit` (0-based) exists only when there are more than `limit`
+        return True
+    except EOFError:
+        return False
+    finally:
+        img.seek(0)
+
+
 def _reason(e: Exception) -> str:
     """A short, user-facing reason for a decoder exception."""
+    if isinstance(e, FileNotFoundError):
+        return "file not found (deleted or moved since the folder was read); rescan the folder"
+    if isinstance(e, TooLarge):
+        return str(e)
     if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return f"too many pixels (over Pillow's limit of {Image.MAX_IMAGE_PIXELS:,}): possible decompression bomb"
     if isinstance(e, UnidentifiedImageError):

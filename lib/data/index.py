@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,8 @@ class DatasetIndex:
     bad_files: list[BadFile] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)  # non-image files, relative paths
     empty_classes: list[str] = field(default_factory=list)
+    special_files: list[str] = field(default_factory=list)  # FIFOs, devices, sockets: never opened
+    unreadable_folders: list[str] = field(default_factory=list)  # folders that could not be listed
     verified: bool = False  # True once every image was fully decoded
 
     @property
@@ -53,11 +56,15 @@ class DatasetIndex:
         return os.path.relpath(path, self.root).replace(os.sep, "/")
 
     def fingerprint(self) -> str:
-        """A short hash of the file list, sizes and modification times: changes when the data does."""
+        """A short hash of the file list, sizes and modification times: changes when the data does
+        (a file deleted or made unreadable since indexing counts as a change, not an error)."""
         h = hashlib.sha1(self.root.encode())
         for path, target in self.samples:
-            st = os.stat(path)
-            h.update(f"{path}\0{target}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            try:
+                st = os.stat(path)
+                h.update(f"{path}\0{target}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{path}\0{target}\0missing\n".encode())
         return h.hexdigest()[:16]
 
     def summary(self) -> dict:
@@ -71,6 +78,8 @@ class DatasetIndex:
             "bad_files": [{"path": b.path, "reason": b.reason} for b in self.bad_files],
             "skipped_files": self.skipped_files,
             "empty_classes": self.empty_classes,
+            "special_files": self.special_files,
+            "unreadable_folders": self.unreadable_folders,
             "verified": self.verified,
         }
 
@@ -99,22 +108,32 @@ def build_index(root: str, *, workers: int = 8, progress: Progress | None = None
     classes, class_to_idx = find_classes(root)
     candidates: list[tuple[str, int]] = []
     skipped: list[str] = []
+    tree = _Tree(root)
     for c in classes:
-        for path in _walk_files(os.path.join(root, c)):
+        for path in tree.files(os.path.join(root, c)):
             if is_image_file(os.path.basename(path)):
                 candidates.append((path, class_to_idx[c]))
             else:
                 skipped.append(os.path.relpath(path, root).replace(os.sep, "/"))
     # Header reads are file I/O and short: threads overlap the waiting.
     results = _map(_try_header, [p for p, _ in candidates], workers, progress, io_only=True)
-    index = DatasetIndex(root, classes, class_to_idx, [], [], skipped_files=sorted(skipped))
+    index = DatasetIndex(
+        root,
+        classes,
+        class_to_idx,
+        [],
+        [],
+        skipped_files=sorted(skipped),
+        special_files=sorted(tree.special),
+        unreadable_folders=sorted(tree.unreadable),
+    )
     for (path, target), result in zip(candidates, results, strict=True):
         if isinstance(result, Header):
             index.samples.append((path, target))
             index.headers.append(result)
         else:
             index.bad_files.append(BadFile(index.relpath(path), result))
-    index.empty_classes = [c for c, n in index.class_counts().items() if n == 0]
+    index.empty_classes = _empty_classes(index)
     return index
 
 
@@ -130,16 +149,57 @@ def verify_index(index: DatasetIndex, *, workers: int = 4, progress: Progress | 
         bad_files=sorted(index.bad_files + failed, key=lambda b: b.path),
         verified=True,
     )
-    verified.empty_classes = [c for c, n in verified.class_counts().items() if n == 0]
+    verified.empty_classes = _empty_classes(verified)
     return verified
 
 
-def _walk_files(folder: str):
-    """Every file under folder, sorted, following symlinked files but not symlinked folders (no loops)."""
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
-        for name in sorted(filenames):
-            yield os.path.join(dirpath, name)
+def _empty_classes(index: DatasetIndex) -> list[str]:
+    """Classes with no usable image; a class whose folder could not be read is unreadable, not empty."""
+    return [c for c, n in index.class_counts().items() if n == 0 and c not in index.unreadable_folders]
+
+
+class _Tree:
+    """Walks class folders yielding regular files only (symlinked files followed, symlinked folders not:
+    no loops). FIFOs, devices and sockets are never opened (reading one could block forever or never
+    end): they are listed in `special`. Folders that cannot be listed go to `unreadable`."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.special: list[str] = []
+        self.unreadable: list[str] = []
+
+    def _rel(self, path: str) -> str:
+        return os.path.relpath(path, self.root).replace(os.sep, "/")
+
+    def files(self, folder: str):
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=self._unreadable):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+            for name in sorted(filenames):
+                path = os.path.join(dirpath, name)
+                if _regular(path):
+                    yield path
+                elif os.path.lexists(path) and not os.path.islink(path) or _special_target(path):
+                    self.special.append(self._rel(path))
+                else:
+                    yield path  # a dangling link: its header check reports it
+
+    def _unreadable(self, error: OSError) -> None:
+        self.unreadable.append(self._rel(error.filename))
+
+
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _special_target(path: str) -> bool:
+    """A symbolic link to something that exists but is not a regular file (a link to /dev/zero)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _try_header(path: str) -> Header | str:

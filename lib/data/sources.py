@@ -103,6 +103,8 @@ def cli_root(arg: str) -> Path:
         return _existing_folder(arg)
     if not os.path.exists(arg):
         raise ValueError(f"{arg} does not exist; give an ImageFolder folder or a .zip of one.")
+    if not os.path.isfile(arg):  # a FIFO or device (/dev/zero) would block or never end
+        raise ValueError(f"{arg} is neither a folder nor a regular file; give an ImageFolder folder or a .zip of one.")
     return resolve_root(Source("zip", arg), settings)
 
 

@@ -102,9 +102,16 @@ def start_run(
         cmd += ["--parent-pid", str(os.getpid()), "--max-minutes", str(settings.max_run_minutes)]
         if settings.deployed:  # concurrent trainers share the cores, and leave the server its share
             cmd += ["--threads", str(trainer_threads(settings))]
+        # The trainer opens images under the same per-image limits as this server.
+        env = {
+            **os.environ,
+            "TORCHSCOPE_MAX_IMAGE_PIXELS": str(settings.max_image_pixels),
+            "TORCHSCOPE_MAX_IMAGE_FRAMES": str(settings.max_image_frames),
+        }
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 cmd,
+                env=env,
                 cwd=PROJECT_ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
