@@ -122,7 +122,7 @@ def test_header_pass_reports_each_bad_file(bad_tree):
     assert reasons["good/zero.png"] == "empty file (0 bytes)"
     assert reasons["good/text.jpg"] == "not an image Pillow can read"
     assert reasons["good/dangling.png"] == "dangling symbolic link"
-    assert reasons["bombs/warn.png"].startswith("too many pixels (over Pillow's limit of 1,000)")
+    assert reasons["bombs/warn.png"].startswith("too many pixels (40x40 = 1,600, over this app's limit of 1,000")
     assert reasons["bombs/error.png"].startswith("too many pixels")
     # The truncated JPEG's header is intact: only the full check can catch it.
     assert sorted(index.relpath(p) for p, _ in index.samples) == ["good/ok.png", "good/truncated.jpg"]

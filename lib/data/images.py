@@ -140,11 +140,12 @@ class _strict_open:
     def __enter__(self) -> Image.Image:
         img = Image.open(self.path)  # reads the header only; raises DecompressionBombError past twice the limit
         limits = LIMITS
+        max_pixels = min(limits.max_pixels, Image.MAX_IMAGE_PIXELS or limits.max_pixels)
         try:
-            if img.width * img.height > limits.max_pixels:
+            if img.width * img.height > max_pixels:
                 raise TooLarge(
                     f"too many pixels ({img.width}x{img.height} = {img.width * img.height:,}, over this app's "
-                    f"limit of {limits.max_pixels:,} per image); downscale it"
+                    f"limit of {max_pixels:,} per image); downscale it"
                 )
             if getattr(img, "is_animated", False) and _frames_over(img, limits.max_frames):
                 raise TooLarge(f"too many frames (over this app's limit of {limits.max_frames:,} per image)")
