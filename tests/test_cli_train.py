@@ -93,3 +93,45 @@ def test_every_option_states_its_default_in_the_help():
         for action in sub.choices[name]._actions:
             if action.option_strings and action.dest != "help":
                 assert "default" in (action.help or ""), f"{name} {action.option_strings} has no default in its help"
+
+
+def test_sigterm_stops_after_the_current_batch_and_exits_4(tmp_path):
+    import signal
+
+    from tests.train_helpers import wait_for
+
+    cmd = [sys.executable, "-m", "lib", "train", "sample", "--model", "linear", "--epochs", "100"]
+    cmd += ["--image-size", "8", "--batch-size", "8", "--runs-dir", str(tmp_path), "--json"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = RunStore(tmp_path)
+
+    def training() -> str | None:
+        assert proc.poll() is None, "the trainer ended before SIGTERM"
+        runs = store.list_runs()
+        return runs[0].id if runs and len(store.steps(runs[0].id)) >= 1 else None
+
+    try:
+        run_id = wait_for(training)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 4, err
+    assert "Traceback" not in out + err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["status"] == "stopped" and summary["run_id"] == run_id and summary["epochs"] < 100
+    assert store.get_run(run_id).status == "stopped"
+
+
+def test_a_run_that_fails_exits_1_and_says_why(tmp_path):
+    from tests.helpers import write_imagefolder
+
+    root = write_imagefolder(tmp_path / "data", classes=("a", "b"), per_class=3)
+    (tmp_path / "data" / "b" / "b_1.png").unlink()
+    (tmp_path / "data" / "b" / "b_2.png").unlink()  # class b keeps 1 image: nothing to hold out
+    done = cli("train", str(root), "--model", "linear", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--json")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "failed" and "at least 2" in summary["message"]
+    assert RunStore(tmp_path / "runs").get_run(summary["run_id"]).status == "failed"

@@ -158,3 +158,70 @@ def test_an_image_that_does_not_decode_is_left_out_not_a_failed_run(tmp_path):
     decoded = engine.decode_images([p for p, _ in index.samples], 16, bad=bad)
     assert [index.samples[i][0].endswith("broken.jpg") for i, _ in bad] == [True]
     assert "truncated" in bad[0][1] and decoded.shape[0] == 25
+
+
+def test_imagenet_normalization_feeds_the_model_the_published_mean_and_std(tmp_path):
+    """The batch the model sees is (x / 255 - mean) / std with ImageNet's published values, in numpy."""
+    from tests.helpers import write_imagefolder
+
+    index = build_index(str(write_imagefolder(tmp_path, per_class=4, size=(8, 8))))
+    seen = []
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3 * 8 * 8, 2)
+
+        def forward(self, x):
+            seen.append(x.detach().clone())
+            return self.linear(x.flatten(1))
+
+    config = TrainConfig(
+        model="linear", image_size=8, epochs=1, batch_size=64, normalization="imagenet", val_split=0.25
+    )
+    result = fit(config, index.samples, index.classes, model_fn=lambda *a, **k: Recorder())
+    assert result.status == "completed", result.message
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    assert result.mean_std == (tuple(mean), tuple(std))
+    # The first forward is the one training batch: every training image, in the shuffled order, so compare sorted.
+    fed = np.sort(seen[0].double().numpy().reshape(len(seen[0]), -1), axis=0)
+    train, _ = engine.stratified_split([t for _, t in index.samples], 0.25, 0)
+    pixels = np.stack([np.asarray(load_rgb(index.samples[i][0])).transpose(2, 0, 1) for i in train]) / 255.0
+    expected = (pixels - mean[:, None, None]) / std[:, None, None]  # (N, 3, 8, 8)
+    np.testing.assert_allclose(fed, np.sort(expected.reshape(len(train), -1), axis=0), rtol=0, atol=1e-6)
+
+
+class FakeAccelerator:
+    def __init__(self, device: str | None):
+        self.device = device
+
+    def is_available(self) -> bool:
+        return self.device is not None
+
+    def current_accelerator(self):
+        return torch.device(self.device) if self.device else None
+
+
+@pytest.mark.parametrize("found", ["cuda", "mps", "xpu", None])
+def test_resolve_device_asks_torch_accelerator(monkeypatch, found):
+    monkeypatch.setattr(torch, "accelerator", FakeAccelerator(found))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # only torch.accelerator may answer
+    assert engine.resolve_device("auto") == torch.device(found or "cpu")
+    assert engine.resolve_device("cpu") == torch.device("cpu")
+    for name in ("cuda", "mps"):
+        if name == found:
+            assert engine.resolve_device(name) == torch.device(name)
+        else:
+            with pytest.raises(ValueError, match=f"Device {name} is not available"):
+                engine.resolve_device(name)
+
+
+def test_resolve_device_without_torch_accelerator_falls_back_to_cuda_then_mps(monkeypatch):
+    monkeypatch.delattr(torch, "accelerator")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert engine.resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert engine.resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert engine.resolve_device("auto") == torch.device("cpu")

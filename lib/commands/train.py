@@ -65,7 +65,7 @@ def register(sub) -> None:
         "--device",
         choices=("auto", "cpu", "cuda", "mps"),
         default=_D.device,
-        help=f"auto picks cuda, then mps, then cpu (default: {_D.device})",
+        help=f"auto picks the accelerator torch finds (cuda, mps, ...), else cpu (default: {_D.device})",
     )
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch, for a dry run (default: all)")
     p.add_argument(

@@ -324,17 +324,29 @@ def evaluate(
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA, then MPS, then CPU.
+    """`auto` picks the accelerator torch finds (CUDA, MPS, XPU, ...), else the CPU.
 
     Raises:
         ValueError: when the named device is not available here.
     """
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    found = accelerator()
     if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        return found or torch.device("cpu")
+    if name != "cpu" and (found is None or found.type != name):
         raise ValueError(f"Device {name} is not available on this machine; choose auto or cpu.")
     return torch.device(name)
+
+
+def accelerator() -> torch.device | None:
+    """The accelerator this process would use, or None: torch.accelerator where torch offers it
+    (2.6 and later), else CUDA, then MPS."""
+    api = getattr(torch, "accelerator", None)
+    if api is not None and hasattr(api, "current_accelerator"):
+        return api.current_accelerator() if api.is_available() else None
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    return torch.device("mps") if mps is not None and mps.is_available() else None
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
