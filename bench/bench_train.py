@@ -1,8 +1,9 @@
 """Training benchmarks: `python bench/bench_train.py [--quick]` (make bench runs every bench/bench_*.py).
 
-(a) decode once: 5 epochs of `linear` at 32 px, batch 64, through our engine vs the plain torchvision
-    ImageFolder + DataLoader loop that decodes every epoch (same split, model, batch, evaluation).
-    Want ratio engine / plain <= 0.5.
+(a) time to result: `python -m lib train DIR --model linear --epochs 5` as a whole process (start-up,
+    index, one decode, statistics, epochs, checkpoints, store) vs the plain torchvision recipe
+    (bench/_recipe_train.py: ImageFolder + DataLoader decoding every epoch, same model and batch), also a
+    whole process, on the same 20,000 32x32 PNGs (5,000 with --quick). Want ratio about 0.5.
 (b) engine + store overhead: resnet18 samples/s through fit() writing every step to a run store vs a
     bare loop over pre-decoded tensors. Want ratio >= 0.9.
 (c) page while training: median time of an AppTest run of pages/train.py and of one store read
@@ -14,8 +15,10 @@ run it where you quote it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,17 +26,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
-from torchvision.datasets import ImageFolder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._data import image_folder  # noqa: E402
 from lib.data.sample import CLASSES, make_sample_image  # noqa: E402
-from lib.pixels.transforms import TransformConfig  # noqa: E402
 from lib.runs.store import RunStore  # noqa: E402
 from lib.training.config import TrainConfig  # noqa: E402
-from lib.training.engine import default_threads, fit, stratified_split  # noqa: E402
+from lib.training.engine import default_threads, fit  # noqa: E402
 from lib.training.models import build_model  # noqa: E402
 from lib.training.trainer import StoreHooks  # noqa: E402
 
@@ -45,44 +45,37 @@ def make_images(n: int, size: int = 32) -> Path:
     return image_folder(f"shapes-{n}-{size}px", n, CLASSES, lambda i, rng: make_sample_image(CLASSES[i % 4], rng, size))
 
 
-def plain_loop(root: Path, config: TrainConfig, workers: int) -> float:
-    """Seconds for the textbook loop: ImageFolder + DataLoader, decoding every image every epoch."""
-    data = ImageFolder(str(root), transform=TransformConfig(image_size=config.image_size).build())
-    train_idx, val_idx = stratified_split(data.targets, config.val_split, config.seed)
-    kw = dict(batch_size=config.batch_size, num_workers=workers, persistent_workers=workers > 0)
-    train, val = DataLoader(Subset(data, train_idx), shuffle=True, **kw), DataLoader(Subset(data, val_idx), **kw)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, len(data.classes), config.image_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+def whole_process(cmd: list[str]) -> tuple[float, dict]:
+    """Wall seconds of one process, from start to exit, and the JSON object of its last stdout line."""
     start = time.perf_counter()
-    for _ in range(config.epochs):
-        model.train()
-        for x, y in train:
-            optimizer.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            for x, y in val:
-                F.cross_entropy(model(x), y, reduction="sum").item()
-    return time.perf_counter() - start
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr[-2000:]}")
+    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_decode_once(n: int, epochs: int) -> None:
+def bench_time_to_result(n: int, epochs: int, repeats: int) -> None:
+    """`python -m lib train` against the plain recipe (bench/_recipe_train.py), each a whole process, alternating;
+    the page cache is warm for both (the files were read once first), the best of `repeats` counts for each."""
     root = make_images(n)
-    from lib.data.index import build_index
-
-    index = build_index(str(root))
-    config = TrainConfig(model="linear", epochs=epochs, batch_size=64, image_size=32, normalization="none")
-    start = time.perf_counter()
-    result = fit(config, index.samples, index.classes)
-    ours = time.perf_counter() - start
-    workers = min(2, default_threads())
-    plain = plain_loop(root, config, workers)
+    for path in root.rglob("*.png"):
+        path.read_bytes()
+    runs = tempfile.mkdtemp(prefix="bench-runs-")
+    ours_cmd = [sys.executable, "-m", "lib", "train", str(root), "--model", "linear", "--epochs", str(epochs)]
+    ours_cmd += ["--batch-size", "64", "--runs-dir", runs, "--json"]
+    recipe_cmd = [sys.executable, str(ROOT / "bench" / "_recipe_train.py"), str(root), "--epochs", str(epochs)]
+    ours, recipe = [], []
+    for _ in range(repeats):
+        ours.append(whole_process(ours_cmd))
+        recipe.append(whole_process(recipe_cmd))
+    (t_ours, summary), (t_recipe, plain) = min(ours, key=lambda r: r[0]), min(recipe, key=lambda r: r[0])
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in summary["timings"].items())
     print(
-        f"(a) {n} images, {epochs} epochs of linear @32px, batch 64: engine {ours:.1f} s "
-        f"(val acc {result.epochs[-1]['val_accuracy']:.1%}), ImageFolder+DataLoader(workers={workers}) {plain:.1f} s; "
-        f"ratio {ours / plain:.2f} (want <= 0.5)"
+        f"(a) {n:,} images 32x32 PNG, {epochs} epochs of linear, batch 64, whole processes, best of {repeats}: "
+        f"python -m lib train {t_ours:.1f} s (val acc {summary['val_accuracy']:.1%}; {phases}), "
+        f"ImageFolder + DataLoader recipe {t_recipe:.1f} s (val acc {plain['val_accuracy']:.1%}, its epochs "
+        f"{plain['epochs_seconds']:.1f} s); ratio {t_ours / t_recipe:.2f} (want about 0.5)"
     )
 
 
@@ -187,7 +180,7 @@ def main() -> None:
     torch.set_num_threads(default_threads())
     print(f"torch {torch.__version__}, {default_threads()} CPU threads, cuda: {torch.cuda.is_available()}")
     if not args.only or args.only == "a":
-        bench_decode_once(4000 if args.quick else 20_000, 5)
+        bench_time_to_result(5000 if args.quick else 20_000, 5, 2 if args.quick else 3)
     if not args.only or args.only == "b":
         bench_overhead(8 if args.quick else 25, 2 if args.quick else 3)
     if not args.only or args.only == "c":

@@ -36,6 +36,10 @@ def test_train_json_then_runs_json_list_the_run(tmp_path):
     assert summary["status"] == "completed" and summary["epochs"] == 2 and summary["steps"] == 8
     assert {"run_id", "train_loss", "val_loss", "val_accuracy", "samples_per_sec"} <= set(summary)
     assert 0 <= summary["val_accuracy"] <= 1 and summary["samples_per_sec"] > 0
+    timings = summary["timings"]  # seconds per phase of this process
+    phases = ("python", "index", "imports", "decode", "statistics", "model", "epochs", "checkpoint")
+    assert set(phases) <= set(timings) and all(timings[p] >= 0 for p in phases)
+    assert timings["epochs"] > 0 and timings["total"] >= timings["imports"] + timings["epochs"]
     record = RunStore(tmp_path).get_run(summary["run_id"])
     assert record.final["val_loss"] == pytest.approx(summary["val_loss"]) and record.checkpoint
     listed = cli("runs", "--runs-dir", str(tmp_path), "--json")

@@ -252,3 +252,18 @@ def test_threaded_chunks_keep_order_and_results(tmp_path, monkeypatch):
     assert threaded.bad_files == single.bad_files and len(threaded.bad_files) == 7
     assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1] == (600, 600)
     assert [p for p, _ in threaded.samples] == sorted(p for p, _ in threaded.samples)
+
+
+def test_without_headers_the_trainers_one_decode_finds_what_the_header_pass_and_full_check_find(bad_tree):
+    """The trainer skips the header pass: its single decode must leave out exactly what the two passes report."""
+    from lib.training.engine import decode_images
+
+    full = verify_index(build_index(str(bad_tree)))
+    quick = build_index(str(bad_tree), headers=False)
+    assert quick.headers == [] and quick.classes == full.classes and quick.skipped_files == full.skipped_files
+    bad: list = []
+    decode_images([p for p, _ in quick.samples], 8, bad=bad)
+    left_out = {quick.relpath(quick.samples[i][0]) for i, _ in bad}
+    kept = [quick.relpath(p) for i, (p, _) in enumerate(quick.samples) if i not in {j for j, _ in bad}]
+    assert left_out == {b.path for b in full.bad_files}
+    assert kept == [full.relpath(p) for p, _ in full.samples] == ["good/ok.png"]

@@ -16,7 +16,16 @@ from lib.data.index import build_index, verify_index
 from lib.data.sources import cli_root
 from lib.runs.status import Status
 from lib.runs.store import RunStore, StoreError
-from lib.training.config import DEFAULT_CACHE_MB, MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
+from lib.training.config import (
+    DEFAULT_CACHE_MB,
+    MODELS,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    fits_in_memory,
+)
+from lib.training.timings import Timings, process_age
 
 EXIT_CODES = {Status.COMPLETED: 0, Status.FAILED: 1, Status.DIVERGED: 3, Status.STOPPED: 4, Status.INTERRUPTED: 4}
 _D = TrainConfig()  # the defaults the help text states
@@ -65,7 +74,7 @@ def register(sub) -> None:
         "--device",
         choices=("auto", "cpu", "cuda", "mps"),
         default=_D.device,
-        help=f"auto picks the accelerator torch finds (cuda, mps, ...), else cpu (default: {_D.device})",
+        help=f"auto picks cuda, then mps, then cpu (default: {_D.device})",
     )
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch, for a dry run (default: all)")
     p.add_argument(
@@ -181,9 +190,10 @@ def check_runnable(index, config: TrainConfig) -> None:
             f"Class {few[0]} has 1 image; each class needs at least 2 to hold one out for validation, "
             "so add images or remove the class folder."
         )
-    from lib.training.engine import resolve_device
+    if config.device not in ("auto", "cpu"):  # those always resolve: torch is not imported for them here
+        from lib.training.engine import resolve_device
 
-    resolve_device(config.device)
+        resolve_device(config.device)
 
 
 def config_from_args(args) -> TrainConfig:
@@ -211,29 +221,23 @@ def config_from_args(args) -> TrainConfig:
 
 
 def run(args) -> int:
+    timings = Timings(python=process_age() or 0.0)  # interpreter start-up and argument parsing
     check_args(args)
     store = open_store(args.runs_dir)
     run_id, config = _claim_run(store, args)
-    try:
-        index = build_index(str(cli_root(args.source)))
-        if index.num_images == 0:
-            raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")
-        check_runnable(index, config)
-    except (ValueError, OSError) as e:
-        if run_id is not None:
-            store.finish(run_id, Status.FAILED, str(e))
-        raise
-    import torch  # only now: `runs`, --help and bad input answer without loading torch
+    with timings("index"):
+        index = _index(args, store, run_id, config)
+    decoding = None
+    if fits_in_memory(index.num_images, config.image_size, args.cache_mb * 2**20):
+        from lib.pixels.decode import Decoding
 
-    from lib.training.engine import default_threads, fits_in_memory
-    from lib.training.trainer import execute_run
+        # Workers decode (Pillow and numpy only) while this process imports torch.
+        decoding = Decoding([p for p, _ in index.samples], config.image_size, workers=args.threads or 0)
+    with timings("imports"):
+        import torch  # only now: `runs`, --help and bad input answer without loading torch
 
-    if not fits_in_memory(index.num_images, config.image_size, args.cache_mb * 2**20):
-        # Streamed batches cannot drop a file mid-epoch: check every image once first. (In memory,
-        # the engine's single decode leaves out what fails.)
-        index = verify_index(index)
-        for bad in index.bad_files:
-            print(f"skipped {bad.path}: {bad.reason}", file=sys.stderr)
+        from lib.training.engine import default_threads
+        from lib.training.trainer import execute_run
 
     torch.set_num_threads(args.threads or default_threads())
     if run_id is None:
@@ -253,14 +257,37 @@ def run(args) -> int:
             hooks=_hooks(store, run_id, args.json),
             stop=stop,
             cache_bytes=args.cache_mb * 2**20,
+            decoding=decoding,
         )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for watch in watches:
             watch.cancel()
-    _report(run_id, result, args.json)
+    timings.update(result.timings)
+    timings["total"] = process_age() or sum(timings.values())
+    _report(run_id, result, args.json, timings)
     return EXIT_CODES[result.status]
+
+
+def _index(args, store: RunStore, run_id: str | None, config: TrainConfig):
+    """The samples to train on. In memory, the engine's one decode leaves out what fails, so the file list
+    is enough (no header pass); streamed batches cannot drop a file mid-epoch, so every image is checked first.
+    """
+    try:
+        index = build_index(str(cli_root(args.source)), headers=False)
+        if index.num_images == 0:
+            raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")
+        if not fits_in_memory(index.num_images, config.image_size, args.cache_mb * 2**20):
+            index = verify_index(build_index(index.root))
+            for bad in index.bad_files:
+                print(f"skipped {bad.path}: {bad.reason}", file=sys.stderr)
+        check_runnable(index, config)
+    except (ValueError, OSError) as e:
+        if run_id is not None:
+            store.finish(run_id, Status.FAILED, str(e))
+        raise
+    return index
 
 
 class StopEvent(threading.Event):
@@ -326,7 +353,7 @@ def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig]:
     return args.run_id, TrainConfig.from_dict(record.config)
 
 
-def _report(run_id: str, result, as_json: bool) -> None:
+def _report(run_id: str, result, as_json: bool, timings: Timings) -> None:
     last = result.epochs[-1] if result.epochs else {}
     summary = {
         "run_id": run_id,
@@ -339,6 +366,7 @@ def _report(run_id: str, result, as_json: bool) -> None:
         "val_loss": last.get("val_loss"),
         "val_accuracy": last.get("val_accuracy"),
         "samples_per_sec": last.get("samples_per_sec"),
+        "timings": timings.rounded(),  # seconds per phase; "total" is the whole process
     }
     if as_json:
         print(json.dumps(summary))

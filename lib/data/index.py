@@ -98,8 +98,11 @@ def find_classes(root: str) -> tuple[list[str], dict[str, int]]:
     return classes, {c: i for i, c in enumerate(classes)}
 
 
-def build_index(root: str, *, workers: int = 8, progress: Progress | None = None) -> DatasetIndex:
+def build_index(root: str, *, workers: int = 8, progress: Progress | None = None, headers: bool = True) -> DatasetIndex:
     """Walk `root/<class>/**` and check each image's header.
+
+    headers=False skips the header reads (index.headers stays empty, nothing is checked): for a caller
+    that decodes every image next anyway and reports what fails then (the trainer).
 
     Raises:
         ValueError: when root is missing, not a folder, or has no class folders.
@@ -115,8 +118,6 @@ def build_index(root: str, *, workers: int = 8, progress: Progress | None = None
                 candidates.append((path, class_to_idx[c]))
             else:
                 skipped.append(os.path.relpath(path, root).replace(os.sep, "/"))
-    # Header reads are file I/O and short: threads overlap the waiting.
-    results = _map(_try_header, [p for p, _ in candidates], workers, progress, io_only=True)
     index = DatasetIndex(
         root,
         classes,
@@ -127,6 +128,12 @@ def build_index(root: str, *, workers: int = 8, progress: Progress | None = None
         special_files=sorted(tree.special),
         unreadable_folders=sorted(tree.unreadable),
     )
+    if not headers:
+        index.samples = candidates
+        index.empty_classes = _empty_classes(index)
+        return index
+    # Header reads are file I/O and short: threads overlap the waiting.
+    results = _map(_try_header, [p for p, _ in candidates], workers, progress, io_only=True)
     for (path, target), result in zip(candidates, results, strict=True):
         if isinstance(result, Header):
             index.samples.append((path, target))

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.nn import functional as F
-from torchvision.transforms.v2 import functional as TF
 
 from lib.pixels.augmentation import AUGMENT_SEED_OFFSET, Augmentation, crop_padding
 from lib.pixels.resize import resize
@@ -146,7 +145,8 @@ def model_input(
     Scaled to [0, 1] (`v2.ToDtype(float32, scale=True)`), then augmented when `augmentation` is enabled
     (draws from `generator`), then normalized with `mean_std` (None: not normalized).
     """
-    x = TF.to_dtype(images.to(device, non_blocking=True), torch.float32, scale=True)
+    # v2.ToDtype(float32, scale=True) on uint8, written out: importing torchvision costs a trainer seconds.
+    x = images.to(device, non_blocking=True).to(torch.float32).mul_(1.0 / 255)
     if augmentation is not None and augmentation.enabled:
         if generator is None:
             raise ValueError("Augmentation needs a generator; pass augmentation_generator(seed).")

@@ -22,11 +22,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from lib.runs.status import FINAL_STATUSES, Status
 from lib.settings import runs_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHECKPOINTS = ("last", "best")
 STALE_AFTER_S = 300.0  # heartbeat age after which another host's run counts as interrupted
@@ -429,6 +431,8 @@ class RunStore:
                 f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE run_id = ? AND step > ? ORDER BY step",
                 (run_id, since_step),
             ).fetchall()
+        import pandas as pd  # here, not at the top: a trainer that never reads a frame starts faster
+
         return pd.DataFrame([tuple(r) for r in rows], columns=STEP_COLUMNS, dtype="float64")
 
     @_heals
@@ -439,6 +443,8 @@ class RunStore:
             rows = con.execute(
                 f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
             ).fetchall()
+        import pandas as pd
+
         return pd.DataFrame([tuple(r) for r in rows], columns=EPOCH_COLUMNS, dtype="float64")
 
     @_heals

@@ -96,6 +96,11 @@ class TrainConfig:
         return cls(**values)
 
 
+def fits_in_memory(num_images: int, image_size: int, cache_bytes: int) -> bool:
+    """Whether the decoded uint8 images (N, 3, S, S) fit the memory budget (the engine then decodes once)."""
+    return num_images * 3 * image_size**2 <= cache_bytes
+
+
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(options)}.")

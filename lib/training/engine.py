@@ -40,8 +40,9 @@ from lib.pixels.transforms import (
 )
 from lib.runs.status import Status
 from lib.training.checkpoint import LoadedRun, make_checkpoint
-from lib.training.config import DEFAULT_CACHE_MB, TrainConfig
+from lib.training.config import DEFAULT_CACHE_MB, TrainConfig, fits_in_memory
 from lib.training.models import build_model
+from lib.training.timings import Timings
 
 DEFAULT_CACHE_BYTES = DEFAULT_CACHE_MB * 2**20
 Batch = tuple[torch.Tensor, torch.Tensor]  # (B, 3, S, S) uint8, (B,) int64
@@ -86,6 +87,7 @@ class FitResult:
     model: nn.Module | None = None
     mean_std: tuple | None = None
     best_val_loss: float = math.inf
+    timings: Timings = field(default_factory=Timings)  # seconds per phase: decode, statistics, epochs, ...
 
 
 @dataclass
@@ -157,11 +159,6 @@ def decode_images(
             if progress and (i + 1) % 256 == 0 and progress(i + 1, len(paths)):
                 raise Stopped()
     return out
-
-
-def fits_in_memory(num_images: int, image_size: int, cache_bytes: int) -> bool:
-    """Whether the decoded uint8 images (N, 3, S, S) fit the memory budget."""
-    return num_images * 3 * image_size**2 <= cache_bytes
 
 
 def dataset_mean_std(
@@ -386,24 +383,34 @@ def prepare_data(
     cache_bytes: int,
     workers: int,
     device: torch.device | None = None,
+    timings: Timings | None = None,
 ) -> Data:
     """Split, then decode once into memory if the images fit cache_bytes, else stream; pick mean/std."""
+    timings = Timings() if timings is None else timings
     train_idx, val_idx = stratified_split([t for _, t in samples], config.val_split, config.seed)
     train_s, val_s = [samples[i] for i in train_idx], [samples[i] for i in val_idx]
     shuffle = torch.Generator().manual_seed(config.seed + 1)
     if fits_in_memory(len(samples), config.image_size, cache_bytes):
-        return _cached_data(config, train_s, val_s, hooks, shuffle, device)
+        return _cached_data(config, train_s, val_s, hooks, shuffle, device, timings)
     train = streaming_batches(
         train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle, workers=workers
     )
     val = streaming_batches(val_s, config.image_size, config.batch_size, shuffle=False, generator=None, workers=workers)
     if config.normalization == "dataset":
         hooks.on_progress("computing normalization")
-    return Data(train, val, normalization_for(config, [p for p, _ in train_s], None), False, val_s)
+    with timings("statistics"):
+        mean_std = normalization_for(config, [p for p, _ in train_s], None)
+    return Data(train, val, mean_std, False, val_s)
 
 
 def _cached_data(
-    config: TrainConfig, train_s: list, val_s: list, hooks: Hooks, shuffle: torch.Generator, device: torch.device | None
+    config: TrainConfig,
+    train_s: list,
+    val_s: list,
+    hooks: Hooks,
+    shuffle: torch.Generator,
+    device: torch.device | None,
+    timings: Timings,
 ) -> Data:
     """Decode every image once; on CUDA the uint8 tensor then moves to the GPU, so a batch is a gather there."""
 
@@ -411,7 +418,8 @@ def _cached_data(
         return hooks.on_progress(f"decoding images {done}/{total}")
 
     bad: list[tuple[int, str]] = []
-    images = decode_images([p for p, _ in train_s + val_s], config.image_size, progress=progress, bad=bad)
+    with timings("decode"):
+        images = decode_images([p for p, _ in train_s + val_s], config.image_size, progress=progress, bad=bad)
     targets = torch.tensor([t for _, t in train_s + val_s])
     keep = torch.ones(len(targets), dtype=torch.bool)
     keep[[i for i, _ in bad]] = False  # an image that does not decode is left out, not a failed run
@@ -419,7 +427,8 @@ def _cached_data(
     images, targets = images[keep], targets[keep]  # (N, 3, S, S)
     if bad:
         hooks.on_progress(f"left out {len(bad)} images that do not decode")
-    mean_std = normalization_for(config, [p for p, _ in train_s], images[:n])  # on the CPU copy
+    with timings("statistics"):
+        mean_std = normalization_for(config, [p for p, _ in train_s], images[:n])  # on the CPU copy
     if device is not None and device.type == "cuda":
         images, targets = images.to(device), targets.to(device)
     train = TensorBatches(images[:n], targets[:n], config.batch_size, shuffle=True, generator=shuffle)
@@ -473,11 +482,12 @@ def fit(
 
 
 def _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, model_fn) -> None:
-    device = resolve_device(config.device)
-    data = prepare_data(config, samples, hooks, cache_bytes=cache_bytes, workers=workers, device=device)
+    device, timed = resolve_device(config.device), result.timings
+    data = prepare_data(config, samples, hooks, cache_bytes=cache_bytes, workers=workers, device=device, timings=timed)
     result.mean_std = data.mean_std
-    torch.manual_seed(config.seed)  # weight init
-    model = model_fn(config.model, len(classes), config.image_size, pretrained=config.pretrained).to(device)
+    with timed("model"):
+        torch.manual_seed(config.seed)  # weight init
+        model = model_fn(config.model, len(classes), config.image_size, pretrained=config.pretrained).to(device)
     result.model = model
     per_epoch = min(len(data.train), config.max_batches or len(data.train))
     optimizer = make_optimizer(config, model.parameters())
@@ -486,22 +496,25 @@ def _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, mo
     hooks.on_start(per_epoch * config.epochs, classes, data.mean_std)
     recorder = _Recorder(hooks, result.losses)
 
-    def checkpoint(epoch: int, metrics: dict | None, partial: bool = False) -> dict:
-        return make_checkpoint(
-            model, optimizer, scheduler, config=config, classes=classes, mean_std=data.mean_std,
-            val_samples=data.val_samples, epoch=epoch, step=len(result.losses), metrics=metrics, partial=partial,
-        )  # fmt: skip
+    def checkpoint(epoch: int, metrics: dict | None, best: bool, partial: bool = False) -> None:
+        with timed("checkpoint"):
+            state = make_checkpoint(
+                model, optimizer, scheduler, config=config, classes=classes, mean_std=data.mean_std,
+                val_samples=data.val_samples, epoch=epoch, step=len(result.losses), metrics=metrics, partial=partial,
+            )  # fmt: skip
+            hooks.on_checkpoint(state, best=best)
 
     for epoch in range(1, config.epochs + 1):
         try:
-            stats = train_epoch(
-                model, device, data.train, optimizer, scheduler, epoch, prepare, recorder, stop,
-                len(result.losses), config.max_batches,
-            )  # fmt: skip
+            with timed("epochs"):  # training and validation passes, steps written to the hooks as they go
+                stats = train_epoch(
+                    model, device, data.train, optimizer, scheduler, epoch, prepare, recorder, stop,
+                    len(result.losses), config.max_batches,
+                )  # fmt: skip
+                val_loss, val_accuracy = validation_pass(model, device, data.val, prepare, config)
         except Stopped:
-            hooks.on_checkpoint(checkpoint(epoch - 1, None, partial=True), best=False)  # resume from here
+            checkpoint(epoch - 1, None, best=False, partial=True)  # resume from here
             raise
-        val_loss, val_accuracy = validation_pass(model, device, data.val, prepare, config)
         metrics = dict(
             epoch=epoch,
             train_loss=stats.train_loss,
@@ -514,7 +527,7 @@ def _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, mo
         hooks.on_epoch(epoch, metrics)
         best = val_loss < result.best_val_loss
         result.best_val_loss = min(val_loss, result.best_val_loss)
-        hooks.on_checkpoint(checkpoint(epoch, metrics), best=best)
+        checkpoint(epoch, metrics, best=best)
 
 
 def evaluate_checkpoint(loaded: LoadedRun, *, workers: int | None = None) -> tuple[float, float]:
