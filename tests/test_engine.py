@@ -109,7 +109,9 @@ def test_an_exception_ends_as_failed_with_its_message(sample):
 
 def test_images_are_decoded_once_when_they_fit_and_every_epoch_when_streamed(sample, monkeypatch):
     calls = []
-    monkeypatch.setattr(engine, "load_rgb", lambda p: calls.append(p) or load_rgb(p))
+    import lib.pixels.decode
+
+    monkeypatch.setattr(lib.pixels.decode, "load_rgb", lambda p: calls.append(p) or load_rgb(p))
     subset = sample.samples[::8]  # 80 images, 20 per class
     config = TrainConfig(model="linear", image_size=16, epochs=3, batch_size=16)
     assert fit(config, subset, sample.classes).status == "completed"

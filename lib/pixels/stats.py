@@ -245,7 +245,7 @@ def _executor(config: StatsConfig, total: int) -> Iterator[Executor]:
         with ThreadPoolExecutor(workers if kind == "thread" else 1) as pool:
             yield pool
         return
-    pool = _process_pool(workers)
+    pool = worker_pool(workers)
     try:
         yield pool
     except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh next time
@@ -259,7 +259,7 @@ _POOLS_LOCK = threading.Lock()
 _MAIN_LOCK = threading.Lock()
 
 
-def _process_pool(workers: int) -> ProcessPoolExecutor:
+def worker_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool kept for the life of this process, shared by callers (threads of a server).
 
     forkserver, never fork: the caller may be a threaded server that imported torch.

@@ -19,7 +19,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,15 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lib.data.images import load_rgb
-from lib.pixels.resize import resize
+from lib.pixels.decode import Decoding, decode_array
 from lib.pixels.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Augmentation,
     augmentation_generator,
     model_input,
-    to_uint8_tensor,
 )
 from lib.runs.status import Status
 from lib.training.checkpoint import LoadedRun, make_checkpoint
@@ -124,7 +121,7 @@ def stratified_split(targets: Sequence[int], val_split: float, seed: int) -> tup
 
 def decode_one(path: str, image_size: int) -> torch.Tensor:
     """One image as uint8 (3, S, S), through the one resize (lib.pixels.resize)."""
-    return to_uint8_tensor(resize(load_rgb(path), image_size))
+    return torch.from_numpy(decode_array(path, image_size).copy())
 
 
 def decode_images(
@@ -134,30 +131,25 @@ def decode_images(
     workers: int | None = None,
     progress: Callable[[int, int], bool] | None = None,
     bad: list[tuple[int, str]] | None = None,
+    decoding: Decoding | None = None,
 ) -> torch.Tensor:
-    """Decode every path into one uint8 tensor (N, 3, S, S); threads overlap (Pillow releases the GIL).
+    """Decode every path into one uint8 tensor (N, 3, S, S), in parallel (lib.pixels.decode.Decoding).
 
+    `decoding` is one already started on these paths (the trainer starts it before importing torch).
     `progress(done, total)` may return True to stop early (raises Stopped). With `bad` given, an image
     that does not decode leaves its slot zero and is listed there as (index, reason) instead of raising.
     """
-    out = torch.zeros((len(paths), 3, image_size, image_size), dtype=torch.uint8)
-
-    def one(p: str) -> torch.Tensor | str:
-        try:
-            return decode_one(p, image_size)
-        except ValueError as e:
-            if bad is None:
-                raise
-            return str(e)
-
-    with ThreadPoolExecutor(workers or min(4, default_threads())) as pool:
-        for i, img in enumerate(pool.map(one, paths)):
-            if isinstance(img, str):
-                bad.append((i, img))
-            else:
-                out[i] = img
-            if progress and (i + 1) % 256 == 0 and progress(i + 1, len(paths)):
-                raise Stopped()
+    decoding = decoding or Decoding(paths, image_size, workers=workers or 0)
+    out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
+    for start, images, failed in decoding.chunks():
+        if failed and bad is None:
+            raise ValueError(f"{paths[failed[0][0]]}: {failed[0][1]}")
+        out.numpy()[start : start + len(images)] = images  # a numpy view of out: no copy, no read-only warning
+        if bad is not None:
+            bad.extend(failed)
+        done = start + len(images)
+        if progress and progress(done, len(paths)):
+            raise Stopped()
     return out
 
 
@@ -384,14 +376,18 @@ def prepare_data(
     workers: int,
     device: torch.device | None = None,
     timings: Timings | None = None,
+    decoding: Decoding | None = None,
 ) -> Data:
-    """Split, then decode once into memory if the images fit cache_bytes, else stream; pick mean/std."""
+    """Split, then decode once into memory if the images fit cache_bytes, else stream; pick mean/std.
+
+    `decoding` is a decode of every sample, in order, already started (by the trainer, before its imports).
+    """
     timings = Timings() if timings is None else timings
     train_idx, val_idx = stratified_split([t for _, t in samples], config.val_split, config.seed)
     train_s, val_s = [samples[i] for i in train_idx], [samples[i] for i in val_idx]
     shuffle = torch.Generator().manual_seed(config.seed + 1)
     if fits_in_memory(len(samples), config.image_size, cache_bytes):
-        return _cached_data(config, train_s, val_s, hooks, shuffle, device, timings)
+        return _cached_data(config, samples, (train_idx, val_idx), hooks, shuffle, device, timings, decoding)
     train = streaming_batches(
         train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle, workers=workers
     )
@@ -405,21 +401,29 @@ def prepare_data(
 
 def _cached_data(
     config: TrainConfig,
-    train_s: list,
-    val_s: list,
+    samples: Sequence[tuple[str, int]],
+    split: tuple[list[int], list[int]],
     hooks: Hooks,
     shuffle: torch.Generator,
     device: torch.device | None,
     timings: Timings,
+    decoding: Decoding | None,
 ) -> Data:
     """Decode every image once; on CUDA the uint8 tensor then moves to the GPU, so a batch is a gather there."""
 
     def progress(done: int, total: int) -> bool:
         return hooks.on_progress(f"decoding images {done}/{total}")
 
-    bad: list[tuple[int, str]] = []
+    order = split[0] + split[1]  # training images first, then validation
+    train_s, val_s = [samples[i] for i in split[0]], [samples[i] for i in split[1]]
+    found: list[tuple[int, str]] = []
     with timings("decode"):
-        images = decode_images([p for p, _ in train_s + val_s], config.image_size, progress=progress, bad=bad)
+        every = decode_images(
+            [p for p, _ in samples], config.image_size, progress=progress, bad=found, decoding=decoding
+        )
+        images = every[torch.tensor(order)]  # (N, 3, S, S) in split order
+    position = {sample: k for k, sample in enumerate(order)}
+    bad = [(position[i], reason) for i, reason in found]
     targets = torch.tensor([t for _, t in train_s + val_s])
     keep = torch.ones(len(targets), dtype=torch.bool)
     keep[[i for i, _ in bad]] = False  # an image that does not decode is left out, not a failed run
@@ -456,11 +460,15 @@ def fit(
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     workers: int = 2,
     model_fn: Callable[..., nn.Module] = build_model,
+    decoding: Decoding | None = None,
 ) -> FitResult:
-    """Train config on samples [(path, class index)]; never raises, the outcome is in result.status/message."""
+    """Train config on samples [(path, class index)]; never raises, the outcome is in result.status/message.
+
+    `decoding`: a decode of every sample already under way (see prepare_data).
+    """
     hooks, stop, result = hooks or Hooks(), stop or threading.Event(), FitResult()
     try:
-        _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, model_fn)
+        _fit(config, samples, classes, hooks, stop, result, (cache_bytes, workers, decoding), model_fn)
         result.status, result.message = Status.COMPLETED, f"Trained {len(result.epochs)} epochs."
     except Diverged as e:
         result.status = Status.DIVERGED
@@ -481,9 +489,18 @@ def fit(
     return result
 
 
-def _fit(config, samples, classes, hooks, stop, result, cache_bytes, workers, model_fn) -> None:
-    device, timed = resolve_device(config.device), result.timings
-    data = prepare_data(config, samples, hooks, cache_bytes=cache_bytes, workers=workers, device=device, timings=timed)
+def _fit(config, samples, classes, hooks, stop, result, loading, model_fn) -> None:
+    (cache_bytes, workers, decoding), device, timed = loading, resolve_device(config.device), result.timings
+    data = prepare_data(
+        config,
+        samples,
+        hooks,
+        cache_bytes=cache_bytes,
+        workers=workers,
+        device=device,
+        timings=timed,
+        decoding=decoding,
+    )
     result.mean_std = data.mean_std
     with timed("model"):
         torch.manual_seed(config.seed)  # weight init

@@ -59,6 +59,7 @@ def execute_run(
     hooks: Hooks | None = None,
     stop: threading.Event | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    decoding=None,
 ) -> FitResult:
     """Train in this process, writing to the store; checkpoints are saved by the hooks as epochs end.
 
@@ -66,7 +67,7 @@ def execute_run(
     its last whole epoch, a stopped run the one where it stopped.
     """
     hooks = hooks or StoreHooks(store, run_id)
-    result = fit(config, samples, classes, hooks, stop, cache_bytes=cache_bytes)
+    result = fit(config, samples, classes, hooks, stop, cache_bytes=cache_bytes, decoding=decoding)
     hooks.close()
     last = store.checkpoint_path(run_id, "last")
     store.finish(run_id, result.status, result.message, str(last) if last.exists() else None)
