@@ -424,6 +424,8 @@ class RunStore:
     @_heals
     def steps(self, run_id: str, since_step: int = -1) -> pd.DataFrame:
         """Step metrics (STEP_COLUMNS) after since_step, in order."""
+        import pandas as pd  # here, not at the top: a trainer that never reads a frame starts faster
+
         if self.read_only and not self.path.exists():
             return pd.DataFrame(columns=STEP_COLUMNS, dtype="float64")
         with self._db() as con:
@@ -431,20 +433,18 @@ class RunStore:
                 f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE run_id = ? AND step > ? ORDER BY step",
                 (run_id, since_step),
             ).fetchall()
-        import pandas as pd  # here, not at the top: a trainer that never reads a frame starts faster
-
         return pd.DataFrame([tuple(r) for r in rows], columns=STEP_COLUMNS, dtype="float64")
 
     @_heals
     def epochs(self, run_id: str) -> pd.DataFrame:
+        import pandas as pd
+
         if self.read_only and not self.path.exists():
             return pd.DataFrame(columns=EPOCH_COLUMNS, dtype="float64")
         with self._db() as con:
             rows = con.execute(
                 f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
             ).fetchall()
-        import pandas as pd
-
         return pd.DataFrame([tuple(r) for r in rows], columns=EPOCH_COLUMNS, dtype="float64")
 
     @_heals

@@ -428,6 +428,12 @@ def _cached_data(
     keep = torch.ones(len(targets), dtype=torch.bool)
     keep[[i for i, _ in bad]] = False  # an image that does not decode is left out, not a failed run
     n = int(keep[: len(train_s)].sum())
+    if n == 0 or n == int(keep.sum()):
+        split_name = "training" if n == 0 else "validation"
+        raise ValueError(
+            f"No {split_name} image decodes ({len(bad)} of {len(order)} failed, e.g. {bad[0][1]}); "
+            "run `python -m lib inspect` on the dataset to see which."
+        )
     images, targets = images[keep], targets[keep]  # (N, 3, S, S)
     if bad:
         hooks.on_progress(f"left out {len(bad)} images that do not decode")
