@@ -37,7 +37,7 @@ def test_train_json_then_runs_json_list_the_run(tmp_path):
     assert {"run_id", "train_loss", "val_loss", "val_accuracy", "samples_per_sec"} <= set(summary)
     assert 0 <= summary["val_accuracy"] <= 1 and summary["samples_per_sec"] > 0
     timings = summary["timings"]  # seconds per phase of this process
-    phases = ("python", "index", "imports", "decode", "statistics", "model", "epochs", "checkpoint")
+    phases = ("python", "index", "imports", "store", "decode", "statistics", "model", "epochs", "checkpoint")
     assert set(phases) <= set(timings) and all(timings[p] >= 0 for p in phases)
     assert timings["epochs"] > 0 and timings["total"] >= timings["imports"] + timings["epochs"]
     record = RunStore(tmp_path).get_run(summary["run_id"])

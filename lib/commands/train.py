@@ -239,10 +239,14 @@ def run(args) -> int:
         from lib.training.engine import default_threads
         from lib.training.trainer import execute_run
 
+        _import_dynamo()  # torch.optim imports it at the first optimizer: here it overlaps the decode
+
     torch.set_num_threads(args.threads or default_threads())
-    if run_id is None:
-        run_id = store.create_run(config.to_dict(), root=index.root, name=config.name)
-    store.update_run(run_id, pid=os.getpid(), fingerprint=index.fingerprint(), classes=index.classes, root=index.root)
+    with timings("store"):
+        if run_id is None:
+            run_id = store.create_run(config.to_dict(), root=index.root, name=config.name)
+        fingerprint = index.fingerprint()
+        store.update_run(run_id, pid=os.getpid(), fingerprint=fingerprint, classes=index.classes, root=index.root)
     stop = StopEvent()
     # SIGINT/SIGTERM end the run as `stopped` after the current batch, metrics and checkpoint kept.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -268,6 +272,13 @@ def run(args) -> int:
     timings["total"] = process_age() or sum(timings.values())
     _report(run_id, result, args.json, timings)
     return EXIT_CODES[result.status]
+
+
+def _import_dynamo() -> None:
+    try:
+        import torch._dynamo  # noqa: F401
+    except ImportError:  # a torch without it: nothing to wait for later either
+        pass
 
 
 def _index(args, store: RunStore, run_id: str | None, config: TrainConfig):

@@ -410,20 +410,9 @@ def _cached_data(
     decoding: Decoding | None,
 ) -> Data:
     """Decode every image once; on CUDA the uint8 tensor then moves to the GPU, so a batch is a gather there."""
-
-    def progress(done: int, total: int) -> bool:
-        return hooks.on_progress(f"decoding images {done}/{total}")
-
-    order = split[0] + split[1]  # training images first, then validation
     train_s, val_s = [samples[i] for i in split[0]], [samples[i] for i in split[1]]
-    found: list[tuple[int, str]] = []
     with timings("decode"):
-        every = decode_images(
-            [p for p, _ in samples], config.image_size, progress=progress, bad=found, decoding=decoding
-        )
-        images = every[torch.tensor(order)]  # (N, 3, S, S) in split order
-    position = {sample: k for k, sample in enumerate(order)}
-    bad = [(position[i], reason) for i, reason in found]
+        images, bad = _decode_in_split_order(config, samples, split, hooks, decoding)
     targets = torch.tensor([t for _, t in train_s + val_s])
     keep = torch.ones(len(targets), dtype=torch.bool)
     keep[[i for i, _ in bad]] = False  # an image that does not decode is left out, not a failed run
@@ -431,7 +420,7 @@ def _cached_data(
     if n == 0 or n == int(keep.sum()):
         split_name = "training" if n == 0 else "validation"
         raise ValueError(
-            f"No {split_name} image decodes ({len(bad)} of {len(order)} failed, e.g. {bad[0][1]}); "
+            f"No {split_name} image decodes ({len(bad)} of {len(keep)} failed, e.g. {bad[0][1]}); "
             "run `python -m lib inspect` on the dataset to see which."
         )
     images, targets = images[keep], targets[keep]  # (N, 3, S, S)
@@ -445,6 +434,26 @@ def _cached_data(
     val = TensorBatches(images[n:], targets[n:], config.batch_size, shuffle=False)
     dropped = {i - len(train_s) for i, _ in bad}
     return Data(train, val, mean_std, True, [s for i, s in enumerate(val_s) if i not in dropped])
+
+
+def _decode_in_split_order(
+    config: TrainConfig, samples: Sequence, split: tuple[list[int], list[int]], hooks: Hooks, decoding: Decoding | None
+) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+    """uint8 (N, 3, S, S), training images then validation ones, and (position, reason) of those that fail.
+
+    The decode itself runs over `samples` in their order: a `decoding` started before the split was known
+    (by the trainer, before its imports) is used as it is.
+    """
+
+    def progress(done: int, total: int) -> bool:
+        return hooks.on_progress(f"decoding images {done}/{total}")
+
+    found: list[tuple[int, str]] = []
+    paths = [p for p, _ in samples]
+    every = decode_images(paths, config.image_size, progress=progress, bad=found, decoding=decoding)
+    order = split[0] + split[1]
+    position = {sample: k for k, sample in enumerate(order)}
+    return every[torch.tensor(order)], [(position[i], reason) for i, reason in found]
 
 
 def normalization_for(config: TrainConfig, train_paths: list[str], decoded: torch.Tensor | None) -> tuple | None:
@@ -508,13 +517,13 @@ def _fit(config, samples, classes, hooks, stop, result, loading, model_fn) -> No
         decoding=decoding,
     )
     result.mean_std = data.mean_std
-    with timed("model"):
+    per_epoch = min(len(data.train), config.max_batches or len(data.train))
+    with timed("model"):  # the model, its optimizer and schedule
         torch.manual_seed(config.seed)  # weight init
         model = model_fn(config.model, len(classes), config.image_size, pretrained=config.pretrained).to(device)
+        optimizer = make_optimizer(config, model.parameters())
+        scheduler = make_scheduler(config, optimizer, per_epoch * config.epochs)
     result.model = model
-    per_epoch = min(len(data.train), config.max_batches or len(data.train))
-    optimizer = make_optimizer(config, model.parameters())
-    scheduler = make_scheduler(config, optimizer, per_epoch * config.epochs)
     prepare = batch_preparer(device, data.mean_std, config.augmentation(), augmentation_generator(config.seed))
     hooks.on_start(per_epoch * config.epochs, classes, data.mean_std)
     recorder = _Recorder(hooks, result.losses)
