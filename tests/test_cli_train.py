@@ -102,20 +102,15 @@ def test_every_option_states_its_default_in_the_help():
 def test_sigterm_stops_after_the_current_batch_and_exits_4(tmp_path):
     import signal
 
-    from tests.train_helpers import wait_for
+    from tests.train_helpers import wait_for_steps
 
     cmd = [sys.executable, "-m", "lib", "train", "sample", "--model", "linear", "--epochs", "100"]
     cmd += ["--image-size", "8", "--batch-size", "8", "--runs-dir", str(tmp_path), "--json"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     store = RunStore(tmp_path)
 
-    def training() -> str | None:
-        assert proc.poll() is None, "the trainer ended before SIGTERM"
-        runs = store.list_runs()
-        return runs[0].id if runs and len(store.steps(runs[0].id)) >= 1 else None
-
     try:
-        run_id = wait_for(training)
+        run_id = wait_for_steps(store, proc)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import wait_for
 
 from lib.runs.store import INTERRUPTED_MESSAGE, RunStore
+from tests.train_helpers import wait_for_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,13 +148,8 @@ def test_sigkill_mid_run_leaves_a_consistent_store_and_an_interrupted_run(tmp_pa
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = RunStore(tmp_path)
 
-    def run_with_two_steps() -> str | None:
-        assert proc.poll() is None, "the trainer ended before it was killed"
-        runs = store.list_runs()
-        return runs[0].id if runs and len(store.steps(runs[0].id)) >= 2 else None
-
     try:
-        run_id = wait_for(run_with_two_steps)
+        run_id = wait_for_steps(store, proc, 2)
     finally:
         proc.kill()  # SIGKILL: no handler, no cleanup
         proc.wait()

@@ -18,3 +18,14 @@ def wait_for(probe: Callable[[], T], timeout: float = 120.0, interval: float = 0
             return value
         time.sleep(interval)
     raise AssertionError(f"state not reached within {timeout} s")
+
+
+def wait_for_steps(store, proc, steps: int = 1) -> str:
+    """The id of the first run in `store` once it has `steps` steps recorded; fails if `proc` ends first."""
+
+    def run_with_steps() -> str | None:
+        assert proc.poll() is None, f"the trainer ended (exit {proc.returncode}) before {steps} steps"
+        runs = store.list_runs()
+        return runs[0].id if runs and len(store.steps(runs[0].id)) >= steps else None
+
+    return wait_for(run_with_steps)
