@@ -7,6 +7,7 @@ import streamlit as st
 
 from lib.app import cache, sessions
 from lib.app.text import plain
+from lib.data.folders import check_disk
 from lib.data.sources import (
     KINDS,
     Source,
@@ -15,6 +16,7 @@ from lib.data.sources import (
     source_from_params,
     source_to_params,
     upload_path,
+    upload_target,
 )
 
 # Widget keys of the shared sidebar.
@@ -46,6 +48,8 @@ def open_source(source: Source) -> bool:
             check_dataset_limits(index.num_images, sum(h.width * h.height for h in index.headers), settings)
     except ValueError as e:
         st.session_state.source_error = str(e)
+        if source.kind == "upload":  # a refused upload leaves nothing on disk
+            sessions.clear_uploads(st.session_state.session_id)
         return False
     st.session_state.source_error = None
     st.session_state.source = source
@@ -127,8 +131,28 @@ def uploaded_source() -> Source | None:
             f"{up.name} is {up.size / 2**20:.0f} MB, over this app's {limit} MB limit; upload a smaller archive."
         )
         return None
-    folder = sessions.session_dir(st.session_state.session_id) / "uploads"
-    return Source("upload", str(upload_path(up.getvalue(), up.name, folder)))
+    session = sessions.session_dir(st.session_state.session_id)
+    target = upload_target(up.getvalue(), up.name, session / "uploads")
+    if str(target) == st.session_state.get("_last_upload"):
+        return Source("upload", str(target))  # handled on an earlier run
+    return store_upload(up.getvalue(), up.name, session, target)
+
+
+def store_upload(data: bytes, name: str, session, target) -> Source | None:
+    """A new upload replaces the session's previous one; it is written only when the disk quota allows."""
+    if st.session_state.source.kind == "upload":
+        open_source(Source("sample"))  # its files go now
+    sessions.clear_uploads(st.session_state.session_id)
+    settings = cache.settings()
+    try:
+        check_disk(len(data), session, settings.max_session_mb, settings.max_disk_mb)
+        return Source("upload", str(upload_path(data, name, target.parent)))
+    except (ValueError, OSError) as e:
+        st.session_state.source_error = (
+            str(e) if isinstance(e, ValueError) else f"The upload could not be stored ({e.strerror}); try again."
+        )
+        st.session_state._last_upload = str(target)  # say it once, not on every rerun
+        return None
 
 
 def sidebar() -> None:
@@ -158,9 +182,16 @@ def sidebar() -> None:
         st.caption(f"Showing: {plain(st.session_state.source.label())}")
 
 
+@st.fragment(run_every=60)
+def heartbeat() -> None:
+    """An open tab keeps its session alive: idle means closed, not merely quiet."""
+    sessions.touch(st.session_state.session_id)
+
+
 def main() -> None:
     st.set_page_config(page_title="Torchscope", page_icon="🔬", layout="wide")
     init_session()
+    heartbeat()
     sidebar()
     nav = st.navigation(
         [

@@ -35,7 +35,9 @@ except ValueError as e:
 job = cache.verify_job(root, start=index.num_images <= AUTO_CHECK_MAX)
 
 st.title("Dataset")
-st.caption(plain(index.root))
+# A deployment names the source, never the server folder it was unpacked into.
+source = st.session_state.get("source")
+st.caption(plain(source.label() if cache.settings().deployed and source is not None else index.root))
 if job is None:
     st.info(
         f"{index.num_images:,} images were indexed from their headers. The full check decodes every image once "

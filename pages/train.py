@@ -13,6 +13,7 @@ Session state read: dataset_root (str), session_id (str). Written: train_run (th
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import streamlit as st
 
@@ -206,5 +207,7 @@ with st.expander(f"All runs ({len(runs)})"):
         },
     )
 with st.expander("Configuration"):
-    st.json({"run_id": record.id, "dataset": record.root, **record.config})
+    # A deployment shows the dataset's folder name only, never where the server keeps it.
+    dataset = Path(record.root).name if settings.deployed else record.root
+    st.json({"run_id": record.id, "dataset": dataset, **record.config})
 show(run_id, record.status == Status.RUNNING)

@@ -211,7 +211,14 @@ def test_member_named_like_the_marker_is_dropped(tmp_path, dest):
 
 def test_too_many_files_refused(tmp_path, dest, outside):
     z = make_zip(tmp_path / "d.zip", {f"c{i % 2}/{i}.png": b"x" for i in range(11)})
-    assert_refused(z, dest, "holds 11 files, over the limit of 10", max_files=10, max_bytes=2**30)
+    assert_refused(z, dest, "holds 11 files and 0 folders, over the limit of 10 entries", max_files=10, max_bytes=2**30)
+
+
+def test_empty_folders_count_towards_the_entry_limit(tmp_path, dest, outside):
+    # Was: only files counted, so 200,000 empty folders (800 MB of inodes) were accepted.
+    members = {"a/1.png": png_bytes(), "b/1.png": png_bytes()} | {f"a/empty{i}/": b"" for i in range(20)}
+    z = make_zip(tmp_path / "d.zip", members)
+    assert_refused(z, dest, "holds 2 files and 20 folders, over the limit of 10 entries", max_files=10, max_bytes=2**30)
 
 
 def test_junk_does_not_count_towards_file_limit(tmp_path, dest):

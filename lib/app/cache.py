@@ -14,13 +14,13 @@ from collections import OrderedDict
 import streamlit as st
 from PIL import Image
 
-from lib.app import sessions
+from lib.app import sessions, text
 from lib.app.jobs import BackgroundJob
 from lib.data import explore, images
 from lib.data.index import DatasetIndex, build_index, verify_index
 from lib.pixels.stats import ChannelStats, Progress, StatsConfig, channel_stats
 from lib.runs.store import RunStore
-from lib.settings import Settings, load_settings, runs_dir
+from lib.settings import Settings, cache_dir, load_settings, runs_dir
 
 
 def settings() -> Settings:
@@ -34,7 +34,17 @@ def settings() -> Settings:
         secrets = {}
     loaded = load_settings(secrets)
     images.set_limits(loaded.max_image_pixels, loaded.max_image_frames)
+    text.hide_paths(server_folders(loaded) if loaded.deployed else [])
     return loaded
+
+
+def server_folders(s: Settings) -> list[str]:
+    """Folders of this server that deployed-mode text never names."""
+    import sys
+    from pathlib import Path
+
+    folders = [cache_dir(), runs_dir(), Path(__file__).resolve().parents[2], Path(sys.prefix), Path.home()]
+    return [str(f) for f in folders] + [str(Path(f).resolve()) for f in folders] + [s.builtin_root]
 
 
 @st.cache_resource(show_spinner=False)
@@ -65,10 +75,14 @@ def sweep_idle_sessions(current_session: str) -> list[str]:
     _last_sweep[0] = now
     removed = [s for s in sessions.idle_sessions(settings().session_idle_minutes * 60, now) if s != current_session]
     store = run_store(str(runs_dir()))
+    swept = []
     for session_id in removed:
+        store.delete_owner_runs(session_id)  # asks its running runs to stop
+        if store.running(session_id):
+            continue  # a trainer still reads these files: remove them on a later sweep, once it has stopped
         sessions.remove_session(session_id)
-        store.delete_owner_runs(session_id)
-    return removed
+        swept.append(session_id)
+    return swept
 
 
 @st.cache_resource(show_spinner="Indexing the dataset (headers only)…", max_entries=16)

@@ -61,6 +61,13 @@ def idle_sessions(max_idle_s: float, now: float | None = None) -> list[str]:
     return idle
 
 
+def clear_uploads(session_id: str) -> None:
+    """Delete a session's uploaded archives and their extracted files (a new upload replaces them)."""
+    if _ID.match(session_id):
+        for name in ("uploads", "archives"):
+            shutil.rmtree(cache_dir() / "sessions" / session_id / name, ignore_errors=True)
+
+
 def remove_session(session_id: str) -> None:
     """Delete a session's uploads and extracted archives."""
     if _ID.match(session_id):

@@ -21,6 +21,21 @@ _INDENT = re.compile(r"^[ \t]+", re.MULTILINE)
 # invisible word joiner after the scheme, `www` or `@` keeps them from matching and reads the same.
 _AUTOLINK = re.compile(r"(https?(?=:)|www(?=\.)|@(?=[\w-]))", re.IGNORECASE)
 JOINER = "\u2060"
+# Server folders a deployed app never names (set by lib/app/cache.settings): replaced by an ellipsis.
+_HIDDEN: list[str] = []
+
+
+def hide_paths(prefixes: list[str]) -> None:
+    """From now on, `plain` and `public` show each of these server folders as `…` (longest first)."""
+    _HIDDEN[:] = sorted({p.rstrip("/") for p in prefixes if p and p.strip("/")}, key=len, reverse=True)
+
+
+def public(value: object) -> str:
+    """`value` as a string with the hidden server folders replaced by `…` (for st.json, tables, text)."""
+    text = str(value)
+    for prefix in _HIDDEN:
+        text = text.replace(prefix, "…")
+    return text
 
 
 def plain(value: object) -> str:
@@ -30,10 +45,11 @@ def plain(value: object) -> str:
         value: the outside text (anything; it is turned into a string first).
 
     Returns:
-        The text with every ASCII punctuation character backslash-escaped, line indents dropped and a
-        word joiner (JOINER, invisible) where a bare link would start.
+        The text with hidden server folders shown as `…` (see hide_paths), every ASCII punctuation
+        character backslash-escaped, line indents dropped and a word joiner (JOINER, invisible) where
+        a bare link would start.
     """
-    text = _AUTOLINK.sub(r"\1" + JOINER, _INDENT.sub("", str(value)))
+    text = _AUTOLINK.sub(r"\1" + JOINER, _INDENT.sub("", public(value)))
     return _PUNCTUATION.sub(r"\\\1", text)
 
 

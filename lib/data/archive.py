@@ -96,9 +96,11 @@ def _checked_members(path: Path, *, max_files: int, max_bytes: int) -> list[_Mem
     members = [_checked_member(path, info) for info in infos]
     kept = [m for m in members if not _is_junk(m.parts)]
     files = [m for m in kept if not m.is_dir]
-    if len(files) > max_files:
+    # Folders count too: each costs an inode, and 200,000 empty ones are no dataset.
+    if len(kept) > max_files:
         raise ValueError(
-            f"{path.name} holds {len(files):,} files, over the limit of {max_files:,}; split it into smaller archives."
+            f"{path.name} holds {len(files):,} files and {len(kept) - len(files):,} folders, over the limit of "
+            f"{max_files:,} entries; split it into smaller archives."
         )
     declared = sum(m.info.file_size for m in files)
     if declared > max_bytes:
@@ -228,8 +230,10 @@ def _extract_member(zf: zipfile.ZipFile, raw: BinaryIO, m: _Member, dest: Path, 
                 with zf.open(m.info) as src:
                     shutil.copyfileobj(src, out, _CHUNK)
     except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, OSError, zlib.error) as e:
+        # An OSError's text names the server folder it was written to: keep only its reason.
+        why = (e.strerror or type(e).__name__) if isinstance(e, OSError) else e
         raise ValueError(
-            f"{archive} was refused because member {m.info.filename!r} cannot be extracted ({e}); "
+            f"{archive} was refused because member {m.info.filename!r} cannot be extracted ({why}); "
             "re-create the archive with a standard zip tool."
         ) from None
 

@@ -27,3 +27,39 @@ def publish_folder(final: Path, build: Callable[[Path], None], marker: str) -> N
                 os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes of the files under path (links not followed; a folder that vanishes midway counts as empty)."""
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def disk_left(session_folder: Path, max_session_mb: int, max_disk_mb: int) -> int:
+    """Bytes a session may still write: the smaller of what is left of its own quota and of the server's,
+    where the server's counts every session's files, extracted archives and exported built-ins."""
+    from lib.settings import cache_dir
+
+    cache = cache_dir()
+    everyone = sum(disk_usage(cache / name) for name in ("sessions", "archives", "builtins"))
+    return max(0, min(max_session_mb * 2**20 - disk_usage(session_folder), max_disk_mb * 2**20 - everyone))
+
+
+def check_disk(needed: int, session_folder: Path, max_session_mb: int, max_disk_mb: int) -> None:
+    """Refuse to write `needed` bytes for a session over its disk quota or the server's.
+
+    Raises:
+        ValueError: saying how much room is left and what to do.
+    """
+    left = disk_left(session_folder, max_session_mb, max_disk_mb)
+    if needed > left:
+        raise ValueError(
+            f"That needs {needed / 2**20:,.1f} MB of disk but only {left / 2**20:,.1f} MB is left for this session "
+            f"(up to {max_session_mb:,} MB each, {max_disk_mb:,} MB for everyone); use a smaller archive."
+        )

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.data.folders import disk_left
 from lib.settings import Settings, cache_dir
 
 KINDS = ("sample", "folder", "zip", "upload", "builtin")
@@ -31,7 +32,7 @@ class Source:
         if self.kind == "sample":
             return "Built-in sample (shapes)"
         if self.kind == "builtin":
-            return f"{self.value} from {self.root}"
+            return f"{self.value} from {self.root}" if self.root else self.value
         if self.kind == "upload":
             return f"Upload {Path(self.value).name}"
         return self.value
@@ -60,12 +61,10 @@ def resolve_root(source: Source, settings: Settings, session_folder: Path | None
         from lib.data import archive
 
         dest = session_folder / "archives" if source.kind == "upload" and session_folder else cache_dir() / "archives"
-        return archive.extract_zip(
-            source.value,
-            dest,
-            max_files=settings.max_archive_files,
-            max_bytes=settings.max_archive_mb * 2**20,
-        )
+        max_bytes = settings.max_archive_mb * 2**20
+        if settings.deployed:  # the disk quota bounds what extraction may write (each member to its declared size)
+            max_bytes = min(max_bytes, disk_left(session_folder or dest, settings.max_session_mb, settings.max_disk_mb))
+        return archive.extract_zip(source.value, dest, max_files=settings.max_archive_files, max_bytes=max_bytes)
     from lib.data import builtins as builtin_datasets
 
     root = settings.builtin_root if settings.deployed else source.root
@@ -121,13 +120,22 @@ def _existing_folder(path: str) -> Path:
 
 def upload_path(data: bytes, name: str, session_dir: Path) -> Path:
     """Store an uploaded archive under the session's folder, named by its content hash."""
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    name = Path(name).name.replace("\\", "_") or "upload.zip"  # a browser-sent name is never a path
+    path = upload_target(data, name, session_dir)
     session_dir.mkdir(parents=True, exist_ok=True)
-    path = session_dir / f"{digest}-{name}"
     if not path.exists():
         path.write_bytes(data)
     return path
+
+
+def upload_target(data: bytes, name: str, session_dir: Path) -> Path:
+    """Where upload_path stores an upload: `<content hash>-<name>`, the name made safe and short."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    name = Path(name).name.replace("\\", "_") or "upload.zip"  # a browser-sent name is never a path
+    stem, suffix = os.path.splitext(name)
+    # File systems allow 255 bytes a name: a long browser-sent name is cut (in characters, safely).
+    while len(f"{digest}-{stem}{suffix[:16]}".encode()) > 200:
+        stem = stem[:-1]
+    return session_dir / f"{digest}-{stem}{suffix[:16]}"
 
 
 def source_from_params(params: dict, settings: Settings) -> tuple[Source, str | None]:
