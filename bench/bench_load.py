@@ -7,9 +7,13 @@ it answered when that happened within 60 s with no stException on the page.
   A (baseline): one context tours Dataset, Channels, Train twice, after one untimed warm-up tour.
   B (load): eight contexts at once; two first start a training run on Train (deployed mode's cap of
      epochs), then all eight tour every page twice; then the two trainers press Stop.
+  With --hostile, the last of B's eight visitors first does what a stranger trying to exhaust or deface a
+     shared link would (a crafted ?source= link, a zip of 3 x 200 MiB zeros, a 9400 x 9400 16-bit PNG and a
+     1,000-frame GIF on Channels, a second run from a second tab), then tours like the others; the script
+     checks every attempt was refused in one sentence and reports the other visitors' figures.
 Prints visits answered, median and slowest visit per scenario, and B's ratios to A. Exits 1 when a visit
-did not answer or a trainer did not start, 2 when the 8-minute global deadline passed. Figures depend on
-the machine: run it where you quote it.
+did not answer, a trainer did not start or a hostile attempt was not refused, 2 when the 8-minute global
+deadline passed. Figures depend on the machine: run it where you quote it.
 """
 
 from __future__ import annotations
@@ -107,6 +111,95 @@ async def stop_training(page, started: bool) -> str:
         return f"Stop failed ({str(e).splitlines()[0]})"
 
 
+HOSTILE = "--hostile" in sys.argv
+PAYLOAD = "[x](https://e.example) ![i](https://e.example/t.png) :red[**x**] `"
+
+
+def _zip_of_zeros(members: int, mib: int) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(members):
+            z.writestr(f"pets/cat/{i}.png", bytes(mib * 2**20))  # honest sizes: refused by the disk quota
+    return buf.getvalue()
+
+
+def _png_header(side: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(side * 64)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _gif(frames: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    pics = [Image.new("RGB", (1, 1), (i % 256, i // 256 % 256, 0)) for i in range(frames)]
+    buf = io.BytesIO()
+    pics[0].save(buf, "GIF", save_all=True, append_images=pics[1:], duration=10)
+    return buf.getvalue()
+
+
+async def _refused(page, pattern: str) -> bool:
+    try:
+        await page.locator("[data-testid='stAlert']", has_text=re.compile(pattern)).first.wait_for(timeout=60_000)
+        return True
+    except PlaywrightError:
+        return False
+
+
+async def hostile(browser, url: str, page) -> list[str]:
+    """A stranger's attempts, each expected to be refused in one sentence; returns what was not."""
+    failed = []
+    await page.goto(f"{url}/?source={PAYLOAD}")
+    await page.locator(IDLE).wait_for(state="attached")
+    if await page.locator("a[href*='e.example'], img[src*='e.example']").count():
+        failed.append("crafted link rendered a link or image")
+    sidebar = page.locator("[data-testid='stSidebar']")
+    await sidebar.get_by_text("Upload a .zip").click()
+    await page.locator(IDLE).wait_for(state="attached")
+    zeros = {"name": "zeros.zip", "mimeType": "application/zip", "buffer": _zip_of_zeros(3, 200)}
+    await sidebar.locator("input[type='file']").set_input_files(zeros)
+    if not await _refused(page, "over the limit|is left for this session"):
+        failed.append("zip of zeros")
+    await visit(page, "Channels")
+    for name, data, why in (
+        ("big.png", _png_header(9400), "too many pixels"),
+        ("many.gif", _gif(1000), "too many frames"),
+    ):
+        await page.locator("[data-testid='stMain'] input[type='file']").set_input_files(
+            {"name": name, "mimeType": "image/png", "buffer": data}
+        )
+        if not await _refused(page, why):
+            failed.append(name)
+    second, tab = await open_app(browser, url)  # the same visitor's second tab (same address and browser)
+    try:
+        for p in (page, tab):  # Start on both tabs; the two trainers above already hold the global slots
+            await visit(p, "Train")
+            await p.locator("[data-testid='stSidebar']").get_by_label("Epochs").fill(EPOCHS)
+            await p.locator("[data-testid='stSidebar']").get_by_role("button", name="Start").click()
+        if not await _refused(tab, "counted across your tabs|training slots of this server are taken"):
+            failed.append("second run from a second tab")
+        if await page.locator(STOP).count():
+            await page.locator(STOP).click()
+    finally:
+        await second.close()
+    return failed
+
+
 async def scenario_a(browser, url: str) -> list:
     context, page = await open_app(browser, url)
     try:
@@ -126,9 +219,19 @@ async def scenario_b(browser, url: str) -> tuple[list, list]:
         pages = [c.pages[0] for c in contexts]
         started = await asyncio.gather(*(start_training(p) for p in pages[:TRAINERS]))
         times: list[list] = [[] for _ in pages]
-        await asyncio.gather(*(tour(p, "Train" if i < TRAINERS else "Dataset", times[i]) for i, p in enumerate(pages)))
+        attacks = [hostile(browser, url, pages[-1])] if HOSTILE else []
+        tourists = pages[:-1] if HOSTILE else pages
+        _, *failed = await asyncio.gather(
+            asyncio.gather(
+                *(tour(p, "Train" if i < TRAINERS else "Dataset", times[i]) for i, p in enumerate(tourists))
+            ),
+            *attacks,
+        )
         ends = await asyncio.gather(*(stop_training(p, ok) for p, ok in zip(pages, started)))
-        return sum(times, []), [f"trainer {i + 1}: {end}" for i, end in enumerate(ends)]
+        notes = [f"trainer {i + 1}: {end}" for i, end in enumerate(ends)]
+        if HOSTILE:
+            notes.append("hostile visitor: " + (f"NOT refused: {failed[0]}" if failed[0] else "every attempt refused"))
+        return sum(times, []), notes
     finally:
         for context in contexts:
             await context.close()
@@ -152,7 +255,11 @@ def report(a: list, b: list, trainers: list) -> bool:
         + ", ".join("{} median {:.2f} s, slowest {:.2f} s".format(name, *summary(b, name)[1:]) for name in PAGES)
     )
     print("  " + "; ".join(trainers))
-    return na == len(a) and nb == len(b) and all(t.endswith("stopped") or "finished" in t for t in trainers)
+    return (
+        na == len(a)
+        and nb == len(b)
+        and all(t.endswith(("stopped", "every attempt refused")) or "finished" in t for t in trainers)
+    )
 
 
 async def run(url: str) -> bool:
@@ -182,6 +289,7 @@ def stop_trainers(runs: Path) -> None:
 def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="torchscope-load-"))
     ok = False
+    # The hostile visitor's zip of zeros meets the deployed defaults' disk quota (600 MB a session).
     proc, url = start_app(tmp, ENV)
     try:
         ok = asyncio.run(asyncio.wait_for(run(url), DEADLINE_S))

@@ -126,3 +126,24 @@ def test_the_channels_upload_says_and_enforces_the_apps_limit(monkeypatch):
     uploader = next(u for u in at.get("file_uploader") if u.proto.id.endswith("channels_upload"))
     # Was: no per-widget limit, so the browser allowed and stated the server's 200 MB.
     assert uploader.proto.max_upload_size_mb == 3 and "up to 3 MB" in uploader.proto.label
+
+
+def test_pages_say_a_vanished_file_is_missing_and_suggest_a_rescan(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_text import markdown_texts
+
+    root = write_imagefolder(tmp_path / "ds", classes=("a", "b"), per_class=20, size=(8, 8))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    at.query_params.update(source="folder", path=str(root))
+    at.run()
+    assert not at.exception
+    for p in root.rglob("*.png"):  # the session's files vanish after the folder was indexed
+        p.unlink()
+    at.number_input(key="grid_page").set_value(2).run()  # thumbnails not drawn (nor cached) before
+    assert not at.exception  # the thumbnails say why instead
+    assert any("file not found" in t and "rescan" in t for t in markdown_texts(at))
+    at.switch_page("pages/channels.py")
+    at.run()
+    assert not at.exception, at.exception  # was: FileNotFoundError from the dataset's fingerprint
+    assert any("file not found" in t and "rescan" in t for t in markdown_texts(at))
