@@ -191,10 +191,13 @@ def test_idle_session_sweep_removes_its_runs_and_uploads(monkeypatch, tmp_path):
     past = time.time() - 10 * 3600
     os.utime(sessions.session_dir(idle) / sessions.HEARTBEAT, (past, past))
     monkeypatch.setattr(cache, "_last_sweep", [0.0])
-    assert cache.sweep_idle_sessions(active) == [idle]
+    assert cache.sweep_idle_sessions(active) == []  # a trainer still reads its files: they stay for now
     assert store.get_run(gone) is None and store.steps(gone).empty
     assert store.get_run(kept) is not None
     assert store.stop_requested(running)  # a running trainer is asked to stop, then swept later
+    store.finish(running, "stopped")
+    monkeypatch.setattr(cache, "_last_sweep", [0.0])
+    assert cache.sweep_idle_sessions(active) == [idle]
     assert not (sessions.session_dir(active).parent / idle).exists()
 
 
