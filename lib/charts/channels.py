@@ -5,17 +5,29 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-CHANNEL_COLOURS = alt.Scale(domain=["red", "green", "blue"], range=["#d62728", "#2ca02c", "#1f77b4"])
+from lib.charts.style import COLOURS, styled
+
+CHANNEL_COLOURS = alt.Scale(domain=["red", "green", "blue"], range=[COLOURS[c] for c in ("red", "green", "blue")])
 HEATMAP_TITLE = "Normalized channels"
+RAW_HEATMAP_TITLE = "Channels, not normalized ([0, 1])"
 HISTOGRAM_TITLE = "Pixel histograms"
 
 
-def channel_heatmaps(df: pd.DataFrame, unit: str = "std units", panel_px: int = 220) -> alt.FacetChart:
-    """One heatmap per channel from `heatmap_frame` (channel, x, y, value), side by side.
+def channel_heatmaps(
+    df: pd.DataFrame, *, normalized: bool = True, panel_px: int = 220, aspect: float = 1.0
+) -> alt.FacetChart:
+    """One heatmap per channel from `heatmap_frame` (channel, x, y, value), side by side, one shared legend.
 
-    One diverging colour scale centred on 0 shared by the three panels, so one legend.
-    `unit` names the values' unit in the legend and tooltip.
+    Normalized values (std units) use a diverging scale centred on 0 (blue below the mean, red above);
+    unnormalized [0, 1] values a sequential grey scale over [0, 1], since 0 is not their centre.
+    `aspect` (width / height) keeps a non-square image's shape.
     """
+    unit = "std units" if normalized else "[0, 1]"
+    scale = (
+        alt.Scale(scheme="redblue", reverse=True, domainMid=0)
+        if normalized
+        else alt.Scale(scheme="greys", reverse=True, domain=[0, 1])
+    )
     base = (
         alt.Chart(df)
         .mark_rect()
@@ -25,7 +37,7 @@ def channel_heatmaps(df: pd.DataFrame, unit: str = "std units", panel_px: int = 
             color=alt.Color(
                 "value:Q",
                 title=f"value ({unit})",
-                scale=alt.Scale(scheme="redblue", reverse=True, domainMid=0),
+                scale=scale,
             ),
             tooltip=[
                 alt.Tooltip("channel:N"),
@@ -35,12 +47,13 @@ def channel_heatmaps(df: pd.DataFrame, unit: str = "std units", panel_px: int = 
             ],
         )
     )
-    return (
-        base.properties(width=panel_px, height=panel_px)
+    width, height = (panel_px, round(panel_px / aspect)) if aspect >= 1 else (round(panel_px * aspect), panel_px)
+    chart = (
+        base.properties(width=width, height=height)
         .facet(column=alt.Column("channel:N", sort=["red", "green", "blue"], title=None))
         .resolve_scale(color="shared")
-        .properties(title=HEATMAP_TITLE)
     )
+    return styled(chart, HEATMAP_TITLE if normalized else RAW_HEATMAP_TITLE, height=None)
 
 
 def pixel_histograms(df: pd.DataFrame, width: int = 560) -> alt.FacetChart:
@@ -67,10 +80,10 @@ def pixel_histograms(df: pd.DataFrame, width: int = 560) -> alt.FacetChart:
         )
     )
     zero = alt.Chart().mark_rule(color="black", strokeDash=[4, 3]).encode(x=alt.datum(0))
-    return (
+    chart = (
         alt.layer(bars, zero, data=df)
         .properties(width=width, height=140)
         .facet(row=alt.Row("stage:N", sort="descending", title=None))  # "before" above "after"
         .resolve_scale(x="independent", y="independent")
-        .properties(title=HISTOGRAM_TITLE)
     )
+    return styled(chart, HISTOGRAM_TITLE, height=None)

@@ -1,27 +1,30 @@
-"""Chart builders: pandas DataFrame -> alt.Chart. Pure, testable without a server."""
+"""Chart builders for the Dataset page: pandas DataFrame -> alt.Chart. Pure, testable without a server."""
 
 from __future__ import annotations
 
 import altair as alt
 import pandas as pd
 
+from lib.charts.style import COLOURS, INT_AXIS, SMALL_PLOT_HEIGHT, styled
+
 CLASS_PICK = "class_pick"  # name of the selection on the class balance chart
+COUNT_Y = alt.Y("images:Q", title="Images (count)", axis=alt.Axis(**INT_AXIS))
 
 
 def class_balance_chart(df: pd.DataFrame) -> alt.Chart:
     """Bars of images per class; clicking a bar selects that class (selection `class_pick`)."""
     pick = alt.selection_point(name=CLASS_PICK, fields=["class"], on="click", clear="dblclick")
-    return (
-        alt.Chart(df, title="Images per class", height=240)
-        .mark_bar(cursor="pointer")
+    chart = (
+        alt.Chart(df)
+        .mark_bar(cursor="pointer", color=COLOURS["count"])
         .encode(
             x=alt.X(
                 "class:N",
                 title="Class (click a bar to show its images)",
                 sort=None,
-                axis=alt.Axis(labelAngle=0, labelLimit=120),
+                axis=alt.Axis(labelAngle=0 if len(df) <= 12 else -45, labelLimit=120),
             ),
-            y=alt.Y("images:Q", title="Images (count)"),
+            y=COUNT_Y,
             opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)),
             tooltip=[
                 alt.Tooltip("class:N", title="Class"),
@@ -31,53 +34,62 @@ def class_balance_chart(df: pd.DataFrame) -> alt.Chart:
         )
         .add_params(pick)
     )
+    return styled(chart, "Images per class", height=SMALL_PLOT_HEIGHT)
 
 
 def size_chart(df: pd.DataFrame) -> alt.Chart:
-    """Image sizes as points (width x height), sized by how many images share that size."""
-    return (
-        alt.Chart(df, title="Image sizes")
-        .mark_circle(opacity=0.7)
+    """Image sizes as points (width x height) from `size_counts`, sized by how many images share that size.
+
+    Axes start at 0 with room past the largest image, so no point sits clipped in a corner.
+    """
+    top = max([1, *df.get("width", []), *df.get("height", [])]) * 1.1
+    counts = sorted({int(df["images"].min()), int(df["images"].max())}) if len(df) else [1]
+    chart = (
+        alt.Chart(df)
+        .mark_circle(opacity=0.6, color=COLOURS["count"])
         .encode(
-            x=alt.X("width:Q", title="Width (px)"),
-            y=alt.Y("height:Q", title="Height (px)"),
-            size=alt.Size("images:Q", title="Images"),
+            x=alt.X("width:Q", title="Width (px)", scale=alt.Scale(domain=[0, top], nice=False)),
+            y=alt.Y("height:Q", title="Height (px)", scale=alt.Scale(domain=[0, top], nice=False)),
+            size=alt.Size("images:Q", title="Images", legend=alt.Legend(values=counts, format="d")),
             tooltip=[
                 alt.Tooltip("width:Q", title="Width (px)"),
                 alt.Tooltip("height:Q", title="Height (px)"),
-                "images:Q",
+                alt.Tooltip("images:Q", title="Images"),
             ],
         )
     )
+    return styled(chart, "Image sizes", height=SMALL_PLOT_HEIGHT)
 
 
 def aspect_chart(df: pd.DataFrame) -> alt.Chart:
     """Histogram of aspect ratios (width / height) from pre-binned counts."""
-    return (
-        alt.Chart(df, title="Aspect ratio")
-        .mark_bar()
+    chart = (
+        alt.Chart(df)
+        .mark_bar(color=COLOURS["count"])
         .encode(
             x=alt.X("start:Q", bin="binned", title="Aspect ratio (width / height)"),
             x2="end:Q",
-            y=alt.Y("images:Q", title="Images (count)"),
+            y=COUNT_Y,
             tooltip=[
                 alt.Tooltip("start:Q", format=".2f", title="From"),
                 alt.Tooltip("end:Q", format=".2f", title="To"),
-                "images:Q",
+                alt.Tooltip("images:Q", title="Images"),
             ],
         )
     )
+    return styled(chart, "Aspect ratio", height=SMALL_PLOT_HEIGHT)
 
 
 def mode_chart(df: pd.DataFrame) -> alt.Chart:
     """Images per Pillow mode, coloured by file format."""
-    return (
-        alt.Chart(df, title="Modes and formats")
+    chart = (
+        alt.Chart(df)
         .mark_bar()
         .encode(
-            x=alt.X("mode:N", title="Pillow mode"),
-            y=alt.Y("images:Q", title="Images (count)"),
+            x=alt.X("mode:N", title="Pillow mode", axis=alt.Axis(labelAngle=0)),
+            y=COUNT_Y,
             color=alt.Color("format:N", title="Format"),
-            tooltip=["mode:N", "format:N", "images:Q"],
+            tooltip=["mode:N", "format:N", alt.Tooltip("images:Q", title="Images")],
         )
     )
+    return styled(chart, "Modes and formats", height=SMALL_PLOT_HEIGHT)

@@ -6,8 +6,11 @@ import altair as alt
 import pandas as pd
 
 from lib.charts.series import MAX_POINTS, downsample, ema
+from lib.charts.style import COLOURS, INT_AXIS, PLOT_HEIGHT, SMALL_PLOT_HEIGHT, log_or_linear, styled
 
-STEP_X = alt.X("step:Q", title="Step (batches)", axis=alt.Axis(tickMinStep=1, format="d"))
+STEP_X = alt.X("step:Q", title="Step (batches)", axis=alt.Axis(**INT_AXIS))
+LOSS_TITLE = "Cross-entropy loss (nats)"
+LR_FORMAT = "~e"  # 1e-3, 2.5e-4: compact, exact, and what people type as a learning rate
 
 
 def loss_chart(
@@ -27,71 +30,72 @@ def loss_chart(
         alt.Tooltip("epoch:Q", title="epoch"),
         alt.Tooltip("train_loss:Q", title="train loss", format=".4f"),
     ]
-    y = alt.Y("train_loss:Q", title="Cross-entropy loss (nats)")
     names = ["train (per step)", f"train (smoothed {smoothing:g})", "validation (per epoch)"]
-    colours = ["#9ecae9" if smoothing else "#1f77b4", "#1f77b4", "#d62728"]  # raw pale under the smoothed line
+    colours = [COLOURS["train_raw"] if smoothing else COLOURS["train"], COLOURS["train"], COLOURS["validation"]]
     colour = alt.Color(
         "series:N",
         title=None,
-        legend=alt.Legend(orient="bottom"),
         scale=alt.Scale(domain=names if smoothing else names[::2], range=colours if smoothing else colours[::2]),
     )
-    layers = [alt.Chart(raw).mark_line().encode(STEP_X, y, colour, tooltip=tip)]
+    layers = [alt.Chart(raw).mark_line().encode(STEP_X, alt.Y("train_loss:Q", title=LOSS_TITLE), colour, tooltip=tip)]
     if smoothing:
         smooth = downsample(steps, "smoothed", max_points).assign(series=names[1])
+        smooth_tip = [*tip, alt.Tooltip("smoothed:Q", title="smoothed", format=".4f")]
         layers.append(
-            alt.Chart(smooth)
-            .mark_line()
-            .encode(
-                STEP_X,
-                alt.Y("smoothed:Q", title="Cross-entropy loss (nats)"),
-                colour,
-                tooltip=[*tip, alt.Tooltip("smoothed:Q", title="smoothed", format=".4f")],
-            )
+            alt.Chart(smooth).mark_line().encode(STEP_X, alt.Y("smoothed:Q", title=LOSS_TITLE), colour, tooltip=smooth_tip)
         )
     if len(epochs):
         val = epochs.assign(step=_epoch_end_steps(epochs, steps, steps_per_epoch), series=names[2])
+        val_tip = [alt.Tooltip("epoch:Q"), alt.Tooltip("val_loss:Q", title="val loss", format=".4f")]
         layers.append(
             alt.Chart(val)
             .mark_point(filled=True, size=70)
-            .encode(
-                STEP_X,
-                alt.Y("val_loss:Q", title="Cross-entropy loss (nats)"),
-                colour,
-                tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("val_loss:Q", title="val loss", format=".4f")],
-            )
+            .encode(STEP_X, alt.Y("val_loss:Q", title=LOSS_TITLE), colour, tooltip=val_tip)
         )
-    return alt.layer(*layers).properties(title="Loss", height=280)
+    return styled(alt.layer(*layers), "Loss", height=PLOT_HEIGHT)
 
 
 def accuracy_chart(epochs: pd.DataFrame) -> alt.Chart:
-    """Validation accuracy per epoch, 0-100 %."""
+    """Validation accuracy per epoch, 0-100 %, a tick at every epoch (up to 20 of them)."""
     data = epochs.assign(accuracy_pct=epochs["val_accuracy"] * 100)
-    return (
+    last = int(data["epoch"].max()) if len(data) else 1
+    ticks = {"values": list(range(1, last + 1))} if last <= 20 else {}
+    x = alt.X(
+        "epoch:Q",
+        title="Epoch",
+        axis=alt.Axis(**INT_AXIS, **ticks),
+        scale=alt.Scale(domain=[0.5, last + 0.5], nice=False),  # one epoch sits mid-plot, not on an edge
+    )
+    chart = (
         alt.Chart(data)
-        .mark_line(point=True)
+        .mark_line(point=True, color=COLOURS["accuracy"])
         .encode(
-            alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1)),
+            x,
             alt.Y("accuracy_pct:Q", title="Validation accuracy (%)", scale=alt.Scale(domain=[0, 100])),
             tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("accuracy_pct:Q", title="accuracy (%)", format=".1f")],
         )
-        .properties(title="Accuracy", height=220)
     )
+    return styled(chart, "Accuracy", height=SMALL_PLOT_HEIGHT)
 
 
 def lr_chart(steps: pd.DataFrame, max_points: int = MAX_POINTS) -> alt.Chart:
-    """The learning rate each step used."""
+    """The learning rate each step used: a log axis when it spans more than a decade (one-cycle, step)."""
     data = downsample(steps, "lr", max_points)
-    return (
+    chart = (
         alt.Chart(data)
-        .mark_line()
+        .mark_line(color=COLOURS["lr"])
         .encode(
             STEP_X,
-            alt.Y("lr:Q", title="Learning rate (per step)", axis=alt.Axis(format=".1e")),
+            alt.Y(
+                "lr:Q",
+                title="Learning rate",
+                scale=log_or_linear(data["lr"]),
+                axis=alt.Axis(format=LR_FORMAT, tickCount=5),
+            ),
             tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("lr:Q", title="learning rate", format=".3e")],
         )
-        .properties(title="Learning rate", height=180)
     )
+    return styled(chart, "Learning rate", height=SMALL_PLOT_HEIGHT)
 
 
 def _epoch_end_steps(epochs: pd.DataFrame, steps: pd.DataFrame, steps_per_epoch: int | None) -> list[float]:

@@ -32,10 +32,20 @@ def header_frame(index: DatasetIndex) -> pd.DataFrame:
     return df
 
 
-def size_counts(headers: pd.DataFrame, top: int = 30) -> pd.DataFrame:
-    """The most common (width, height) pairs with their counts, so a chart stays small at any size."""
-    g = headers.groupby(["width", "height"]).size().reset_index(name="images")
-    return g.sort_values("images", ascending=False).head(top).reset_index(drop=True)
+def size_counts(headers: pd.DataFrame, max_points: int = 2000) -> pd.DataFrame:
+    """Images per (width, height): every distinct size, so the largest image is always on the chart.
+
+    Above max_points distinct sizes, sizes are snapped to a grid of `bin_px` pixels (the smallest power
+    of two that brings them under max_points) and each point stands for its cell's lower corner.
+    Returns columns `width`, `height`, `images`, `bin_px` (1 when exact).
+    """
+    bin_px = 1
+    while True:
+        w, h = headers["width"] // bin_px * bin_px, headers["height"] // bin_px * bin_px
+        g = pd.DataFrame({"width": w, "height": h}).groupby(["width", "height"]).size().reset_index(name="images")
+        if len(g) <= max_points:
+            return g.assign(bin_px=bin_px)
+        bin_px *= 2
 
 
 def aspect_bins(headers: pd.DataFrame, bins: int = 30) -> pd.DataFrame:
