@@ -5,7 +5,7 @@ import uuid
 
 import streamlit as st
 
-from lib.app import cache, sessions
+from lib.app import cache, sessions, state
 from lib.app.text import plain
 from lib.data.folders import check_disk
 from lib.data.sources import (
@@ -29,6 +29,7 @@ KEY_KIND, KEY_PATH, KEY_UPLOAD, KEY_BUILTIN, KEY_BUILTIN_ROOT, KEY_OPEN, KEY_DOW
     "source_open",
     "builtin_download",
 )
+SOURCE_PARAMS = ("source", "path", "name", "root", "id")
 LABELS = {
     "sample": "Built-in sample",
     "folder": "Folder on the server",
@@ -59,7 +60,24 @@ def open_source(source: Source) -> bool:
 
 
 def _other_params() -> dict:
-    return {k: v for k, v in st.query_params.to_dict().items() if k not in ("source", "path", "name", "root")}
+    return {k: v for k, v in st.query_params.to_dict().items() if k not in SOURCE_PARAMS}
+
+
+def sync_source_params() -> None:
+    """Keep the URL naming this session's source on every page (a page switch clears the query string)."""
+    wanted = source_to_params(st.session_state.source)
+    for name, value in wanted.items():
+        state.set_param(name, value)
+    state.drop_params([p for p in SOURCE_PARAMS if p not in wanted])
+
+
+def prefill_inputs(source: Source) -> None:
+    """The sidebar inputs show the source that is open (e.g. one from a link), so Open works at once."""
+    if source.kind in ("folder", "zip") and not st.session_state.get(KEY_PATH):
+        st.session_state[KEY_PATH] = source.value
+    if source.kind == "builtin" and not st.session_state.get(KEY_BUILTIN_ROOT):
+        st.session_state[KEY_BUILTIN] = source.value
+        st.session_state[KEY_BUILTIN_ROOT] = source.root
 
 
 def init_session() -> None:
@@ -67,11 +85,13 @@ def init_session() -> None:
     if "session_id" not in st.session_state:
         st.session_state.session_id = uuid.uuid4().hex
     if "dataset_root" not in st.session_state:
-        source, why = source_from_params(st.query_params.to_dict(), cache.settings())
+        uploads = sessions.session_dir(st.session_state.session_id) / "uploads"
+        source, why = source_from_params(st.query_params.to_dict(), cache.settings(), uploads)
         if not open_source(source):
             why = st.session_state.source_error
             open_source(Source("sample"))
         st.session_state.source_error = why
+    sync_source_params()
     sessions.touch(st.session_state.session_id)
     cache.sweep_idle_sessions(st.session_state.session_id)
 
@@ -162,6 +182,7 @@ def sidebar() -> None:
         if st.session_state.get(KEY_KIND) not in kinds:
             current = st.session_state.source.kind
             st.session_state[KEY_KIND] = current if current in kinds else "sample"
+            prefill_inputs(st.session_state.source)
         kind = st.radio("Source", kinds, format_func=LABELS.get, key=KEY_KIND, label_visibility="collapsed")
         chosen = source_inputs(kind)
         # A new upload opens by itself: choosing the file was the intent.

@@ -19,6 +19,7 @@ import streamlit as st
 
 from lib.app import cache
 from lib.app.cache import compute_stats, current_index, stored_stats
+from lib.app.state import keep, kept, set_value
 from lib.app.text import plain, plain_error
 from lib.charts.channels import channel_heatmaps, pixel_histograms
 from lib.data.images import load_rgb
@@ -39,6 +40,14 @@ from lib.pixels.transforms import TransformConfig
 
 SIZES = ("native", 32, 64, 96, 128, 224)
 PANEL_PX = 160
+AUGMENT_DEFAULTS = {
+    "aug_random_crop": True,
+    "aug_hflip": True,
+    "aug_rotation": 15,
+    "aug_jitter": 0.0,
+    "aug_count": 8,
+    "aug_seed": 0,
+}
 
 st.title("Channels")
 root = st.session_state.get("dataset_root") or str(sample_root())
@@ -51,44 +60,58 @@ if index.num_images == 0:
     st.info("This dataset has no usable images; choose another source on the Dataset page.")
     st.stop()
 
+
+def compute(where) -> None:
+    """Compute the dataset's exact mean/std at this size with a progress bar in `where`, then use them."""
+    bar = where.progress(0.0, text="Reading every image...")
+    try:
+        compute_stats(
+            index, size, lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,} / {total:,} images")
+        )
+    except ValueError as e:
+        where.error(plain_error(e))
+        st.stop()
+    bar.empty()
+    # Once computed, the dataset's own is the choice; set on the rerun, before the radio is drawn.
+    st.session_state["_norm_computed"] = True
+    st.rerun()
+
+
 with st.sidebar:
     st.header("Pipeline")
     limits = cache.settings()
     # A deployment caps the size so one visitor cannot ask for full-resolution tensors of a huge upload.
     sizes = [x for x in SIZES if x != "native" and x <= limits.max_image_size] if limits.deployed else SIZES
-    size_choice = st.select_slider(
-        "Resize to (pixels a side)", sizes, value=64 if 64 in sizes else sizes[-1], key="channels_size"
-    )
+    keep("channels_size", 64 if 64 in sizes else sizes[-1], options=sizes)
+    size_choice = st.select_slider("Resize to (pixels a side)", sizes, key="channels_size")
     size = None if size_choice == "native" else int(size_choice)
+    size_words = "native size" if size is None else f"{size} px"
 
     st.header("Mean and std")
     stats = stored_stats(index, size)
-    if st.button("Compute dataset mean/std", key="channels_compute_stats", disabled=stats is not None):
-        bar = st.progress(0.0, text="Reading every image...")
-        try:
-            stats = compute_stats(
-                index, size, lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,} / {total:,} images")
-            )
-        except ValueError as e:
-            st.error(plain_error(e))
-            st.stop()
-        bar.empty()
-        st.session_state["norm_choice"] = NORM_CHOICES[0]  # once computed, the dataset's own is the default
+    if st.button(f"Compute dataset mean/std at {size_words}", key="channels_compute_stats", disabled=stats is not None):
+        compute(st.sidebar)
     if stats is not None:
         st.caption(
-            f"Dataset, {stats.num_images:,} images, {stats.num_pixels:,} pixels a channel: "
+            f"Dataset at {size_words}, {stats.num_images:,} images, {stats.num_pixels:,} pixels a channel: "
             f"mean {', '.join(f'{m:.4f}' for m in stats.mean)}; std {', '.join(f'{s:.4f}' for s in stats.std)}"
         )
-    choice = st.radio("Normalize with", NORM_CHOICES, index=0 if stats is not None else 1, key="norm_choice")
+    if st.session_state.pop("_norm_computed", False):
+        set_value("norm_choice", NORM_CHOICES[0])
+    keep("norm_choice", NORM_CHOICES[0] if stats is not None else "ImageNet", options=NORM_CHOICES)
+    choice = st.radio("Normalize with", NORM_CHOICES, key="norm_choice")
     custom = None
     if choice == "Custom":
         cols = st.columns(3)
+        for n in CHANNELS:
+            keep(f"norm_mean_{n[0]}", 0.5)
+            keep(f"norm_std_{n[0]}", 0.25)
         mean = tuple(
-            cols[c].number_input(f"mean {n[0]}", 0.0, 1.0, 0.5, 0.01, key=f"norm_mean_{n[0]}")
+            cols[c].number_input(f"mean {n[0]}", 0.0, 1.0, step=0.01, key=f"norm_mean_{n[0]}")
             for c, n in enumerate(CHANNELS)
         )
         std = tuple(
-            cols[c].number_input(f"std {n[0]}", 0.001, 10.0, 0.25, 0.01, key=f"norm_std_{n[0]}")
+            cols[c].number_input(f"std {n[0]}", 0.001, 10.0, step=0.01, key=f"norm_std_{n[0]}")
             for c, n in enumerate(CHANNELS)
         )
         custom = (mean, std)
@@ -96,28 +119,36 @@ with st.sidebar:
     st.header("Augmentation preview")
     st.caption("The Train page offers the same fields; set them there to train with them.")
     # On by default: a preview of eight identical copies shows nothing.
-    random_crop = st.checkbox("Random crop (reflect padding)", True, key="aug_random_crop")
-    hflip = st.checkbox("Horizontal flip", True, key="aug_hflip")
-    rotation = st.slider("Rotation (degrees)", 0, 180, 15, key="aug_rotation")
-    jitter = st.slider("Colour jitter", 0.0, 1.0, 0.0, 0.05, key="aug_jitter")
-    count = st.number_input("Versions", 1, 32, 8, key="aug_count")
-    seed = st.number_input("Seed (a run's seed)", 0, 2**31 - 1, 0, key="aug_seed")
+    for key, default in AUGMENT_DEFAULTS.items():
+        keep(key, default)
+    random_crop = st.checkbox("Random crop (reflect padding)", key="aug_random_crop")
+    hflip = st.checkbox("Horizontal flip", key="aug_hflip")
+    rotation = st.slider("Rotation (degrees)", 0, 180, key="aug_rotation")
+    jitter = st.slider("Colour jitter", 0.0, 1.0, step=0.05, key="aug_jitter")
+    count = st.number_input("Versions", 1, 32, key="aug_count")
+    seed = st.number_input("Seed (a run's seed)", 0, 2**31 - 1, key="aug_seed")
 
+stats_missing = choice == NORM_CHOICES[0] and stats is None
 try:
-    norm = norm_values(choice, (stats.mean, stats.std) if stats is not None else None, custom)
+    # Statistics not computed at this size yet: show the image unnormalized and offer them (below).
+    norm = None if stats_missing else norm_values(choice, (stats.mean, stats.std) if stats else None, custom)
 except ValueError as e:
     st.info(plain_error(e))
     st.stop()
 
 left, right = st.columns(2)
+keep("channels_class", index.classes[0], options=index.classes, param="class")
 class_name = left.selectbox("Class", index.classes, key="channels_class")
 paths = [p for p, t in index.samples if index.classes[t] == class_name]
 if not paths:
     st.info(f"Class {plain(class_name)} has no usable images; pick another class.")
     st.stop()
-if st.session_state.get("channels_image", 0) >= len(paths):  # the new class has fewer images
-    st.session_state["channels_image"] = len(paths) - 1
-number = right.number_input(f"Image (0 to {len(paths) - 1})", 0, len(paths) - 1, 0, key="channels_image")
+current = st.session_state.get("channels_image", kept("channels_image", 0))
+if isinstance(current, int) and current >= len(paths):  # the new class has fewer images: its last one
+    set_value("channels_image", len(paths) - 1)
+in_range = lambda v: isinstance(v, int) and 0 <= v < len(paths)  # noqa: E731
+keep("channels_image", 0, param="image", cast=int, valid=in_range)
+number = right.number_input(f"Image (0 to {len(paths) - 1})", 0, len(paths) - 1, key="channels_image")
 upload_mb = cache.settings().max_upload_mb
 # max_upload_size: the browser refuses bigger files and the widget states this limit, not the server's.
 upload = st.file_uploader(
@@ -130,6 +161,18 @@ except ValueError as e:
     st.error(plain_error(e))
     st.stop()
 st.caption(plain(upload.name if upload is not None else index.relpath(paths[number])))
+if size is not None and img.width != img.height:
+    st.caption(
+        f"Stretched from {img.width}×{img.height} to {size}×{size}: the pipeline resizes every image to a "
+        "square, as training does; choose native to see its own shape."
+    )
+if stats_missing:
+    st.warning(
+        f"This dataset's mean and std at {size_words} are not computed yet, so the channels below are not "
+        f"normalized. Computing them reads all {index.num_images:,} images once."
+    )
+    if st.button(f"Compute mean/std at {size_words}", key="channels_compute_here", type="primary"):
+        compute(st)
 
 st.subheader("Original and its channels")
 for col, picture, caption in zip(
@@ -137,13 +180,16 @@ for col, picture, caption in zip(
 ):
     col.image(picture, caption=caption, width=PANEL_PX)
 
-st.subheader("Normalized")
+st.subheader("Normalized" if norm else "Not normalized ([0, 1])")
 for col, name, m, s in zip(st.columns(3), CHANNELS, view.normalized_mean(), view.normalized_std(), strict=True):
     col.metric(
-        f"{name}: normalized mean", f"{m:+.3f}", help=f"std {s:.3f}; 0 and 1 when the mean and std fit this image"
+        f"{name}: {'normalized ' if norm else ''}mean",
+        f"{m:+.3f}",
+        help=f"std {s:.3f}; 0 and 1 when the mean and std fit this image" if norm else f"std {s:.3f}",
     )
 with st.container(key="normalized_channels"):  # .st-key-normalized_channels: the browser test's anchor
-    st.altair_chart(channel_heatmaps(heatmap_frame(view.z), unit="std units" if norm else "[0, 1], not normalized"))
+    _, height, width = view.z.shape  # (3, H, W)
+    st.altair_chart(channel_heatmaps(heatmap_frame(view.z), normalized=norm is not None, aspect=width / height))
 
 st.subheader("Denormalized back")
 a, b, c = st.columns(3)

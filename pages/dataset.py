@@ -5,9 +5,11 @@ import math
 import streamlit as st
 
 from lib.app import cache, sessions
+from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
 from lib.charts import dataset as charts
 from lib.data import explore
+from lib.data.explore import short_name
 
 # Widget keys.
 KEY_CLASS_CHART, KEY_GRID_CLASS, KEY_SEED, KEY_PAGE, KEY_RESCAN = (
@@ -18,6 +20,7 @@ KEY_CLASS_CHART, KEY_GRID_CLASS, KEY_SEED, KEY_PAGE, KEY_RESCAN = (
     "rescan",
 )
 KEY_CHECK = "full_check"
+KEY_CHART_N = "class_chart_n"  # bumped to clear the bar selection
 PER_PAGE = 24
 AUTO_CHECK_MAX = 2_000  # the full check starts by itself up to this many images, on a button above
 ALL = "All classes"
@@ -88,37 +91,66 @@ if index.num_images == 0:
     st.error("This dataset has no usable images; check the bad-file report below and open another source.")
 
 counts = explore.class_counts_frame(index)
-event = st.altair_chart(charts.class_balance_chart(counts), on_select="rerun", key=KEY_CLASS_CHART, width="stretch")
-picked = [p["class"] for p in (event.selection.get(charts.CLASS_PICK) or []) if "class" in p] if event else []
+options = [ALL, *index.classes]
+keep(KEY_GRID_CLASS, ALL, options=options, param="class")
+
+
+def _bar_picked() -> None:
+    """A click on a bar shows that class in the grid, from its first page."""
+    picked = st.session_state[_chart_key()].selection.get(charts.CLASS_PICK) or []
+    if picked and picked[0].get("class") in index.classes:
+        set_value(KEY_GRID_CLASS, picked[0]["class"])
+        set_value(KEY_PAGE, 1)
+
+
+def _class_chosen() -> None:
+    """The box changed: a new chart key clears the bar selection, so the same bar can be clicked again."""
+    st.session_state[KEY_CHART_N] = st.session_state.get(KEY_CHART_N, 0) + 1
+    set_value(KEY_PAGE, 1)
+
+
+def _chart_key() -> str:
+    return f"{KEY_CLASS_CHART}_{st.session_state.get(KEY_CHART_N, 0)}"
+
+
+with st.container(key=KEY_CLASS_CHART):  # .st-key-class_chart: the browser tests' anchor
+    st.altair_chart(charts.class_balance_chart(counts), on_select=_bar_picked, key=_chart_key(), width="stretch")
 
 st.subheader("Images")
-options = [ALL, *index.classes]
-# A click on a bar picks that class for the grid; the selectbox stays free to change afterwards.
-if picked and picked[0] in index.classes and picked != st.session_state.get("_last_pick"):
-    st.session_state[KEY_GRID_CLASS] = picked[0]
-st.session_state["_last_pick"] = picked
 left, mid, right = st.columns([2, 1, 1])
-chosen = left.selectbox("Class", options, key=KEY_GRID_CLASS)
-seed = mid.number_input("Sample seed", min_value=0, value=0, step=1, key=KEY_SEED)
+chosen = left.selectbox("Class", options, key=KEY_GRID_CLASS, on_change=_class_chosen)
+keep(KEY_SEED, 0, cast=int)
+seed = mid.number_input("Sample seed", min_value=0, step=1, key=KEY_SEED)
 class_name = None if chosen == ALL else chosen
 pool = index.num_images if class_name is None else counts.set_index("class").loc[class_name, "images"]
 pages = max(1, math.ceil(pool / PER_PAGE))
-page = right.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key=KEY_PAGE)
+keep(KEY_PAGE, 1, param="page", cast=int, valid=lambda v: isinstance(v, int) and 1 <= v <= pages)
+page = right.number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key=KEY_PAGE)
 
 batch = explore.grid_sample(index, class_name, seed=int(seed), page=int(page) - 1, per_page=PER_PAGE)
-grid = st.columns(8)
-for i, (path, target) in enumerate(batch):
-    thumb = cache.thumbnail(path)
-    cell = grid[i % 8]
-    if isinstance(thumb, str):
-        cell.warning(plain(f"{index.relpath(path)}: {thumb}"))
-    else:
-        cell.image(thumb, caption=plain(f"{index.classes[target]} · {path.rsplit('/', 1)[-1]}"), width="stretch")
+with st.container(key="image_grid"):
+    # One line per caption part, cut with an ellipsis rather than broken mid-name in a narrow column.
+    st.html(
+        "<style>.st-key-image_grid [data-testid='stImageCaption'] p {white-space: nowrap; overflow: hidden;"
+        " text-overflow: ellipsis}</style>"
+    )
+    grid = st.columns(8)
+    for i, (path, target) in enumerate(batch):
+        thumb = cache.thumbnail_uri(path)
+        cell = grid[i % 8]
+        if thumb.startswith("data:"):
+            name = short_name(path.rsplit("/", 1)[-1])
+            cell.image(thumb, caption=f"{plain(index.classes[target])}  \n{plain(name)}", width="stretch")
+        else:
+            cell.warning(plain(f"{index.relpath(path)}: {thumb}"))
 
 st.subheader("Sizes, shapes and modes")
 headers = cache.header_frame(root, index.verified)
 c1, c2, c3 = st.columns(3)
-c1.altair_chart(charts.size_chart(explore.size_counts(headers)), width="stretch")
+sizes = explore.size_counts(headers)
+c1.altair_chart(charts.size_chart(sizes), width="stretch")
+if len(sizes) and sizes["bin_px"].iloc[0] > 1:
+    c1.caption(f"{len(headers):,} images in many sizes: each point is a {sizes['bin_px'].iloc[0]} px cell.")
 c2.altair_chart(charts.aspect_chart(explore.aspect_bins(headers)), width="stretch")
 c3.altair_chart(charts.mode_chart(explore.mode_counts(headers)), width="stretch")
 

@@ -4,8 +4,10 @@ Widget keys (stable, for tests and URLs):
     train_model, train_epochs, train_batch_size, train_lr, train_optimizer, train_weight_decay,
     train_schedule, train_image_size, train_random_crop, train_hflip, train_rotation, train_color_jitter,
     train_normalization, train_val_split, train_seed,
-    train_max_batches, train_name, train_start (form submit, label "Start"), train_stop (label "Stop"),
-    train_run (runs list), train_smoothing.
+    train_max_batches, train_name, train_start (label "Start"), train_stop (label "Stop"),
+    train_run (runs list, mirrored in the URL as ?run=), train_use_settings ("Use this run's settings"),
+    train_smoothing. No st.form: a form sends nothing until submitted, so its values could not survive a
+    page switch; every input is kept (lib/app/state.py) and a change only reruns this page.
 Chart keys: train_loss_chart (title "Loss"), train_accuracy_chart, train_lr_chart.
 Session state read: dataset_root (str), session_id (str). Written: train_run (the run shown).
 """
@@ -19,6 +21,7 @@ import streamlit as st
 
 from lib.app import cache, sessions
 from lib.app.cache import run_store
+from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
 from lib.charts.series import MAX_POINTS
 from lib.charts.train import accuracy_chart, loss_chart, lr_chart
@@ -27,7 +30,7 @@ from lib.runs.status import Status
 from lib.runs.store import StoreError
 from lib.runs.view import RunView, format_duration, run_label, run_view, runs_table, status_sentence
 from lib.settings import runs_dir
-from lib.training.config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
+from lib.training.config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig, validation_size
 from lib.training.runner import start_run, stop_run
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0)
@@ -54,71 +57,101 @@ if store.notice:
     st.warning(plain(store.notice))
 
 
-def augmentation_fields(d: TrainConfig) -> dict:
+FIELDS = (
+    "model", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "image_size",
+    "random_crop", "hflip", "rotation", "color_jitter", "normalization", "val_split", "seed", "max_batches", "name",
+)  # fmt: skip
+KEY = {f: f"train_{f}" for f in FIELDS}
+OPTIONS = {"model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "normalization": NORMALIZATIONS}
+SMALL_VALIDATION = 20  # fewer validation images than this: each one moves accuracy by more than 5 %
+
+
+def form_values(config: dict) -> dict:
+    """A run's config as the form's values (0 batches = all; the name is left for the new run)."""
+    d = {k: v for k, v in {**TrainConfig().to_dict(), **config}.items() if k in FIELDS}
+    return {**d, "max_batches": d["max_batches"] or 0, "rotation": int(round(d["rotation"])), "name": ""}
+
+
+def hyperparameter_inputs() -> None:
+    """The sidebar inputs, kept across page switches (lib/app/state.py), and Start with its refusals."""
+    for field, value in form_values({}).items():
+        keep(KEY[field], value, options=OPTIONS.get(field))
+    lrs = sorted({*LEARNING_RATES, float(st.session_state[KEY["lr"]])})  # a run's own lr may be off the list
+    with st.sidebar:
+        st.subheader("Hyperparameters")
+        st.selectbox("Model", MODELS, key=KEY["model"])
+        st.number_input("Epochs", min_value=1, step=1, key=KEY["epochs"], help=f"At most {settings.max_epochs}.")
+        st.number_input("Batch size", 1, 1024, step=1, key=KEY["batch_size"])
+        st.select_slider("Learning rate", lrs, format_func=lambda x: f"{x:g}", key=KEY["lr"])
+        st.selectbox("Optimizer", OPTIMIZERS, key=KEY["optimizer"], help="sgd uses momentum 0.9")
+        st.number_input("Weight decay", 0.0, 1.0, format="%.5f", key=KEY["weight_decay"])
+        st.selectbox("LR schedule", SCHEDULES, key=KEY["schedule"])
+        st.number_input(
+            "Image size (px)", min_value=8, step=1, key=KEY["image_size"], help=f"At most {settings.max_image_size}."
+        )
+        augmentation_fields()
+        st.selectbox("Normalization", NORMALIZATIONS, key=KEY["normalization"])
+        st.slider("Validation split", 0.05, 0.5, step=0.05, key=KEY["val_split"])
+        st.number_input("Seed", 0, 2**31 - 1, step=1, key=KEY["seed"])
+        st.number_input(
+            "Batches per epoch (0 = all)",
+            0,
+            100_000,
+            step=1,
+            key=KEY["max_batches"],
+            help="A quick dry run: caps the training batches per epoch; validation still sees every image.",
+        )
+        st.text_input("Run name (optional)", key=KEY["name"])
+        st.button("Start", key="train_start", type="primary", on_click=start, width="stretch")
+        if st.session_state.get("train_refusal"):
+            st.error(st.session_state.pop("train_refusal"))
+        validation_notes()
+
+
+def augmentation_fields() -> None:
     """The Channels page's augmentation controls, under the same labels: what is previewed there is trained here."""
     st.caption("Augmentation (training batches; preview it on the Channels page)")
-    return dict(
-        random_crop=st.checkbox("Random crop (reflect padding)", d.random_crop, key="train_random_crop"),
-        hflip=st.checkbox("Horizontal flip", d.hflip, key="train_hflip"),
-        rotation=float(st.slider("Rotation (degrees)", 0, 180, int(d.rotation), key="train_rotation")),
-        color_jitter=st.slider("Colour jitter", 0.0, 1.0, d.color_jitter, 0.05, key="train_color_jitter"),
-    )
+    st.checkbox("Random crop (reflect padding)", key=KEY["random_crop"])
+    st.checkbox("Horizontal flip", key=KEY["hflip"])
+    st.slider("Rotation (degrees)", 0, 180, key=KEY["rotation"])
+    st.slider("Colour jitter", 0.0, 1.0, step=0.05, key=KEY["color_jitter"])
 
 
-def hyperparameter_form() -> TrainConfig | None:
-    """The sidebar form; returns a config only when Start was pressed (tweaking restarts nothing)."""
-    d = TrainConfig()
-    with st.sidebar.form("train_form"):
-        st.subheader("Hyperparameters")
-        values = dict(
-            model=st.selectbox("Model", MODELS, index=MODELS.index(d.model), key="train_model"),
-            epochs=st.number_input(
-                "Epochs", 1, settings.max_epochs, min(d.epochs, settings.max_epochs), key="train_epochs"
-            ),
-            batch_size=st.number_input("Batch size", 1, 1024, d.batch_size, key="train_batch_size"),
-            lr=st.select_slider("Learning rate", LEARNING_RATES, d.lr, format_func=lambda x: f"{x:g}", key="train_lr"),
-            optimizer=st.selectbox(
-                "Optimizer",
-                OPTIMIZERS,
-                OPTIMIZERS.index(d.optimizer),
-                key="train_optimizer",
-                help="sgd uses momentum 0.9",
-            ),
-            weight_decay=st.number_input(
-                "Weight decay", 0.0, 1.0, d.weight_decay, format="%.5f", key="train_weight_decay"
-            ),
-            schedule=st.selectbox("LR schedule", SCHEDULES, SCHEDULES.index(d.schedule), key="train_schedule"),
-            image_size=st.number_input(
-                "Image size (px)", 8, settings.max_image_size, d.image_size, key="train_image_size"
-            ),
-            **augmentation_fields(d),
-            normalization=st.selectbox(
-                "Normalization", NORMALIZATIONS, NORMALIZATIONS.index(d.normalization), key="train_normalization"
-            ),
-            val_split=st.slider("Validation split", 0.05, 0.5, d.val_split, 0.05, key="train_val_split"),
-            seed=st.number_input("Seed", 0, 2**31 - 1, d.seed, key="train_seed"),
-            max_batches=st.number_input("Batches per epoch (0 = all)", 0, 100_000, 0, key="train_max_batches") or None,
-            name=st.text_input("Run name (optional)", key="train_name"),
-        )
-        if not st.form_submit_button("Start", key="train_start", type="primary"):
-            return None
+def start() -> None:
+    """Start's callback: a run from the inputs, or the reason it cannot start (shown under Start)."""
+    values = {f: st.session_state[KEY[f]] for f in FIELDS}
+    values.update(max_batches=values["max_batches"] or None, rotation=float(values["rotation"]))
     try:
-        return TrainConfig(**values)
-    except ValueError as e:
-        st.warning(plain_error(e))
-        return None
-
-
-def start(config: TrainConfig) -> None:
-    try:
+        config = TrainConfig(**values)
         visitor = sessions.visitor_id(
             st.session_state.session_id, st.context.ip_address, st.context.headers.get("User-Agent")
         )
-        st.session_state.train_run = start_run(
-            config, root, store, st.session_state.session_id, settings=settings, visitor=visitor
-        )
+        run_id = start_run(config, root, store, st.session_state.session_id, settings=settings, visitor=visitor)
     except (ValueError, StoreError) as e:
-        st.warning(plain_error(e))
+        st.session_state.train_refusal = plain_error(e)
+        return
+    set_value("train_run", run_id)
+    set_value(KEY["name"], "")  # the next run gets its own name
+
+
+def validation_notes() -> None:
+    """Say under Start when the validation set will be too small to trust."""
+    try:
+        counts = list(cache.current_index(root).class_counts().values())
+    except ValueError:
+        return
+    n = validation_size(counts, st.session_state[KEY["val_split"]])
+    if 0 < n < SMALL_VALIDATION:
+        st.warning(
+            f"Validation will use only {n} images, so each moves the accuracy by {100 / n:.0f} points; "
+            "raise the validation split or use more images."
+        )
+
+
+def use_settings(config: dict) -> None:
+    """ "Use this run's settings": fill the inputs from a run's config (callback: before the widgets)."""
+    for field, value in form_values(config).items():
+        set_value(KEY[field], value)
 
 
 def draw(view: RunView) -> None:
@@ -145,7 +178,8 @@ def draw(view: RunView) -> None:
             else ""
         )
     )
-    smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="train_smoothing")
+    keep("train_smoothing", 0.6)
+    smoothing = st.slider("Smoothing", 0.0, 0.99, step=0.01, key="train_smoothing")
     st.altair_chart(
         loss_chart(view.steps, view.epochs, smoothing=smoothing, steps_per_epoch=p.steps_per_epoch),
         width="stretch",
@@ -181,9 +215,7 @@ def show(run_id: str, running: bool) -> None:
     live()
 
 
-config = hyperparameter_form()
-if config is not None:
-    start(config)
+hyperparameter_inputs()
 try:
     runs = store.list_runs(st.session_state.session_id if settings.deployed else None)
 except StoreError as e:
@@ -193,17 +225,27 @@ if not runs:
     st.info("No runs yet: set hyperparameters in the sidebar and press Start.")
     st.stop()
 labels = {r.id: run_label(r) for r in runs}
-if st.session_state.get("train_run") not in labels:
-    st.session_state.train_run = runs[0].id
-run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="train_run")
+keep("train_run", runs[0].id, options=list(labels), param="run")
+pick, use = st.columns([4, 1], vertical_alignment="bottom")
+run_id = pick.selectbox("Run", list(labels), format_func=labels.get, key="train_run")
 record = next(r for r in runs if r.id == run_id)
+use.button(
+    "Use this run's settings",
+    key="train_use_settings",
+    on_click=use_settings,
+    args=(record.config,),
+    help="Fill the hyperparameters in the sidebar from this run.",
+    width="stretch",
+)
 with st.expander(f"All runs ({len(runs)})"):
     st.dataframe(
         runs_table(runs),
         hide_index=True,
         column_config={
-            "val accuracy": st.column_config.NumberColumn(format="percent"),
-            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+            "val accuracy": st.column_config.NumberColumn("val accuracy", format="%.1f%%"),
+            "val loss": st.column_config.NumberColumn(format="%.4f"),
+            "lr": st.column_config.NumberColumn(format="%g"),
+            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         },
     )
 with st.expander("Configuration"):

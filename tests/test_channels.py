@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from lib.charts.channels import HEATMAP_TITLE, HISTOGRAM_TITLE, channel_heatmaps, pixel_histograms
+from lib.charts.style import title_text
 from lib.pixels.channels import (
     NORM_CHOICES,
     channel_panels,
@@ -112,12 +113,12 @@ def test_charts_have_titles_tooltips_and_one_centred_colour_scale():
     view = channel_view(_rgb(), 32, (IMAGENET_MEAN, IMAGENET_STD))
     with alt.data_transformers.enable("default", max_rows=None):
         heat = channel_heatmaps(heatmap_frame(view.z)).to_dict()
-    assert heat["title"] == HEATMAP_TITLE
+    assert title_text(heat) == HEATMAP_TITLE
     assert heat["spec"]["encoding"]["color"]["scale"]["domainMid"] == 0
     assert heat["resolve"]["scale"]["color"] == "shared" and "tooltip" in heat["spec"]["encoding"]
     assert heat["spec"]["encoding"]["x"]["title"] == "x (pixel)"
     hist = pixel_histograms(histogram_frame(view)).to_dict()
-    assert hist["title"] == HISTOGRAM_TITLE and "tooltip" in hist["spec"]["layer"][0]["encoding"]
+    assert title_text(hist) == HISTOGRAM_TITLE and "tooltip" in hist["spec"]["layer"][0]["encoding"]
 
 
 def test_previews_are_displayable_and_seeded():

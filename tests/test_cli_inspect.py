@@ -103,3 +103,19 @@ def test_hostile_zip(tmp_path):
         zf.writestr("../../escaped.txt", b"gotcha")
     assert_user_error(inspect(tmp_path / "evil.zip", tmp_path), "evil.zip was refused", "'../../escaped.txt'")
     assert not (tmp_path.parent / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
+
+
+def test_text_report_lists_empty_classes_as_words(tmp_path):
+    root = dataset(tmp_path / "ds")
+    (root / "also_empty").mkdir()
+    env = {**os.environ, "TORCHSCOPE_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "lib", "inspect", str(root)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "empty classes: also_empty, empty" in done.stdout and "[" not in done.stdout

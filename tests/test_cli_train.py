@@ -42,10 +42,24 @@ def test_train_json_then_runs_json_list_the_run(tmp_path):
     assert timings["epochs"] > 0 and timings["total"] >= timings["imports"] + timings["epochs"]
     record = RunStore(tmp_path).get_run(summary["run_id"])
     assert record.final["val_loss"] == pytest.approx(summary["val_loss"]) and record.checkpoint
+    assert summary["checkpoint"] == record.checkpoint and Path(summary["checkpoint"]).is_file()
     listed = cli("runs", "--runs-dir", str(tmp_path), "--json")
     runs = json.loads(listed.stdout)
     assert [(r["run_id"], r["status"], r["config"]["model"]) for r in runs] == [(summary["run_id"], "completed", "mlp")]
     assert runs[0]["val_accuracy"] == pytest.approx(summary["val_accuracy"])
+    assert runs[0]["name"] == summary["run_id"] and runs[0]["dataset"] == record.root
+
+
+def test_train_text_prints_the_checkpoint_and_runs_shows_name_and_dataset(tmp_path):
+    args = ("--model", "linear", "--epochs", "1", "--max-batches", "2", "--name", "tiny", "--runs-dir", str(tmp_path))
+    done = cli("train", "sample", *args)
+    assert done.returncode == 0, done.stderr
+    (record,) = RunStore(tmp_path).list_runs()
+    assert f"checkpoint: {record.checkpoint}" in done.stdout.splitlines()
+    listed = cli("runs", "--runs-dir", str(tmp_path))
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.split() == ["id", "run", "dataset", "model", "status", "epoch", "val", "accuracy", "duration"]
+    assert row.split()[:6] == [record.id, "tiny", Path(record.root).name, "linear", "completed", "1/1"]
 
 
 def test_diverged_run_exits_3_without_a_traceback_and_keeps_its_steps(tmp_path):

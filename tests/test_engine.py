@@ -227,3 +227,35 @@ def test_resolve_device_without_torch_accelerator_falls_back_to_cuda_then_mps(mo
     assert engine.resolve_device("auto") == torch.device("mps")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert engine.resolve_device("auto") == torch.device("cpu")
+
+
+class _ExplodesInEval(nn.Module):
+    """Trains like a linear model; in eval its logits are `eval_logit` on class 0 (nan: not a number)."""
+
+    def __init__(self, num_classes: int, image_size: int, eval_logit: float):
+        super().__init__()
+        self.fc, self.k, self.eval_logit = nn.Linear(3 * image_size * image_size, num_classes), num_classes, eval_logit
+
+    def forward(self, x):
+        if self.training:
+            return self.fc(x.flatten(1))
+        out = torch.zeros(len(x), self.k)
+        out[:, 0] = self.eval_logit
+        return out
+
+
+@pytest.mark.parametrize("eval_logit", [1e4, float("nan")])
+def test_an_exploding_or_nan_validation_loss_is_diverged_with_the_epoch_kept(sample, eval_logit):
+    config = TrainConfig(model="linear", image_size=8, epochs=3, batch_size=16, max_batches=2)
+    result = fit(config, sample.samples, sample.classes, model_fn=lambda *a, **k: _ExplodesInEval(4, 8, eval_logit))
+    assert result.status == "diverged" and "validation loss" in result.message, result.message
+    assert len(result.epochs) == 1  # the epoch that exploded is recorded, training stops there
+    # Reference: three of four balanced classes are wrong by 1e4 nats, so the mean is about 7,500.
+    if eval_logit == eval_logit:
+        assert result.epochs[0]["val_loss"] == pytest.approx(1e4 * 3 / 4, rel=0.1)
+
+
+def test_a_high_but_plausible_validation_loss_is_not_diverged():
+    engine.check_validation_loss(10.0, 4, 1)  # overfit and confident: bad, not diverged
+    with pytest.raises(engine.Diverged, match="45,863 at epoch 1"):
+        engine.check_validation_loss(45_863.0, 4, 1)

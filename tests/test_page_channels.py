@@ -10,6 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from lib.app.cache import _stats_store
 from lib.app.text import plain
+from lib.charts.channels import HEATMAP_TITLE, HISTOGRAM_TITLE, RAW_HEATMAP_TITLE
+from lib.charts.style import title_text
 from lib.pixels.channels import NORM_CHOICES
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "channels.py"
@@ -40,7 +42,7 @@ def _page(dataset: str) -> AppTest:
 
 
 def _chart_titles(at: AppTest) -> list[str]:
-    return [json.loads(c.proto.spec).get("title") for c in at.get("vega_lite_chart")]
+    return [title_text(json.loads(c.proto.spec)) for c in at.get("vega_lite_chart")]
 
 
 def _metrics(at: AppTest) -> dict[str, str]:
@@ -54,7 +56,8 @@ def test_every_choice_draws(dataset):
     for choice in ("ImageNet", "None", "Custom"):
         at.radio(key="norm_choice").set_value(choice).run()
         assert not at.exception and not at.error, choice
-        assert _chart_titles(at) == ["Normalized channels", "Pixel histograms"], choice
+        heatmaps = RAW_HEATMAP_TITLE if choice == "None" else HEATMAP_TITLE
+        assert _chart_titles(at) == [heatmaps, HISTOGRAM_TITLE], choice
         assert "Largest absolute difference" in _metrics(at)
     assert _metrics(at)["red: normalized mean"] != "+0.000"
 
@@ -64,7 +67,7 @@ def test_custom_values_are_used(dataset):
     at.radio(key="norm_choice").set_value("Custom").run()
     none = _page(dataset)
     none.radio(key="norm_choice").set_value("None").run()
-    raw_red = float(_metrics(none)["red: normalized mean"])
+    raw_red = float(_metrics(none)["red: mean"])  # "None" does not call [0, 1] values normalized
     at.number_input(key="norm_mean_r").set_value(0.25).run()
     at.number_input(key="norm_std_r").set_value(0.5).run()
     assert float(_metrics(at)["red: normalized mean"]) == pytest.approx((raw_red - 0.25) / 0.5, abs=2e-3)
@@ -73,11 +76,13 @@ def test_custom_values_are_used(dataset):
 def test_dataset_choice_needs_compute_then_becomes_default(dataset):
     at = _page(dataset)
     at.radio(key="norm_choice").set_value(NORM_CHOICES[0]).run()
-    assert not at.exception and at.info and "Compute" in at.info[0].value
-    at.button(key="channels_compute_stats").click().run()
+    # Not computed at this size: the page still draws (unnormalized) and says so, with a button.
+    assert not at.exception and at.warning and "not computed yet" in at.warning[0].value
+    assert _chart_titles(at) == [RAW_HEATMAP_TITLE, HISTOGRAM_TITLE]
+    at.button(key="channels_compute_here").click().run()
     assert not at.exception and at.radio(key="norm_choice").value == NORM_CHOICES[0]
     assert "10 images" in at.sidebar.caption[0].value
-    assert _chart_titles(at) == ["Normalized channels", "Pixel histograms"]
+    assert _chart_titles(at) == [HEATMAP_TITLE, HISTOGRAM_TITLE] and not at.warning
     # A fresh session on the same dataset finds the stored statistics and defaults to them.
     again = _page(dataset)
     assert not again.exception and again.radio(key="norm_choice").value == NORM_CHOICES[0]

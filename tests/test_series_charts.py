@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from lib.charts.series import downsample, ema, minmax_indices
+from lib.charts.style import title_text
 from lib.charts.train import accuracy_chart, loss_chart, lr_chart
 
 
@@ -75,7 +76,7 @@ def _frames(n_steps: int, per_epoch: int):
 def test_loss_chart_is_titled_bounded_and_has_tooltips():
     steps, epochs = _frames(50_000, 5_000)
     spec = loss_chart(steps, epochs, smoothing=0.6, max_points=500).to_dict()
-    assert spec["title"] == "Loss"
+    assert title_text(spec) == "Loss"
     datasets = spec["datasets"].values()
     assert all(len(rows) <= 502 for rows in datasets)
     assert all("tooltip" in layer["encoding"] for layer in spec["layer"])

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from lib.runs.store import RunStore
 from lib.runs.view import format_duration, run_label, run_progress, run_view, runs_table, status_sentence
 
@@ -36,7 +38,7 @@ def test_diverged_and_failed_runs_say_why(tmp_path):
         store.finish(run_id, status, why)
         record = store.get_run(run_id)
         assert status_sentence(record) == f"{status.capitalize()}: {why}"
-        assert run_label(record) == f"r-{status} · cnn"
+        assert run_label(record).startswith(f"r-{status} · cnn · ")
     table = runs_table(store.list_runs())
     assert sorted(table["status"]) == ["diverged", "failed"] and table["val accuracy"].isna().all()
     assert run_view(store, "missing") is None
@@ -44,3 +46,19 @@ def test_diverged_and_failed_runs_say_why(tmp_path):
 
 def test_durations_read_naturally():
     assert [format_duration(s) for s in (None, 12.4, 185, 3725)] == ["-", "12 s", "3 min 05 s", "1 h 02 min"]
+
+
+def test_runs_table_and_label_name_the_dataset_hyperparameters_and_duration(tmp_path):
+    store = RunStore(tmp_path)
+    config = {"model": "mlp", "epochs": 3, "batch_size": 16, "lr": 0.05, "optimizer": "sgd", "image_size": 24}
+    run_id = store.create_run(config, root="/data/sessions/x/archives/0123456789ab-photos", name="first")
+    store.record_epoch(run_id, 1, 1.0, 0.9, 0.7109375, 0.05, 10.0)
+    store.finish(run_id, "completed")
+    record = store.get_run(run_id)
+    label = run_label(record)
+    assert label.startswith("first · mlp · photos · ")  # the upload's hash prefix is not shown
+    row = runs_table([record]).iloc[0]
+    assert row["dataset"] == "photos" and row["val accuracy"] == pytest.approx(71.09375)
+    assert (row["epochs"], row["batch"], row["lr"], row["optimizer"], row["size"]) == (3, 16, 0.05, "sgd", 24)
+    expected = format_duration(record.ended - record.created)
+    assert row["duration"] == expected

@@ -6,7 +6,9 @@ owned by a background job that nobody else mutates.
 
 from __future__ import annotations
 
+import base64
 import copy
+import io
 import threading
 import time
 from collections import OrderedDict
@@ -137,6 +139,21 @@ def thumbnail(path: str, size: int = 128) -> Image.Image | str:
         return str(e)
     img.thumbnail((size, size))
     return img
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def thumbnail_uri(path: str, size: int = 128) -> str:
+    """A thumbnail as a `data:` URI (JPEG), or the reason the file cannot be decoded.
+
+    A URI travels inside the page, so a thumbnail never 404s the way a media-file URL does once
+    Streamlit has dropped the previous page's files after a page switch.
+    """
+    img = thumbnail(path, size)
+    if isinstance(img, str):
+        return img
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 # Dataset statistics are computed outside any st.cache_* function so the page's progress bar can be

@@ -85,6 +85,12 @@ def styled(chart: alt.TopLevelMixin, title: str, *, height: int | None = PLOT_HE
     )
 
 
+def title_text(spec: dict) -> str | None:
+    """The title of a chart's Vega-Lite dict (a string, or the `text` of a title object)."""
+    title = spec.get("title")
+    return title.get("text") if isinstance(title, dict) else title
+
+
 def log_or_linear(values, *, decades: float = 1.0) -> alt.Scale:
     """A log scale when positive values span more than `decades` powers of ten, else a linear one
     not forced to include 0 (a constant learning rate then reads as a level line, not a line at the top)."""

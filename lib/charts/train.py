@@ -42,7 +42,9 @@ def loss_chart(
         smooth = downsample(steps, "smoothed", max_points).assign(series=names[1])
         smooth_tip = [*tip, alt.Tooltip("smoothed:Q", title="smoothed", format=".4f")]
         layers.append(
-            alt.Chart(smooth).mark_line().encode(STEP_X, alt.Y("smoothed:Q", title=LOSS_TITLE), colour, tooltip=smooth_tip)
+            alt.Chart(smooth)
+            .mark_line()
+            .encode(STEP_X, alt.Y("smoothed:Q", title=LOSS_TITLE), colour, tooltip=smooth_tip)
         )
     if len(epochs):
         val = epochs.assign(step=_epoch_end_steps(epochs, steps, steps_per_epoch), series=names[2])

@@ -28,7 +28,8 @@ def run(args) -> int:
     print(f"{summary['root']}: {summary['num_images']} images in {len(summary['classes'])} classes")
     for name, n in summary["counts"].items():
         print(f"  {name}: {n}")
-    print(f"skipped (not images): {len(summary['skipped_files'])}; empty classes: {summary['empty_classes'] or 'none'}")
+    empty = ", ".join(summary["empty_classes"]) or "none"
+    print(f"skipped (not images): {len(summary['skipped_files'])}; empty classes: {empty}")
     print(
         f"special files (pipes, devices, sockets) skipped: {len(summary['special_files'])}; "
         f"unreadable folders: {', '.join(summary['unreadable_folders']) or 'none'}"

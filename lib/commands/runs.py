@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from lib.runs.store import RunStore
+from lib.runs.view import runs_table
 
 
 def register(sub) -> None:
@@ -19,16 +20,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    runs = [r.summary() for r in RunStore(args.runs_dir).list_runs()]
+    records = RunStore(args.runs_dir).list_runs()
     if args.json:
-        print(json.dumps(runs))
+        print(json.dumps([{**r.summary(), "dataset": r.root} for r in records]))
         return 0
-    if not runs:
+    if not records:
         print("no runs yet; start one with `python -m lib train sample`")
-    for r in runs:
-        acc = f"{r['val_accuracy']:.1%}" if r.get("val_accuracy") is not None else "-"
-        print(
-            f"{r['run_id']}  {r['status']:<11}  {r['config'].get('model', '?'):<8}  epochs {r.get('epoch') or 0:<3}"
-            f"  val accuracy {acc}  {r['message']}"
-        )
+        return 0
+    table = runs_table(records)
+    table["epoch"] = [f"{r.final.get('epoch') or 0:.0f}/{r.config.get('epochs', '?')}" for r in records]
+    table["val accuracy"] = [f"{a:.1f}%" if a == a and a is not None else "-" for a in table["val accuracy"]]
+    table.insert(0, "id", [r.id for r in records])
+    columns = ["id", "run", "dataset", "model", "status", "epoch", "val accuracy", "duration"]
+    print(table[columns].to_string(index=False))
+    for r in records:
+        if r.message and r.status not in ("completed", "running"):
+            print(f"{r.id}: {r.message}")
     return 0

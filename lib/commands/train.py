@@ -270,7 +270,8 @@ def run(args) -> int:
             watch.cancel()
     timings.update(result.timings)
     timings["total"] = process_age() or sum(timings.values())
-    _report(run_id, result, args.json, timings)
+    record = store.get_run(run_id)
+    _report(run_id, result, args.json, timings, record.checkpoint if record else None)
     return EXIT_CODES[result.status]
 
 
@@ -364,7 +365,8 @@ def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig]:
     return args.run_id, TrainConfig.from_dict(record.config)
 
 
-def _report(run_id: str, result, as_json: bool, timings: Timings) -> None:
+def _report(run_id: str, result, as_json: bool, timings: Timings, checkpoint: str | None) -> None:
+    """The run's outcome: one JSON object, or a line plus where its checkpoint is."""
     last = result.epochs[-1] if result.epochs else {}
     summary = {
         "run_id": run_id,
@@ -378,11 +380,13 @@ def _report(run_id: str, result, as_json: bool, timings: Timings) -> None:
         "val_accuracy": last.get("val_accuracy"),
         "samples_per_sec": last.get("samples_per_sec"),
         "timings": timings.rounded(),  # seconds per phase; "total" is the whole process
+        "checkpoint": checkpoint,
     }
     if as_json:
         print(json.dumps(summary))
     else:
         print(f"run {run_id}: {result.status}. {result.message}")
+        print(f"checkpoint: {checkpoint}" if checkpoint else "checkpoint: none (no epoch finished)")
 
 
 def _hooks(store: RunStore, run_id: str, as_json: bool):

@@ -77,5 +77,14 @@ def grid_sample(
     return [pool[i] for i in order[page * per_page : (page + 1) * per_page]]
 
 
+def short_name(name: str, limit: int = 16) -> str:
+    """name cut in the middle to at most `limit` characters, keeping its start and its extension's end
+    ('triangle_0109.png' -> 'triang…0109.png'), so a narrow caption shows both ends."""
+    if len(name) <= limit:
+        return name
+    tail = max(limit // 2, 1)
+    return name[: limit - tail - 1] + "…" + name[-tail:]
+
+
 def bad_files_frame(index: DatasetIndex) -> pd.DataFrame:
     return pd.DataFrame([{"path": b.path, "reason": b.reason} for b in index.bad_files], columns=["path", "reason"])

@@ -34,7 +34,7 @@ class Source:
         if self.kind == "builtin":
             return f"{self.value} from {self.root}" if self.root else self.value
         if self.kind == "upload":
-            return f"Upload {Path(self.value).name}"
+            return f"Upload {upload_name(self.value)}"
         return self.value
 
 
@@ -118,6 +118,9 @@ def _existing_folder(path: str) -> Path:
     return p.resolve()
 
 
+UPLOAD_ID_LEN = 12  # hex characters of the content hash (the stored name's start) that name an upload in a link
+
+
 def upload_path(data: bytes, name: str, session_dir: Path) -> Path:
     """Store an uploaded archive under the session's folder, named by its content hash."""
     path = upload_target(data, name, session_dir)
@@ -138,13 +141,38 @@ def upload_target(data: bytes, name: str, session_dir: Path) -> Path:
     return session_dir / f"{digest}-{stem}{suffix[:16]}"
 
 
-def source_from_params(params: dict, settings: Settings) -> tuple[Source, str | None]:
-    """The source a URL names (`?source=folder&path=...`), or the sample with a reason when it can't be used."""
+def upload_id(path: str) -> str:
+    """The short id of a stored upload (its content hash), never a server path."""
+    return Path(path).name[:UPLOAD_ID_LEN]
+
+
+def upload_name(path: str) -> str:
+    """The name the user's file had (the stored name less its hash prefix)."""
+    return Path(path).name.split("-", 1)[-1]
+
+
+def find_upload(short_id: str, uploads: Path | None) -> Path | None:
+    """The upload of this session whose id is short_id, or None (an id is hex only, never a path)."""
+    if uploads is None or len(short_id) != UPLOAD_ID_LEN or not all(c in "0123456789abcdef" for c in short_id):
+        return None
+    if not uploads.is_dir():
+        return None
+    return next((p for p in sorted(uploads.iterdir()) if p.name[:UPLOAD_ID_LEN] == short_id), None)
+
+
+def source_from_params(params: dict, settings: Settings, uploads: Path | None = None) -> tuple[Source, str | None]:
+    """The source a URL names (`?source=folder&path=...`), or the sample with a reason when it can't be used.
+
+    `?source=upload&id=...` names an upload by its short id, found only among `uploads` (this session's).
+    """
     kind = params.get("source", "sample")
     if kind == "sample":
         return Source("sample"), None
     if kind == "upload":
-        return Source("sample"), "Uploads are not part of a link; upload the archive again."
+        found = find_upload(params.get("id", ""), uploads)
+        if found is None:
+            return Source("sample"), "The link names an upload of another session; upload the archive again."
+        return Source("upload", str(found)), None
     if kind not in KINDS:
         return Source("sample"), f"Unknown source {kind!r} in the link; showing the sample."
     if settings.deployed and kind in ("folder", "zip"):
@@ -156,7 +184,9 @@ def source_from_params(params: dict, settings: Settings) -> tuple[Source, str | 
 
 
 def source_to_params(source: Source) -> dict:
-    """Query parameters that reproduce a source in a link (uploads cannot be linked)."""
+    """Query parameters that reproduce a source in a link (an upload by its short id, within its session)."""
+    if source.kind == "upload":
+        return {"source": "upload", "id": upload_id(source.value)}
     if source.kind == "builtin":
         return {"source": "builtin", "name": source.value, **({"root": source.root} if source.root else {})}
     if source.kind in ("folder", "zip"):

@@ -6,7 +6,10 @@ The page's polling fragment calls `run_view` about once a second; tests call it 
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -94,23 +97,56 @@ def format_duration(seconds: float | None) -> str:
 
 
 def run_label(record: RunRecord) -> str:
-    """How a run reads in the runs picker. No status: a keyed selectbox keeps the label it first showed."""
+    """How a run reads in the runs picker: name, model, dataset folder, start time.
+
+    No status: a keyed selectbox keeps the label it first showed."""
     model = record.config.get("model", "?")
-    name = record.name if record.name != record.id else record.id
-    return f"{name} · {model}"
+    started = time.strftime("%d %b %H:%M", time.localtime(record.created))
+    return f"{record.name} · {model} · {dataset_name(record.root)} · {started}"
+
+
+def dataset_name(root: str) -> str:
+    """The dataset's folder name (an extracted upload's hash prefix dropped), or '?' when unknown."""
+    if not root:
+        return "?"
+    name = Path(root).name
+    return name.split("-", 1)[1] if re.fullmatch(r"[0-9a-f]{12,16}-.+", name) else name
+
+
+def run_duration(record: RunRecord, now: float | None = None) -> float | None:
+    """Seconds from start to end (to now while running)."""
+    end = record.ended if record.ended is not None else (now or time.time()) if record.status == "running" else None
+    return None if end is None else max(0.0, end - record.created)
+
+
+RUN_COLUMNS = [
+    "run", "dataset", "model", "status", "val accuracy", "val loss", "epochs", "batch", "lr", "optimizer",
+    "schedule", "size", "augment", "duration", "started",
+]  # fmt: skip
 
 
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
-    """One row per run for the runs table: name, model, status, final metrics."""
-    rows = [
-        {
-            "run": r.name or r.id,
-            "model": r.config.get("model", "?"),
-            "status": r.status,
-            "val accuracy": r.final.get("val_accuracy"),
-            "val loss": r.final.get("val_loss"),
-            "started": pd.Timestamp(r.created, unit="s"),
-        }
-        for r in runs
-    ]
-    return pd.DataFrame(rows, columns=["run", "model", "status", "val accuracy", "val loss", "started"])
+    """One row per run: name, dataset, model, status, final metrics (accuracy in %), hyperparameters, duration."""
+    rows = []
+    for r in runs:
+        c, acc = r.config, r.final.get("val_accuracy")
+        rows.append(
+            {
+                "run": r.name or r.id,
+                "dataset": dataset_name(r.root),
+                "model": c.get("model", "?"),
+                "status": str(r.status),
+                "val accuracy": None if acc is None else acc * 100,
+                "val loss": r.final.get("val_loss"),
+                "epochs": c.get("epochs"),
+                "batch": c.get("batch_size"),
+                "lr": c.get("lr"),
+                "optimizer": c.get("optimizer"),
+                "schedule": c.get("schedule"),
+                "size": c.get("image_size"),
+                "augment": c.get("augment"),
+                "duration": format_duration(run_duration(r)),
+                "started": pd.Timestamp(r.created, unit="s"),
+            }
+        )
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)

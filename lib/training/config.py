@@ -101,6 +101,16 @@ def fits_in_memory(num_images: int, image_size: int, cache_bytes: int) -> bool:
     return num_images * 3 * image_size**2 <= cache_bytes
 
 
+def held_out(n: int, val_split: float) -> int:
+    """Images of a class of n held out for validation: round(n * val_split), at least 1, leaving 1 to train."""
+    return min(n - 1, max(1, round(n * val_split)))
+
+
+def validation_size(class_counts: list[int], val_split: float) -> int:
+    """Images in the validation set that a stratified split of these class sizes holds out."""
+    return sum(held_out(n, val_split) for n in class_counts if n >= 2)
+
+
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(options)}.")

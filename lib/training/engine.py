@@ -37,7 +37,7 @@ from lib.pixels.transforms import (
 )
 from lib.runs.status import Status
 from lib.training.checkpoint import LoadedRun, make_checkpoint
-from lib.training.config import DEFAULT_CACHE_MB, TrainConfig, fits_in_memory
+from lib.training.config import DEFAULT_CACHE_MB, TrainConfig, fits_in_memory, held_out
 from lib.training.models import build_model
 from lib.training.timings import Timings
 
@@ -113,7 +113,7 @@ def stratified_split(targets: Sequence[int], val_split: float, seed: int) -> tup
             raise ValueError(
                 f"Class {int(c)} has {len(idx)} image; each class needs at least 2 to hold one out for validation."
             )
-        k = min(len(idx) - 1, max(1, round(len(idx) * val_split)))
+        k = held_out(len(idx), val_split)
         val += idx[:k].tolist()
         train += idx[k:].tolist()
     return sorted(train), sorted(val)
@@ -557,9 +557,26 @@ def _fit(config, samples, classes, hooks, stop, result, loading, model_fn) -> No
         )
         result.epochs.append(metrics)
         hooks.on_epoch(epoch, metrics)
+        check_validation_loss(val_loss, len(classes), epoch)  # a diverged epoch's weights are not checkpointed
         best = val_loss < result.best_val_loss
         result.best_val_loss = min(val_loss, result.best_val_loss)
         checkpoint(epoch, metrics, best=best)
+
+
+EXPLODED_LOSS = 100.0  # x ln(classes), the loss of a uniform guess: far past any model that merely overfits
+
+
+def check_validation_loss(val_loss: float, num_classes: int, epoch: int) -> None:
+    """Raises Diverged when the validation loss is not finite or explodes (over EXPLODED_LOSS x chance),
+    as plain sgd at lr 10 does while the training loss can still look finite."""
+    chance = math.log(max(num_classes, 2))
+    if not math.isfinite(val_loss):
+        raise Diverged(f"The validation loss became {val_loss} at epoch {epoch}")
+    if val_loss > EXPLODED_LOSS * chance:
+        raise Diverged(
+            f"The validation loss became {val_loss:,.0f} at epoch {epoch} (a uniform guess scores {chance:.2f}; "
+            f"over {EXPLODED_LOSS * chance:,.0f} counts as diverged)"
+        )
 
 
 def evaluate_checkpoint(loaded: LoadedRun, *, workers: int | None = None) -> tuple[float, float]:
@@ -584,8 +601,12 @@ def evaluate_checkpoint(loaded: LoadedRun, *, workers: int | None = None) -> tup
 
 
 def validation_pass(model: nn.Module, device: torch.device, val: Iterable[Batch], prepare, config: TrainConfig):
-    """The validation a run records each epoch; evaluate_checkpoint repeats exactly this on a rebuilt model."""
-    return evaluate(model, device, val, prepare, config.max_batches)
+    """The validation a run records each epoch; evaluate_checkpoint repeats exactly this on a rebuilt model.
+
+    Always the whole validation set, whatever max_batches caps in training: the split is ordered by
+    class, so its first batches can hold a single class and report 100 % on it.
+    """
+    return evaluate(model, device, val, prepare)
 
 
 class _Recorder(Hooks):
