@@ -14,13 +14,14 @@ HISTOGRAM_TITLE = "Pixel histograms"
 
 
 def channel_heatmaps(
-    df: pd.DataFrame, *, normalized: bool = True, panel_px: int = 220, aspect: float = 1.0
+    df: pd.DataFrame, *, normalized: bool = True, panel_px: int = 120, aspect: float = 1.0
 ) -> alt.FacetChart:
     """One heatmap per channel from `heatmap_frame` (channel, x, y, value), side by side, one shared legend.
 
     Normalized values (std units) use a diverging scale centred on 0 (blue below the mean, red above);
     unnormalized [0, 1] values a sequential grey scale over [0, 1], since 0 is not their centre.
-    `aspect` (width / height) keeps a non-square image's shape.
+    `aspect` (width / height) keeps a non-square image's shape. Three 120 px panels and the legend
+    beside them fit an 800 px window next to the sidebar, and the panels fill most of the chart's height.
     """
     unit = "std units" if normalized else "[0, 1]"
     scale = (
@@ -32,12 +33,15 @@ def channel_heatmaps(
         alt.Chart(df)
         .mark_rect()
         .encode(
-            x=alt.X("x:O", title="x (pixel)", axis=alt.Axis(labels=False, ticks=False)),
-            y=alt.Y("y:O", title="y (pixel)", axis=alt.Axis(labels=False, ticks=False)),
+            x=alt.X("x:O", title="x (pixel)", axis=None),  # pixel positions are in the tooltip
+            y=alt.Y("y:O", title="y (pixel)", axis=None),
             color=alt.Color(
                 "value:Q",
                 title=f"value ({unit})",
                 scale=scale,
+                legend=alt.Legend(
+                    orient="right", gradientLength=panel_px - 30, gradientThickness=10, titleLimit=panel_px
+                ),
             ),
             tooltip=[
                 alt.Tooltip("channel:N"),
@@ -50,13 +54,13 @@ def channel_heatmaps(
     width, height = (panel_px, round(panel_px / aspect)) if aspect >= 1 else (round(panel_px * aspect), panel_px)
     chart = (
         base.properties(width=width, height=height)
-        .facet(column=alt.Column("channel:N", sort=["red", "green", "blue"], title=None))
+        .facet(column=alt.Column("channel:N", sort=["red", "green", "blue"], title=None), spacing=8)
         .resolve_scale(color="shared")
     )
     return styled(chart, HEATMAP_TITLE if normalized else RAW_HEATMAP_TITLE, height=None)
 
 
-def pixel_histograms(df: pd.DataFrame, width: int = 560) -> alt.FacetChart:
+def pixel_histograms(df: pd.DataFrame, width: int = 400) -> alt.FacetChart:
     """Per-channel histograms from `histogram_frame`, before and after normalization, one row each.
 
     The channels are layered; a rule marks 0, so a normalization that misses the data's centre shows.

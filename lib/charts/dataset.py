@@ -43,14 +43,15 @@ def size_chart(df: pd.DataFrame) -> alt.Chart:
     Axes start at 0 with room past the largest image, so no point sits clipped in a corner.
     """
     top = max([1, *df.get("width", []), *df.get("height", [])]) * 1.1
-    counts = sorted({int(df["images"].min()), int(df["images"].max())}) if len(df) else [1]
+    most = int(df["images"].max()) if len(df) else 1
     chart = (
         alt.Chart(df)
         .mark_circle(opacity=0.6, color=COLOURS["count"])
         .encode(
             x=alt.X("width:Q", title="Width (px)", scale=alt.Scale(domain=[0, top], nice=False)),
             y=alt.Y("height:Q", title="Height (px)", scale=alt.Scale(domain=[0, top], nice=False)),
-            size=alt.Size("images:Q", title="Images", legend=alt.Legend(values=counts, format="d")),
+            # No legend: in a third of an 800 px window it would take the plot's width; the tooltip counts.
+            size=alt.Size("images:Q", title="Images", legend=None, scale=alt.Scale(domain=[0, most], range=[20, 400])),
             tooltip=[
                 alt.Tooltip("width:Q", title="Width (px)"),
                 alt.Tooltip("height:Q", title="Height (px)"),
@@ -81,14 +82,14 @@ def aspect_chart(df: pd.DataFrame) -> alt.Chart:
 
 
 def mode_chart(df: pd.DataFrame) -> alt.Chart:
-    """Images per Pillow mode, coloured by file format."""
+    """Images per Pillow mode and file format, one bar each ("RGB PNG"): no legend to squeeze the plot."""
+    data = df.assign(kind=df["mode"].astype(str) + " " + df["format"].astype(str))
     chart = (
-        alt.Chart(df)
-        .mark_bar()
+        alt.Chart(data)
+        .mark_bar(color=COLOURS["count"])
         .encode(
-            x=alt.X("mode:N", title="Pillow mode", axis=alt.Axis(labelAngle=0)),
+            x=alt.X("kind:N", title="Pillow mode and format", axis=alt.Axis(labelAngle=0)),
             y=COUNT_Y,
-            color=alt.Color("format:N", title="Format"),
             tooltip=["mode:N", "format:N", alt.Tooltip("images:Q", title="Images")],
         )
     )

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import altair as alt
 
-FONT = '"Source Sans Pro", "Source Sans 3", sans-serif'  # Streamlit's own font, so charts match the page
+FONT = '"Source Sans", "Source Sans Pro", sans-serif'  # Streamlit's own font, so charts match the page
+PADDING = {"top": 6, "bottom": 4, "left": 4, "right": 8}  # room for a title's ascenders and a last tick label
 TITLE_SIZE = 16
 AXIS_TITLE_SIZE = 13
 LABEL_SIZE = 12
@@ -63,9 +64,11 @@ def styled(chart: alt.TopLevelMixin, title: str, *, height: int | None = PLOT_HE
     # Faceted and concatenated charts cannot "fit"; Vega-Lite would warn and pad anyway.
     single = not isinstance(chart, (alt.FacetChart, alt.ConcatChart, alt.HConcatChart, alt.VConcatChart))
     props = {
-        "title": alt.Title(title, anchor="start", fontSize=TITLE_SIZE, offset=8),
+        # limit 0: Streamlit would otherwise cut a title at the chart's width less 40 px
+        "title": alt.Title(title, anchor="start", fontSize=TITLE_SIZE, offset=8, limit=0),
         "autosize": alt.AutoSizeParams(type="fit-x" if single else "pad", contains="padding"),
         "usermeta": {"embedOptions": {"renderer": "svg"}},
+        "padding": PADDING,
     }
     if height is not None:
         props["height"] = height

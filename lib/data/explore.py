@@ -77,12 +77,12 @@ def grid_sample(
     return [pool[i] for i in order[page * per_page : (page + 1) * per_page]]
 
 
-def short_name(name: str, limit: int = 16) -> str:
-    """name cut in the middle to at most `limit` characters, keeping its start and its extension's end
-    ('triangle_0109.png' -> 'triang…0109.png'), so a narrow caption shows both ends."""
+def short_name(name: str, limit: int = 13) -> str:
+    """name cut in the middle to at most `limit` characters, keeping its start and its last 8 (the
+    number and extension that tell files apart): 'triangle_0109.png' -> 'tria…0109.png'."""
     if len(name) <= limit:
         return name
-    tail = max(limit // 2, 1)
+    tail = min(8, limit - 2)
     return name[: limit - tail - 1] + "…" + name[-tail:]
 
 

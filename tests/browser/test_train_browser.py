@@ -28,7 +28,7 @@ def test_start_watch_points_grow_then_stop(page, app_url):
     page.get_by_role("heading", name="Train", exact=True).wait_for()
     wait_idle(page)
     sidebar = page.locator("[data-testid='stSidebar']")
-    sidebar.get_by_label("Epochs").fill("50")
+    sidebar.get_by_role("spinbutton", name="Epochs").fill("50")
     sidebar.get_by_role("button", name="Start").click()
     page.get_by_text(re.compile(r"^Steps recorded: ")).first.wait_for(timeout=90_000)
     page.locator("[data-testid='stVegaLiteChart']").first.wait_for()
