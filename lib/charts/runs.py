@@ -6,6 +6,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from lib.charts.style import PLOT_HEIGHT, SMALL_PLOT_HEIGHT, styled
+
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
 OTHERS = "#c7c7c7"
 X_TITLES = {"step": "Step (batches)", "epoch": "Epoch", "time": "Training time (s)"}
@@ -37,7 +39,7 @@ def overlay_loss_chart(steps: pd.DataFrame, labels: list[str], x: str = "step") 
         .mark_line(strokeWidth=2)
         .encode(xq, alt.Y("smoothed:Q", title="Training loss (nats)"), colour, tooltip=[*tip, "smoothed:Q"])
     )
-    return alt.layer(raw, smooth).properties(title="Training loss (pale: every step; solid: smoothed)", height=300)
+    return styled(alt.layer(raw, smooth), "Training loss (pale: every step; solid: smoothed)", height=PLOT_HEIGHT)
 
 
 def overlay_epoch_chart(epochs: pd.DataFrame, labels: list[str], metric: str, x: str = "step") -> alt.Chart:
@@ -46,7 +48,7 @@ def overlay_epoch_chart(epochs: pd.DataFrame, labels: list[str], metric: str, x:
     data = epochs.assign(value=epochs[metric] * (100 if pct else 1))
     title = "Validation accuracy (%)" if pct else "Validation loss (nats)"
     y = alt.Y("value:Q", title=title, scale=alt.Scale(domain=[0, 100]) if pct else alt.Scale(zero=False))
-    return (
+    chart = (
         alt.Chart(data)
         .mark_line(point=True)
         .encode(
@@ -55,8 +57,8 @@ def overlay_epoch_chart(epochs: pd.DataFrame, labels: list[str], metric: str, x:
             alt.Color("run:N", title="Run", scale=run_colours(labels), legend=None),
             tooltip=[alt.Tooltip("run:N"), alt.Tooltip("epoch:Q"), alt.Tooltip("value:Q", title=title, format=".4g")],
         )
-        .properties(title=title.split(" (")[0], height=240)
     )
+    return styled(chart, title.split(" (")[0], height=SMALL_PLOT_HEIGHT)
 
 
 def parallel_chart(data: pd.DataFrame, labels: dict[str, str], selected: list[str], axes: list[str]) -> alt.LayerChart:
@@ -77,9 +79,8 @@ def parallel_chart(data: pd.DataFrame, labels: dict[str, str], selected: list[st
     chosen = base.transform_filter("datum.chosen").mark_line(strokeWidth=2.5, point=True)
     chosen = chosen.encode(alt.Color("run:N", scale=run_colours(names), title="Run", legend=None))
     rules = alt.Chart(pd.DataFrame({"axis": axes})).mark_rule(color="#888").encode(x)
-    return alt.layer(rules, others, chosen).properties(
-        title="Hyperparameters and results (each axis from its minimum at the bottom to its maximum)", height=300
-    )
+    title = "Hyperparameters and results (each axis from its minimum at the bottom to its maximum)"
+    return styled(alt.layer(rules, others, chosen), title, height=PLOT_HEIGHT)
 
 
 def scatter_chart(
@@ -100,4 +101,6 @@ def scatter_chart(
     others = base.transform_filter("!datum.chosen").mark_circle(size=60, color=OTHERS)
     chosen = base.transform_filter("datum.chosen").mark_circle(size=120, opacity=1)
     chosen = chosen.encode(alt.Color("run:N", scale=run_colours(names), title="Run", legend=None))
-    return alt.layer(others, chosen).properties(height=300)
+    return styled(
+        alt.layer(others, chosen), f"{y.replace('_', ' ')} against {x.removeprefix('hp.')}", height=PLOT_HEIGHT
+    )
