@@ -88,7 +88,7 @@ def mode_chart(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(data)
         .mark_bar(color=COLOURS["count"])
         .encode(
-            x=alt.X("kind:N", title="Pillow mode and format", axis=alt.Axis(labelAngle=0)),
+            x=alt.X("kind:N", title="Mode, format", axis=alt.Axis(labelAngle=0)),
             y=COUNT_Y,
             tooltip=["mode:N", "format:N", alt.Tooltip("images:Q", title="Images")],
         )

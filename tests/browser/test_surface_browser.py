@@ -136,6 +136,15 @@ def overlapping(labels: list[dict]) -> bool:
     )
 
 
+def shot_charts(page, name: str) -> None:
+    """With TORCHSCOPE_SCREENSHOTS, also one picture per chart (the app scrolls inside its own
+    container, so a page screenshot shows only the first screen)."""
+    folder = os.environ.get("TORCHSCOPE_SCREENSHOTS")
+    if folder:
+        for i in range(page.locator(CHART).count()):
+            page.locator(CHART).nth(i).screenshot(path=f"{folder}/{name}-chart{i}.png")
+
+
 def assert_charts_fill(page, where: str, expected_titles: set[str]) -> None:
     found = charts(page)
     assert expected_titles <= {c["title"] for c in found}, (where, found)
@@ -168,11 +177,14 @@ def test_every_chart_fills_its_container_with_whole_titles(browser, app, width):
     try:
         open_page(page, url, "Dataset")
         page.locator(f"{CHART}").nth(3).wait_for()
+        page.locator("[data-testid='stImage'] img").nth(23).wait_for()  # the grid drawn, for the screenshot
         assert_charts_fill(page, "dataset", {"Images per class", "Image sizes", "Aspect ratio", "Modes and formats"})
         shot(page, f"tour-dataset-{width}")
+        shot_charts(page, f"tour-dataset-{width}")
         go(page, "Channels")
         assert_charts_fill(page, "channels", {"Pixel histograms"})
         shot(page, f"tour-channels-{width}")
+        shot_charts(page, f"tour-channels-{width}")
         go(page, "Train")
         page.locator(CHART).nth(2).wait_for()
         assert_charts_fill(page, "train", {"Loss", "Accuracy", "Learning rate"})
@@ -182,6 +194,7 @@ def test_every_chart_fills_its_container_with_whole_titles(browser, app, width):
         assert len(lr_ticks) >= 2 and all(re.fullmatch(r"\d(\.\d+)?e-\d+", t["text"]) for t in lr_ticks), lr_ticks
         assert not overlapping(lr_ticks) and not overlapping(axis_labels(page, 0, "bottom"))
         shot(page, f"tour-train-{width}")
+        shot_charts(page, f"tour-train-{width}")
         assert page.locator(ERRORS).count() == 0
     finally:
         context.close()
