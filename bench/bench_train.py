@@ -176,11 +176,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about a minute (default: off)")
     parser.add_argument("--only", choices=("a", "b", "c"), default=None, help="run one benchmark (default: all)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="(a): whole processes of each side (default: 3, 2 with --quick)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(default_threads())
     print(f"torch {torch.__version__}, {default_threads()} CPU threads, cuda: {torch.cuda.is_available()}")
     if not args.only or args.only == "a":
-        bench_time_to_result(5000 if args.quick else 20_000, 5, 2 if args.quick else 3)
+        bench_time_to_result(5000 if args.quick else 20_000, 5, args.repeats or (2 if args.quick else 3))
     if not args.only or args.only == "b":
         bench_overhead(8 if args.quick else 25, 2 if args.quick else 3)
     if not args.only or args.only == "c":
