@@ -259,3 +259,10 @@ def test_a_high_but_plausible_validation_loss_is_not_diverged():
     engine.check_validation_loss(10.0, 4, 1)  # overfit and confident: bad, not diverged
     with pytest.raises(engine.Diverged, match="45,863 at epoch 1"):
         engine.check_validation_loss(45_863.0, 4, 1)
+
+
+@pytest.mark.parametrize(("load", "cores", "threads"), [(0.3, 2, 2), (1.2, 2, 1), (14.0, 2, 1), (2.5, 8, 6)])
+def test_trainer_threads_leave_out_the_busy_cores(monkeypatch, load, cores, threads):
+    monkeypatch.setattr(engine.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(engine, "default_threads", lambda: cores)
+    assert engine.idle_cores() == threads

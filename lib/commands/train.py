@@ -95,7 +95,11 @@ def register(sub) -> None:
         help=f"decode once and keep images in memory up to this size, else stream (default: {DEFAULT_CACHE_MB})",
     )
     p.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: every core this process may use)"
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads and decode workers (default: threads for the cores the 1-minute load average "
+        "leaves free, at least 1; decode workers for every core)",
     )
     p.add_argument(
         "--run-id",
@@ -236,12 +240,12 @@ def run(args) -> int:
     with timings("imports"):
         import torch  # only now: `runs`, --help and bad input answer without loading torch
 
-        from lib.training.engine import default_threads
+        from lib.training.engine import idle_cores
         from lib.training.trainer import execute_run
 
         _import_dynamo()  # torch.optim imports it at the first optimizer: here it overlaps the decode
 
-    torch.set_num_threads(args.threads or default_threads())
+    torch.set_num_threads(args.threads or idle_cores())
     with timings("store"):
         if run_id is None:
             run_id = store.create_run(config.to_dict(), root=index.root, name=config.name)
