@@ -44,8 +44,10 @@ SESSIONS, TRAINERS, TOURS, EPOCHS = 8, 2, 2, "10"  # 10: deployed mode's max_epo
 ENV = {"TORCHSCOPE_MODE": "deployed", "TORCHSCOPE_MAX_RUNS_GLOBAL": "2"}
 
 
-async def open_app(browser, url: str):
-    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+async def open_app(browser, url: str, agent: str = "bench-visitor"):
+    """A visitor's tab. All come from one address, so the User-Agent is what tells visitors apart
+    (runs per visitor are capped across a visitor's tabs)."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000}, user_agent=agent)
     page = await context.new_page()
     page.set_default_timeout(VISIT_S * 1000)
     await page.goto(url)
@@ -185,7 +187,8 @@ async def hostile(browser, url: str, page) -> list[str]:
         )
         if not await _refused(page, why):
             failed.append(name)
-    second, tab = await open_app(browser, url)  # the same visitor's second tab (same address and browser)
+    agent = await page.evaluate("navigator.userAgent")
+    second, tab = await open_app(browser, url, agent)  # the same visitor's second tab (same address and browser)
     try:
         for p in (page, tab):  # Start on both tabs; the two trainers above already hold the global slots
             await visit(p, "Train")
@@ -214,7 +217,7 @@ async def scenario_a(browser, url: str) -> list:
 async def scenario_b(browser, url: str) -> tuple[list, list]:
     contexts: list = []
     try:
-        for context, _ in await asyncio.gather(*(open_app(browser, url) for _ in range(SESSIONS))):
+        for context, _ in await asyncio.gather(*(open_app(browser, url, f"visitor-{i}") for i in range(SESSIONS))):
             contexts.append(context)
         pages = [c.pages[0] for c in contexts]
         started = await asyncio.gather(*(start_training(p) for p in pages[:TRAINERS]))

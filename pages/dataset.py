@@ -84,8 +84,8 @@ if index.unreadable_folders:
     )
 if index.special_files:
     st.info(
-        f"{len(index.special_files)} special files (pipes, devices, sockets) were skipped without being opened: "
-        + plain(", ".join(index.special_files[:20]))
+        f"{len(index.special_files)} special file{'s' if len(index.special_files) > 1 else ''} "
+        "(pipes, devices, sockets) skipped without being opened: " + plain(", ".join(index.special_files[:20]))
     )
 if index.num_images == 0:
     st.error("This dataset has no usable images; check the bad-file report below and open another source.")
