@@ -13,7 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lib", description="Torchscope, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"lib.commands.{name}").register(sub)
+        importlib.import_module(f"lib.commands.{name.replace('-', '_')}").register(sub)  # lr-find: lr_find.py
     return parser
 
 

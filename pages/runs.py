@@ -4,7 +4,8 @@ Widget keys (stable, for tests and URLs):
     runs_status, runs_dataset, runs_model (filters), runs_table (dataframe row selection), runs_x (x axis),
     runs_smoothing, runs_scatter_x, runs_scatter_y, runs_csv, runs_bundle, runs_ckpt_run, runs_ckpt_which,
     runs_checkpoint (downloads), runs_edit (run to edit), runs_name_<run id>, runs_rename, runs_note_<run id>, runs_save_note,
-    runs_delete, runs_delete_confirm, runs_import_file, runs_import_rename, runs_import.
+    runs_delete, runs_delete_confirm, runs_import_file, runs_import_rename, runs_import; runs_more_run,
+    runs_more_epochs, runs_more ("Train more", lib/app/train_tools.py).
 Chart keys: runs_loss_chart, runs_val_loss_chart, runs_accuracy_chart, runs_parallel_chart, runs_scatter_chart.
 Session state read: session_id (str). Written: runs_selected (the selected run ids, kept across pages).
 """
@@ -18,6 +19,7 @@ import streamlit as st
 
 from lib.app import cache
 from lib.app.text import plain_error
+from lib.app.train_tools import train_more
 from lib.charts.runs import overlay_epoch_chart, overlay_loss_chart, parallel_chart, scatter_chart
 from lib.charts.series import MAX_POINTS
 from lib.runs import compare
@@ -25,6 +27,7 @@ from lib.runs.export import bundle_bytes, checkpoint_files, csv_bytes
 from lib.runs.importer import Limits, import_bundle
 from lib.runs.status import Status
 from lib.settings import runs_dir
+from lib.training.resume import RESUMABLE
 
 SNIPPET = """import torch
 from torchvision.models import resnet18  # only for model "resnet18"
@@ -275,3 +278,10 @@ else:
 st.subheader("Export")
 downloads(selected, labels)
 manage(summary, selected, labels)
+with st.expander("Train more"):  # continue a run as a new, linked one; the Train page then shows it
+    more_id = st.selectbox("Run", selected, format_func=labels.get, key="runs_more_run")
+    more_run = store.get_run(more_id)
+    if more_run is None or more_run.status not in RESUMABLE:
+        st.caption("Only a stopped, completed or interrupted run with a checkpoint can train more.")
+    else:
+        train_more(more_run, store, st.session_state.get("session_id"), settings, key="runs", switch=True)

@@ -6,7 +6,9 @@ Widget keys (stable, for tests and URLs):
     train_normalization, train_val_split, train_seed,
     train_max_batches, train_name, train_start (label "Start"), train_stop (label "Stop"),
     train_run (runs list, mirrored in the URL as ?run=), train_use_settings ("Use this run's settings"),
-    train_smoothing. No st.form: a form sends nothing until submitted, so its values could not survive a
+    train_smoothing; sweep: train_sweep_param1/2 (hyperparameter or "none"), train_sweep_values1/2
+    (comma-separated values), train_sweep_start ("Start sweep"); train_lr_find ("Find learning rate");
+    lib/app/train_tools.py lists the keys of Train more, Stop sweep and the finder. No st.form: a form sends nothing until submitted, so its values could not survive a
     page switch; every input is kept (lib/app/state.py) and a change only reruns this page.
 Chart keys: train_loss_chart (title "Loss"), train_accuracy_chart, train_lr_chart.
 Session state read: dataset_root (str), session_id (str). Written: train_run (the run shown).
@@ -20,6 +22,7 @@ from pathlib import Path
 import streamlit as st
 
 from lib.app import cache, sessions
+from lib.app import train_tools as tools
 from lib.app.cache import run_store
 from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
@@ -28,10 +31,20 @@ from lib.charts.train import accuracy_chart, loss_chart, lr_chart
 from lib.data.sample import sample_root
 from lib.runs.status import Status
 from lib.runs.store import StoreError
-from lib.runs.view import RunView, format_duration, run_label, run_view, runs_table, status_sentence
+from lib.runs.sweeps import request_sweep_stop
+from lib.runs.view import (
+    RunView,
+    format_duration,
+    run_label,
+    run_view,
+    runs_table,
+    status_sentence,
+    with_parent_history,
+)
 from lib.settings import runs_dir
 from lib.training.config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig, validation_size
 from lib.training.runner import start_run, stop_run
+from lib.training.sweep import SWEEPABLE, parse_values, start_sweep
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0)
 STATUS_BOX = {
@@ -103,6 +116,8 @@ def hyperparameter_inputs() -> None:
         )
         st.text_input("Run name (optional)", key=KEY["name"])
         st.button("Start", key="train_start", type="primary", on_click=start, width="stretch")
+        sweep_fields()
+        st.button("Find learning rate", key="train_lr_find", on_click=find_lr, width="stretch")
         if st.session_state.get("train_refusal"):
             st.error(st.session_state.pop("train_refusal"))
         validation_notes()
@@ -117,12 +132,52 @@ def augmentation_fields() -> None:
     st.slider("Colour jitter", 0.0, 1.0, step=0.05, key=KEY["color_jitter"])
 
 
-def start() -> None:
-    """Start's callback: a run from the inputs, or the reason it cannot start (shown under Start)."""
+def sweep_fields() -> None:
+    """One or two hyperparameters to vary, their comma-separated values, and Start sweep."""
+    st.caption("Sweep (optional): one run per combination, trained one after another")
+    for i in (1, 2):  # one under the other: the sidebar is too narrow for both side by side
+        keep(f"train_sweep_param{i}", "none", options=("none", *SWEEPABLE))
+        keep(f"train_sweep_values{i}", "")
+        st.selectbox(f"Vary #{i}", ("none", *SWEEPABLE), key=f"train_sweep_param{i}")
+        st.text_input(f"Values #{i}", placeholder="e.g. 1e-3, 3e-3", key=f"train_sweep_values{i}")
+    st.button("Start sweep", key="train_sweep_start", on_click=begin_sweep, width="stretch")
+
+
+def input_config() -> TrainConfig:
+    """The inputs as a TrainConfig (raises ValueError with a sentence)."""
     values = {f: st.session_state[KEY[f]] for f in FIELDS}
     values.update(max_batches=values["max_batches"] or None, rotation=float(values["rotation"]))
+    return TrainConfig(**values)
+
+
+def begin_sweep() -> None:
+    """Start sweep's callback: queue the grid and start its driver, or say why not (under Start)."""
     try:
-        config = TrainConfig(**values)
+        axes = [
+            [name, parse_values(name, st.session_state[f"train_sweep_values{i}"])]
+            for i in (1, 2)
+            if (name := st.session_state[f"train_sweep_param{i}"]) != "none"
+        ]
+        if not axes:
+            raise ValueError("Choose a hyperparameter to vary under Sweep and give its values, then Start sweep.")
+        owner = st.session_state.session_id
+        st.session_state.train_sweep = start_sweep(input_config(), axes, root, store, owner, settings=settings)
+    except (ValueError, StoreError) as e:
+        st.session_state.train_refusal = plain_error(e)
+
+
+def find_lr() -> None:
+    """Find learning rate's callback: the range test with the inputs, in its own process."""
+    try:
+        tools.start_lr_finder(input_config(), root, store, st.session_state.session_id, settings)
+    except ValueError as e:
+        st.session_state.train_refusal = plain_error(e)
+
+
+def start() -> None:
+    """Start's callback: a run from the inputs, or the reason it cannot start (shown under Start)."""
+    try:
+        config = input_config()
         visitor = sessions.visitor_id(
             st.session_state.session_id, st.context.ip_address, st.context.headers.get("User-Agent")
         )
@@ -178,17 +233,19 @@ def draw(view: RunView) -> None:
             else ""
         )
     )
+    steps, epochs, first_step = with_parent_history(store, view)  # a continued run: its parent's curve first
+    tools.parent_note(record, store, first_step)
     keep("train_smoothing", 0.6)
     smoothing = st.slider("Smoothing", 0.0, 0.99, step=0.01, key="train_smoothing")
     st.altair_chart(
-        loss_chart(view.steps, view.epochs, smoothing=smoothing, steps_per_epoch=p.steps_per_epoch),
+        loss_chart(steps, epochs, smoothing=smoothing, steps_per_epoch=p.steps_per_epoch),
         width="stretch",
         key="train_loss_chart",
     )
     left, right = st.columns(2)
-    if not view.epochs.empty:
-        left.altair_chart(accuracy_chart(view.epochs), width="stretch", key="train_accuracy_chart")
-    right.altair_chart(lr_chart(view.steps), width="stretch", key="train_lr_chart")
+    if not epochs.empty:
+        left.altair_chart(accuracy_chart(epochs), width="stretch", key="train_accuracy_chart")
+    right.altair_chart(lr_chart(steps), width="stretch", key="train_lr_chart")
 
 
 def show(run_id: str, running: bool) -> None:
@@ -206,7 +263,10 @@ def show(run_id: str, running: bool) -> None:
             st.info("That run is no longer in the store.")
             return
         if view.record.status == Status.RUNNING and st.button("Stop", key="train_stop"):
-            stop_run(run_id, store)
+            if view.record.sweep:  # Stop on a sweep's run stops the whole sweep
+                request_sweep_stop(store, view.record.sweep)
+            else:
+                stop_run(run_id, store)
             st.toast("Stopping after the current batch.")
         draw(view)
         if running and view.record.status != Status.RUNNING:
@@ -216,6 +276,9 @@ def show(run_id: str, running: bool) -> None:
 
 
 hyperparameter_inputs()
+tools.lr_finder_panel()
+if "train_sweep" in st.session_state:
+    tools.sweep_panel(st.session_state.train_sweep, store)
 try:
     runs = store.list_runs(st.session_state.session_id if settings.deployed else None)
 except StoreError as e:
@@ -225,6 +288,7 @@ if not runs:
     st.info("No runs yet: set hyperparameters in the sidebar and press Start.")
     st.stop()
 labels = {r.id: run_label(r) for r in runs}
+tools.take_followed()
 keep("train_run", runs[0].id, options=list(labels), param="run")
 pick, use = st.columns([4, 1], vertical_alignment="bottom")
 run_id = pick.selectbox("Run", list(labels), format_func=labels.get, key="train_run")
@@ -251,5 +315,6 @@ with st.expander(f"All runs ({len(runs)})"):
 with st.expander("Configuration"):
     # A deployment shows the dataset's folder name only, never where the server keeps it.
     dataset = Path(record.root).name if settings.deployed else record.root
-    st.json({"run_id": record.id, "dataset": dataset, **record.config})
+    st.json({"run_id": record.id, "dataset": dataset, "parent": record.parent, **record.config})
+tools.train_more(record, store, st.session_state.session_id, settings)
 show(run_id, record.status == Status.RUNNING)

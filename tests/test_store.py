@@ -160,3 +160,25 @@ def test_sigkill_mid_run_leaves_a_consistent_store_and_an_interrupted_run(tmp_pa
     assert all(math.isfinite(x) for x in steps["train_loss"])
     with sqlite3.connect(store.path) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_parent_and_sweep_round_trip_and_an_older_database_gains_the_columns(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    with sqlite3.connect(old / "runs.sqlite") as con:  # the first release's runs table, without the columns
+        con.execute(
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT, created REAL, config TEXT, fingerprint TEXT,"
+            " root TEXT, classes TEXT, status TEXT, message TEXT, owner TEXT, pid INTEGER, host TEXT,"
+            " heartbeat REAL, ended REAL, stop_requested INTEGER NOT NULL DEFAULT 0, total_steps INTEGER,"
+            " checkpoint TEXT)"
+        )
+        con.execute("INSERT INTO runs (id, created, config, status) VALUES ('r0', 1.0, '{}', 'completed')")
+    store = RunStore(old)
+    assert (store.get_run("r0").parent, store.get_run("r0").sweep) == (None, None)
+    child = store.create_run({}, parent="r0", sweep="sw1")
+    assert (store.get_run(child).parent, store.get_run(child).sweep) == ("r0", "sw1")
+    assert store.get_run(child).summary()["parent"] == "r0"
+    RunStore(old)  # opening again finds the columns and adds nothing
+    with sqlite3.connect(old / "runs.sqlite") as con:
+        names = [row[1] for row in con.execute("PRAGMA table_info(runs)")]
+    assert names.count("parent") == 1 and names.count("sweep") == 1

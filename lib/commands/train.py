@@ -25,6 +25,7 @@ from lib.training.config import (
     TrainConfig,
     fits_in_memory,
 )
+from lib.training.resume import continue_config, resumable
 from lib.training.timings import Timings, process_age
 
 EXIT_CODES = {Status.COMPLETED: 0, Status.FAILED: 1, Status.DIVERGED: 3, Status.STOPPED: 4, Status.INTERRUPTED: 4}
@@ -37,51 +38,10 @@ def register(sub) -> None:
         help="train a model on a dataset; the run lands in the run store",
         epilog="exit codes: 0 completed, 1 failed, 2 bad input, 3 diverged, 4 stopped",
     )
-    p.add_argument("source", help="an ImageFolder folder, a .zip of one, or `sample`")
-    p.add_argument("--model", choices=MODELS, default=_D.model, help=f"architecture (default: {_D.model})")
     p.add_argument(
-        "--epochs", type=int, default=_D.epochs, help=f"passes over the training split (default: {_D.epochs})"
+        "source", nargs="?", default=None, help="an ImageFolder folder, a .zip of one, or `sample` (not with --resume)"
     )
-    p.add_argument("--batch-size", type=int, default=_D.batch_size, help=f"images per batch (default: {_D.batch_size})")
-    p.add_argument("--lr", type=float, default=_D.lr, help=f"learning rate (default: {_D.lr})")
-    p.add_argument(
-        "--optimizer", choices=OPTIMIZERS, default=_D.optimizer, help=f"sgd uses momentum 0.9 (default: {_D.optimizer})"
-    )
-    p.add_argument("--weight-decay", type=float, default=_D.weight_decay, help=f"(default: {_D.weight_decay})")
-    p.add_argument(
-        "--schedule", choices=SCHEDULES, default=_D.schedule, help=f"learning-rate schedule (default: {_D.schedule})"
-    )
-    p.add_argument(
-        "--image-size", type=int, default=_D.image_size, help=f"square side in pixels (default: {_D.image_size})"
-    )
-    _augmentation_options(p)
-    p.add_argument(
-        "--normalization",
-        choices=NORMALIZATIONS,
-        default=_D.normalization,
-        help=f"per-channel mean/std to subtract (default: {_D.normalization})",
-    )
-    p.add_argument(
-        "--val-split",
-        type=float,
-        default=_D.val_split,
-        help=f"fraction of each class held out for validation (default: {_D.val_split})",
-    )
-    p.add_argument(
-        "--seed", type=int, default=_D.seed, help=f"seed for split, init, shuffling, augmentation (default: {_D.seed})"
-    )
-    p.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda", "mps"),
-        default=_D.device,
-        help=f"auto picks cuda, then mps, then cpu (default: {_D.device})",
-    )
-    p.add_argument("--max-batches", type=int, default=None, help="batches per epoch, for a dry run (default: all)")
-    p.add_argument(
-        "--pretrained",
-        action="store_true",
-        help="resnet18 only: start from ImageNet weights already in the torch hub cache, never downloaded (default: off)",
-    )
+    add_recipe_options(p)
     p.add_argument("--name", default="", help="a label for the run (default: the run id)")
     p.add_argument(
         "--runs-dir",
@@ -118,6 +78,13 @@ def register(sub) -> None:
         default=None,
         help="end the run as `interrupted` when process PID, which started it, exits (the app passes its own; "
         "default: none)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        default=None,
+        help="continue RUN_ID from its last checkpoint for --epochs more, as a new run linked to it, on the "
+        "parent's dataset with its recipe; the other training options are ignored (default: a new run)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
     p.set_defaults(func=run)
@@ -200,6 +167,57 @@ def check_runnable(index, config: TrainConfig) -> None:
         resolve_device(config.device)
 
 
+def add_recipe_options(p) -> None:
+    """The TrainConfig options, shared by `train`, `lr-find` and `sweep`."""
+    p.add_argument("--model", choices=MODELS, default=_D.model, help=f"architecture (default: {_D.model})")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=_D.epochs,
+        help=f"passes over the training split; with --resume, how many more (default: {_D.epochs})",
+    )
+    p.add_argument("--batch-size", type=int, default=_D.batch_size, help=f"images per batch (default: {_D.batch_size})")
+    p.add_argument("--lr", type=float, default=_D.lr, help=f"learning rate (default: {_D.lr})")
+    p.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default=_D.optimizer, help=f"sgd uses momentum 0.9 (default: {_D.optimizer})"
+    )
+    p.add_argument("--weight-decay", type=float, default=_D.weight_decay, help=f"(default: {_D.weight_decay})")
+    p.add_argument(
+        "--schedule", choices=SCHEDULES, default=_D.schedule, help=f"learning-rate schedule (default: {_D.schedule})"
+    )
+    p.add_argument(
+        "--image-size", type=int, default=_D.image_size, help=f"square side in pixels (default: {_D.image_size})"
+    )
+    _augmentation_options(p)
+    p.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default=_D.normalization,
+        help=f"per-channel mean/std to subtract (default: {_D.normalization})",
+    )
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=_D.val_split,
+        help=f"fraction of each class held out for validation (default: {_D.val_split})",
+    )
+    p.add_argument(
+        "--seed", type=int, default=_D.seed, help=f"seed for split, init, shuffling, augmentation (default: {_D.seed})"
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default=_D.device,
+        help=f"auto picks cuda, then mps, then cpu (default: {_D.device})",
+    )
+    p.add_argument("--max-batches", type=int, default=None, help="batches per epoch, for a dry run (default: all)")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="resnet18 only: start from ImageNet weights already in the torch hub cache, never downloaded (default: off)",
+    )
+
+
 def config_from_args(args) -> TrainConfig:
     return TrainConfig(
         model=args.model,
@@ -228,9 +246,9 @@ def run(args) -> int:
     timings = Timings(python=process_age() or 0.0)  # interpreter start-up and argument parsing
     check_args(args)
     store = open_store(args.runs_dir)
-    run_id, config = _claim_run(store, args)
+    run_id, config, source, start = _claim_run(store, args)
     with timings("index"):
-        index = _index(args, store, run_id, config)
+        index = _index(source, args, store, run_id, config)
     decoding = None
     if fits_in_memory(index.num_images, config.image_size, args.cache_mb * 2**20):
         from lib.pixels.decode import Decoding
@@ -248,7 +266,7 @@ def run(args) -> int:
     torch.set_num_threads(args.threads or idle_cores())
     with timings("store"):
         if run_id is None:
-            run_id = store.create_run(config.to_dict(), root=index.root, name=config.name)
+            run_id = store.create_run(config.to_dict(), root=index.root, name=config.name, parent=args.resume)
         fingerprint = index.fingerprint()
         store.update_run(run_id, pid=os.getpid(), fingerprint=fingerprint, classes=index.classes, root=index.root)
     stop = StopEvent()
@@ -266,6 +284,7 @@ def run(args) -> int:
             stop=stop,
             cache_bytes=args.cache_mb * 2**20,
             decoding=decoding,
+            start=start,
         )
     finally:
         for sig, handler in previous.items():
@@ -286,14 +305,14 @@ def _import_dynamo() -> None:
         pass
 
 
-def _index(args, store: RunStore, run_id: str | None, config: TrainConfig):
+def _index(source: str, args, store: RunStore, run_id: str | None, config: TrainConfig):
     """The samples to train on. In memory, the engine's one decode leaves out what fails, so the file list
     is enough (no header pass); streamed batches cannot drop a file mid-epoch, so every image is checked first.
     """
     try:
-        index = build_index(str(cli_root(args.source)), headers=False)
+        index = build_index(str(cli_root(source)), headers=False)
         if index.num_images == 0:
-            raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")
+            raise ValueError(f"{source} has no usable images; run `python -m lib inspect` to see why.")
         if not fits_in_memory(index.num_images, config.image_size, args.cache_mb * 2**20):
             index = verify_index(build_index(index.root))
             for bad in index.bad_files:
@@ -359,14 +378,22 @@ class _ParentWatch(threading.Timer):
                 return
 
 
-def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig]:
-    """(run id, config): the app's pre-created run when --run-id is given, else (None, config from flags)."""
-    if args.run_id is None:
-        return None, config_from_args(args)
-    record = store.get_run(args.run_id)
-    if record is None:
-        raise ValueError(f"No run {args.run_id} in {store.root}; leave out --run-id to start a new run.")
-    return args.run_id, TrainConfig.from_dict(record.config)
+def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig, str, dict | None]:
+    """(run id, config, source, checkpoint to start from). The run id is the app's pre-created run with
+    --run-id (None: create one); the checkpoint is the parent's `last` for --resume or a run with a parent."""
+    if args.run_id is not None:
+        record = store.get_run(args.run_id)
+        if record is None:
+            raise ValueError(f"No run {args.run_id} in {store.root}; leave out --run-id to start a new run.")
+        start = store.load_checkpoint(record.parent, "last") if record.parent else None
+        return args.run_id, TrainConfig.from_dict(record.config), args.source or record.root, start
+    if args.resume is not None:
+        parent = resumable(store, args.resume)
+        start = store.load_checkpoint(parent.id, "last")
+        return None, continue_config(start, args.epochs, name=args.name), parent.root, start
+    if args.source is None:
+        raise ValueError("Name a dataset to train on (a folder, a .zip, or `sample`), or --resume RUN_ID.")
+    return None, config_from_args(args), args.source, None
 
 
 def _report(run_id: str, result, as_json: bool, timings: Timings, checkpoint: str | None) -> None:

@@ -49,8 +49,9 @@ CREATE TABLE IF NOT EXISTS epochs (
     PRIMARY KEY (run_id, epoch));
 CREATE TABLE IF NOT EXISTS notes (run_id TEXT PRIMARY KEY, note TEXT NOT NULL);
 """
-# Columns added after the first release: an older store gets them on opening.
-_ADDED_COLUMNS = {"visitor": "TEXT"}
+# Columns added after the first release: an older store gets them on opening (guarded ALTER TABLE).
+# visitor: who started a run; parent: the run a continued run resumed from; sweep: the sweep grouping it.
+_ADDED_COLUMNS = {"visitor": "TEXT", "parent": "TEXT", "sweep": "TEXT"}
 STEP_COLUMNS = ["step", "epoch", "train_loss", "lr", "samples_per_sec"]
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "samples_per_sec"]
 
@@ -105,6 +106,8 @@ class RunRecord:
     total_steps: int | None
     checkpoint: str | None
     final: dict  # latest epoch row (EPOCH_COLUMNS) or {}
+    parent: str | None = None  # the run this one continued (`train --resume`), else None
+    sweep: str | None = None  # the sweep this run belongs to, else None
 
     def summary(self) -> dict:
         """The JSON shape of `python -m lib runs --json` (one run)."""
@@ -116,6 +119,8 @@ class RunRecord:
             "created": self.created,
             "owner": self.owner,
             "config": self.config,
+            "parent": self.parent,
+            "sweep": self.sweep,
             **self.final,
         }
 
@@ -151,10 +156,7 @@ class RunStore:
         with self._db() as con:
             con.execute("PRAGMA journal_mode=WAL")  # persistent: set once, readers never block the writer
             con.executescript(_SCHEMA)
-            known = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
-            for column, kind in _ADDED_COLUMNS.items():
-                if column not in known:
-                    con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            _add_columns(con)
 
     def _heal(self, error: sqlite3.DatabaseError) -> bool:
         """Repair what can be repaired in place: missing tables, or a file that is not a database.
@@ -228,18 +230,21 @@ class RunStore:
         pid: int | None = None,
         name: str = "",
         visitor: str | None = None,
+        parent: str | None = None,
+        sweep: str | None = None,
     ) -> str:
         """Add a run with status `running` and return its id (sortable by time).
 
         owner is the browser session (deployed mode shows a session only its own runs); visitor is
-        who started it as far as the server can tell (runs per visitor are capped across their tabs).
+        who started it as far as the server can tell (runs per visitor are capped across their tabs);
+        parent is the run it continues, sweep the sweep it belongs to.
         """
         run_id = new_run_id()
         now = time.time()
         with self._db() as con:
             con.execute(
                 "INSERT INTO runs (id, name, created, config, fingerprint, root, classes, status, message, owner,"
-                " pid, host, heartbeat, visitor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
+                " pid, host, heartbeat, visitor, parent, sweep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     name or run_id,
@@ -254,6 +259,8 @@ class RunStore:
                     socket.gethostname(),
                     now,
                     visitor,
+                    parent,
+                    sweep,
                 ),
             )
         return run_id
@@ -652,6 +659,18 @@ def _interrupted_if_dead(record: RunRecord) -> RunRecord:
     return replace(record, status=Status.INTERRUPTED, message=INTERRUPTED_MESSAGE)
 
 
+def _add_columns(con: sqlite3.Connection) -> None:
+    """Add the columns an older database lacks (guarded: ALTER TABLE ADD COLUMN fails on a duplicate)."""
+    have = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in have:
+            try:
+                con.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as e:  # another process added it between our check and now
+                if "duplicate column" not in str(e):
+                    raise
+
+
 def _record(row: sqlite3.Row) -> RunRecord:
     final = {c: row[f"f_{c}"] for c in EPOCH_COLUMNS} if row["f_epoch"] is not None else {}
     return RunRecord(
@@ -673,4 +692,6 @@ def _record(row: sqlite3.Row) -> RunRecord:
         total_steps=row["total_steps"],
         checkpoint=row["checkpoint"],
         final=final,
+        parent=row["parent"],
+        sweep=row["sweep"],
     )

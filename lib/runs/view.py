@@ -150,3 +150,25 @@ def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def with_parent_history(store: RunStore, view: RunView, max_depth: int = 50) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(steps, epochs, first own step) for a continued run's charts: its ancestors' steps and epochs
+    before the point it continued from, then its own, so the curves read as one run. first own step is
+    the run's first step (1 for a run without a parent)."""
+    steps, epochs = view.steps, view.epochs
+    first = int(steps["step"].iloc[0]) if len(steps) else 1
+    record, depth = view.record, 0
+    while record.parent and depth < max_depth:
+        parent = store.get_run(record.parent)
+        if parent is None:
+            break
+        start_step = int(steps["step"].iloc[0]) if len(steps) else None
+        start_epoch = int(epochs["epoch"].iloc[0]) if len(epochs) else None
+        before = store.steps(parent.id)
+        before = before[before["step"] < start_step] if start_step is not None else before
+        old = store.epochs(parent.id)
+        old = old[old["epoch"] < start_epoch] if start_epoch is not None else old
+        steps, epochs = pd.concat([before, steps], ignore_index=True), pd.concat([old, epochs], ignore_index=True)
+        record, depth = parent, depth + 1
+    return steps, epochs, first

@@ -15,6 +15,9 @@ with `weights_only=True` (no pickled code runs on load). Keys (FORMAT 1):
     val_paths    the validation split the run evaluated on, relative to root (POSIX), in evaluation order
     val_targets  their class indices
     metrics      the epoch's metrics when saved (train_loss, val_loss, val_accuracy, ...), {} mid-epoch
+    rng          {"shuffle": the data-order generator's state at the start of epoch `epoch + 1`,
+                  "augment": the augmentation generator's state at `step`, or None}: uint8 tensors that let
+                  a resumed run draw exactly what an uninterrupted one would (absent in older checkpoints)
 
 Plain torch rebuilds the model without this package:
 
@@ -51,6 +54,7 @@ def make_checkpoint(
     step: int,
     metrics: dict | None = None,
     partial: bool = False,
+    rng: dict | None = None,
 ) -> dict:
     """The checkpoint dict (see the module docstring); tensors are copied to the CPU."""
     mean, std = mean_std if mean_std is not None else (None, None)
@@ -70,6 +74,7 @@ def make_checkpoint(
         "val_paths": [p for p, _ in val_samples],
         "val_targets": [int(t) for _, t in val_samples],
         "metrics": dict(metrics or {}),
+        "rng": {k: v.clone() for k, v in (rng or {}).items() if v is not None},
     }
 
 

@@ -18,6 +18,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lib.pixels.decode import Decoding, decode_array
 from lib.pixels.transforms import (
@@ -39,6 +40,7 @@ from lib.runs.status import Status
 from lib.training.checkpoint import LoadedRun, make_checkpoint
 from lib.training.config import DEFAULT_CACHE_MB, TrainConfig, fits_in_memory, held_out
 from lib.training.models import build_model
+from lib.training.resume import resume_point, same_split
 from lib.training.timings import Timings
 
 DEFAULT_CACHE_BYTES = DEFAULT_CACHE_MB * 2**20
@@ -211,6 +213,20 @@ class DecodingDataset(Dataset):
         return decode_one(path, self.image_size), target
 
 
+class EpochOrder(Sampler):
+    """One torch.randperm(n, generator) per pass, drawn when the pass begins: the order TensorBatches uses,
+    and exactly one draw per epoch, so a generator state saved between epochs resumes the same order."""
+
+    def __init__(self, n: int, generator: torch.Generator | None):
+        self.n, self.generator = n, generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+
 def streaming_batches(
     samples: Sequence[tuple[str, int]],
     image_size: int,
@@ -224,8 +240,7 @@ def streaming_batches(
     return DataLoader(
         DecodingDataset(samples, image_size),
         batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
+        sampler=EpochOrder(len(samples), generator) if shuffle else None,
         num_workers=workers,
         persistent_workers=workers > 0,
         multiprocessing_context="forkserver" if workers > 0 else None,
@@ -365,6 +380,7 @@ class Data:
     mean_std: tuple | None
     cached: bool
     val_samples: list[tuple[str, int]]  # the validation images evaluated, in order (those that decoded)
+    shuffle: torch.Generator | None = None  # draws the training order; its state goes into checkpoints
 
 
 def prepare_data(
@@ -387,7 +403,9 @@ def prepare_data(
     train_s, val_s = [samples[i] for i in train_idx], [samples[i] for i in val_idx]
     shuffle = torch.Generator().manual_seed(config.seed + 1)
     if fits_in_memory(len(samples), config.image_size, cache_bytes):
-        return _cached_data(config, samples, (train_idx, val_idx), hooks, shuffle, device, timings, decoding)
+        data = _cached_data(config, samples, (train_idx, val_idx), hooks, shuffle, device, timings, decoding)
+        data.shuffle = shuffle
+        return data
     train = streaming_batches(
         train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle, workers=workers
     )
@@ -396,7 +414,7 @@ def prepare_data(
         hooks.on_progress("computing normalization")
     with timings("statistics"):
         mean_std = normalization_for(config, [p for p, _ in train_s], None)
-    return Data(train, val, mean_std, False, val_s)
+    return Data(train, val, mean_std, False, val_s, shuffle)
 
 
 def _cached_data(
@@ -476,14 +494,18 @@ def fit(
     workers: int = 2,
     model_fn: Callable[..., nn.Module] = build_model,
     decoding: Decoding | None = None,
+    start: dict | None = None,
 ) -> FitResult:
     """Train config on samples [(path, class index)]; never raises, the outcome is in result.status/message.
 
-    `decoding`: a decode of every sample already under way (see prepare_data).
+    `decoding`: a decode of every sample already under way (see prepare_data). With `start` (a checkpoint
+    dict, lib/training/checkpoint.py) training continues from it up to config.epochs in all: weights,
+    optimizer state, the generators' states and the step count are restored, and the schedule is the one
+    a run of config.epochs would follow (lib/training/resume.py).
     """
     hooks, stop, result = hooks or Hooks(), stop or threading.Event(), FitResult()
     try:
-        _fit(config, samples, classes, hooks, stop, result, (cache_bytes, workers, decoding), model_fn)
+        _fit(config, samples, classes, hooks, stop, result, (cache_bytes, workers, decoding), model_fn, start)
         result.status, result.message = Status.COMPLETED, f"Trained {len(result.epochs)} epochs."
     except Diverged as e:
         result.status = Status.DIVERGED
@@ -504,7 +526,7 @@ def fit(
     return result
 
 
-def _fit(config, samples, classes, hooks, stop, result, loading, model_fn) -> None:
+def _fit(config, samples, classes, hooks, stop, result, loading, model_fn, start=None) -> None:
     (cache_bytes, workers, decoding), device, timed = loading, resolve_device(config.device), result.timings
     data = prepare_data(
         config,
@@ -516,36 +538,54 @@ def _fit(config, samples, classes, hooks, stop, result, loading, model_fn) -> No
         timings=timed,
         decoding=decoding,
     )
+    if start is not None:
+        same_split(start, data.val_samples)
+        data.mean_std = (tuple(start["mean"]), tuple(start["std"])) if start.get("mean") is not None else None
     result.mean_std = data.mean_std
     per_epoch = min(len(data.train), config.max_batches or len(data.train))
+    augment = augmentation_generator(config.seed)
     with timed("model"):  # the model, its optimizer and schedule
         torch.manual_seed(config.seed)  # weight init
         model = model_fn(config.model, len(classes), config.image_size, pretrained=config.pretrained).to(device)
         optimizer = make_optimizer(config, model.parameters())
+        begin = (
+            resume_point(start, model, optimizer, data.shuffle, augment, per_epoch, hooks.on_progress)
+            if start
+            else None
+        )
+        # Built after the optimizer state is restored, then advanced to the resumed step: the schedule an
+        # uninterrupted run of config.epochs follows (make_scheduler's own first step is step 0).
         scheduler = make_scheduler(config, optimizer, per_epoch * config.epochs)
+        first_epoch, step0, skip = (begin.epoch, begin.step, begin.skip) if begin else (1, 0, 0)
+        advance(scheduler, step0)
     result.model = model
-    prepare = batch_preparer(device, data.mean_std, config.augmentation(), augmentation_generator(config.seed))
+    prepare = batch_preparer(device, data.mean_std, config.augmentation(), augment)
     hooks.on_start(per_epoch * config.epochs, classes, data.mean_std)
     recorder = _Recorder(hooks, result.losses)
 
-    def checkpoint(epoch: int, metrics: dict | None, best: bool, partial: bool = False) -> None:
+    def checkpoint(epoch: int, metrics: dict | None, best: bool, shuffle_state, partial: bool = False) -> None:
+        rng = {"shuffle": shuffle_state, "augment": augment.get_state()}
         with timed("checkpoint"):
             state = make_checkpoint(
                 model, optimizer, scheduler, config=config, classes=classes, mean_std=data.mean_std,
-                val_samples=data.val_samples, epoch=epoch, step=len(result.losses), metrics=metrics, partial=partial,
+                val_samples=data.val_samples, epoch=epoch, step=step0 + len(result.losses), metrics=metrics,
+                partial=partial, rng=rng,
             )  # fmt: skip
             hooks.on_checkpoint(state, best=best)
 
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
+        epoch_start = data.shuffle.get_state() if data.shuffle is not None else None
+        loader, batches = (skipping(data.train, skip), per_epoch - skip) if skip else (data.train, config.max_batches)
+        skip = 0
         try:
             with timed("epochs"):  # training and validation passes, steps written to the hooks as they go
                 stats = train_epoch(
-                    model, device, data.train, optimizer, scheduler, epoch, prepare, recorder, stop,
-                    len(result.losses), config.max_batches,
+                    model, device, loader, optimizer, scheduler, epoch, prepare, recorder, stop,
+                    step0 + len(result.losses), batches,
                 )  # fmt: skip
                 val_loss, val_accuracy = validation_pass(model, device, data.val, prepare, config)
         except Stopped:
-            checkpoint(epoch - 1, None, best=False, partial=True)  # resume from here
+            checkpoint(epoch - 1, None, False, epoch_start, partial=True)  # resume from here
             raise
         metrics = dict(
             epoch=epoch,
@@ -560,7 +600,26 @@ def _fit(config, samples, classes, hooks, stop, result, loading, model_fn) -> No
         check_validation_loss(val_loss, len(classes), epoch)  # a diverged epoch's weights are not checkpointed
         best = val_loss < result.best_val_loss
         result.best_val_loss = min(val_loss, result.best_val_loss)
-        checkpoint(epoch, metrics, best=best)
+        after = data.shuffle.get_state() if data.shuffle is not None else None  # = the next epoch's start
+        checkpoint(epoch, metrics, best, after)
+
+
+def skipping(loader: Iterable[Batch], skip: int) -> Iterator[Batch]:
+    """loader's batches after the first `skip` (resuming mid-epoch: the order is drawn as usual, then skipped)."""
+    for i, batch in enumerate(loader):
+        if i >= skip:
+            yield batch
+
+
+def advance(scheduler, steps: int) -> None:
+    """Step a fresh scheduler `steps` times without training, so its learning rate is the one an
+    uninterrupted run reaches there (the same recursion, so the same floats)."""
+    if scheduler is None or steps == 0:
+        return
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(steps):
+            scheduler.step()
 
 
 EXPLODED_LOSS = 100.0  # x ln(classes), the loss of a uniform guess: far past any model that merely overfits

@@ -12,6 +12,7 @@ store's stop column, which the trainer reads after a batch at least every 0.2 s,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -25,6 +26,7 @@ from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.settings import Settings, load_settings
 from lib.training.config import TrainConfig
+from lib.training.resume import continue_config, resumable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _start_lock = threading.Lock()  # one check-then-start at a time within this server
@@ -92,35 +94,80 @@ def start_run(
     """
     settings = settings or load_settings()
     check_limits(config, settings)
+    return _spawn(config, root, store, owner, settings, visitor)
+
+
+def _spawn(
+    config: TrainConfig,
+    root: str | Path,
+    store: RunStore,
+    owner: str | None,
+    settings: Settings,
+    visitor: str | None = None,
+    parent: str | None = None,
+) -> str:
+    """Create the run (linked to `parent`, whose checkpoint the trainer then continues) and start its trainer."""
     with _start_lock:
         check_capacity(store, owner, settings, visitor)
-        run_id = store.create_run(config.to_dict(), root=str(root), owner=owner, name=config.name, visitor=visitor)
+        run_id = store.create_run(
+            config.to_dict(), root=str(root), owner=owner, name=config.name, visitor=visitor, parent=parent
+        )
         log = store.root / "logs" / f"{run_id}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "lib", "train", str(root), "--run-id", run_id, "--runs-dir", str(store.root)]
         # The trainer ends with this server, and within the per-run time limit.
-        cmd += ["--parent-pid", str(os.getpid()), "--max-minutes", str(settings.max_run_minutes)]
-        if settings.deployed:  # concurrent trainers share the cores, and leave the server its share
-            cmd += ["--threads", str(trainer_threads(settings))]
-        # The trainer opens images under the same per-image limits as this server.
-        env = {
-            **os.environ,
-            "TORCHSCOPE_MAX_IMAGE_PIXELS": str(settings.max_image_pixels),
-            "TORCHSCOPE_MAX_IMAGE_FRAMES": str(settings.max_image_frames),
-        }
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                cmd,
-                env=env,
-                cwd=PROJECT_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        args = ["train", str(root), "--run-id", run_id, "--runs-dir", str(store.root)]
+        args += ["--parent-pid", str(os.getpid()), "--max-minutes", str(settings.max_run_minutes)]
+        proc = launch(args, log, settings)
         store.update_run(run_id, pid=proc.pid)
     threading.Thread(target=_reap, args=(proc, store, run_id, log), daemon=True, name=f"reap-{run_id}").start()
     return run_id
+
+
+def launch(args: list[str], log: Path, settings: Settings) -> subprocess.Popen:
+    """Start `python -m lib ARGS` in its own session, output to log (deployed: its share of the cores)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "lib", *args]
+    if settings.deployed:  # concurrent trainers share the cores, and leave the server its share
+        cmd += ["--threads", str(trainer_threads(settings))]
+    # The process opens images under the same per-image limits as this server.
+    env = {
+        **os.environ,
+        "TORCHSCOPE_MAX_IMAGE_PIXELS": str(settings.max_image_pixels),
+        "TORCHSCOPE_MAX_IMAGE_FRAMES": str(settings.max_image_frames),
+    }
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def continue_run(
+    parent_id: str,
+    more_epochs: int,
+    store: RunStore,
+    owner: str | None,
+    *,
+    settings: Settings | None = None,
+    visitor: str | None = None,
+) -> str:
+    """Train `more_epochs` more epochs of a run from its `last` checkpoint, as a new run linked to it.
+
+    The server's epoch limit applies to the epochs this run adds, not to the parent's.
+
+    Raises:
+        ValueError: for a run that cannot be continued (see resumable), or the limits of start_run.
+    """
+    settings = settings or load_settings()
+    parent = resumable(store, parent_id)
+    config = continue_config({"config": parent.config, "epoch": parent.final.get("epoch", 0)}, more_epochs)
+    check_limits(dataclasses.replace(config, epochs=more_epochs), settings)
+    config = dataclasses.replace(config, name=f"{parent.name} +{more_epochs}")
+    return _spawn(config, parent.root, store, owner, settings, visitor, parent=parent_id)
 
 
 def trainer_threads(settings: Settings, cores: int | None = None) -> int:

@@ -60,14 +60,16 @@ def execute_run(
     stop: threading.Event | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     decoding=None,
+    start: dict | None = None,
 ) -> FitResult:
     """Train in this process, writing to the store; checkpoints are saved by the hooks as epochs end.
 
     Whatever the outcome, the run keeps its newest checkpoint: a diverged or failed run keeps the one of
-    its last whole epoch, a stopped run the one where it stopped.
+    its last whole epoch, a stopped run the one where it stopped. With `start` (a checkpoint) the run
+    continues from it (lib/training/resume.py).
     """
     hooks = hooks or StoreHooks(store, run_id)
-    result = fit(config, samples, classes, hooks, stop, cache_bytes=cache_bytes, decoding=decoding)
+    result = fit(config, samples, classes, hooks, stop, cache_bytes=cache_bytes, decoding=decoding, start=start)
     hooks.close()
     last = store.checkpoint_path(run_id, "last")
     store.finish(run_id, result.status, result.message, str(last) if last.exists() else None)

@@ -1,0 +1,171 @@
+"""The Train page's tools beyond one run: Train more (continue a run), a sweep's status and Stop, and
+the learning-rate finder. Drawn by pages/train.py; each keeps what must survive a page switch under
+its own session-state key.
+
+Widget keys: train_more_epochs, train_more (button "Train more"; runs_more_* on the Runs page), train_sweep_stop ("Stop sweep"),
+train_lrf_use ("Use this learning rate"), chart key train_lrf_chart.
+Session state written: train_follow (a run to show on the next rerun), train_sweep (the sweep this
+session started), train_lrf (the finder's process and output file), train_lrf_result (its JSON),
+and "Use this learning rate" sets the sidebar's kept train_lr.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+from lib.app import sessions
+from lib.app.state import set_value
+from lib.app.text import plain, plain_error
+from lib.charts.lr_finder import lr_finder_chart, lr_finder_frame
+from lib.runs.status import Status
+from lib.runs.store import RunRecord, RunStore
+from lib.runs.sweeps import get_sweep, request_sweep_stop, sweep_runs
+from lib.settings import Settings
+from lib.training.config import TrainConfig
+from lib.training.resume import RESUMABLE
+from lib.training.runner import PROJECT_ROOT, check_limits, continue_run
+
+
+def follow(run_id: str) -> None:
+    """Show run_id after the rerun (the runs picker is already drawn in this one)."""
+    st.session_state.train_follow = run_id
+    st.rerun()
+
+
+def take_followed() -> None:
+    """Before the runs picker is drawn: select the run asked for by follow()."""
+    if "train_follow" in st.session_state:
+        set_value("train_run", st.session_state.pop("train_follow"))
+
+
+def train_more(
+    record: RunRecord, store: RunStore, owner: str, settings: Settings, *, key: str = "train", switch: bool = False
+) -> None:
+    """For a stopped, completed or interrupted run: N more epochs from its last checkpoint, as a new run.
+    Widget keys are `{key}_more_epochs` and `{key}_more`; with switch the Train page opens on the new run."""
+    if record.status not in RESUMABLE or not store.checkpoint_path(record.id, "last").exists():
+        return
+    left, right = st.columns([1, 3], vertical_alignment="bottom")
+    more = left.number_input("More epochs", 1, settings.max_epochs, 1, key=f"{key}_more_epochs")
+    if right.button("Train more", key=f"{key}_more", help="continue from the last checkpoint as a new, linked run"):
+        try:
+            visitor = sessions.visitor_id(owner, st.context.ip_address, st.context.headers.get("User-Agent"))
+            child = continue_run(record.id, int(more), store, owner, settings=settings, visitor=visitor)
+        except ValueError as e:
+            st.warning(plain_error(e))
+            return
+        if switch:
+            st.session_state.train_follow = child
+            st.switch_page("pages/train.py")
+        follow(child)
+
+
+def parent_note(record: RunRecord, store: RunStore, first_step: int) -> None:
+    """Say where a continued run comes from and where its own steps begin."""
+    if record.parent:
+        parent = store.get_run(record.parent)
+        name = parent.name if parent is not None else record.parent
+        st.caption(
+            plain(f"Continues run {name} from step {first_step - 1:,}: the curves up to there are its parent's.")
+        )
+
+
+def sweep_panel(sweep_id: str, store: RunStore, shown: str | None) -> None:
+    """The sweep's progress and a Stop for the whole sweep; while it runs, follow its newest run."""
+    sweep = get_sweep(store, sweep_id)
+    if sweep is None:
+        return
+    runs = sweep_runs(store, sweep_id)
+
+    @st.fragment(run_every=1.0 if sweep.status == Status.RUNNING else None)
+    def live() -> None:
+        now, mine = get_sweep(store, sweep_id), sweep_runs(store, sweep_id)
+        if len(mine) != len(runs) or now.status != sweep.status:
+            if mine and mine[-1].id != shown:
+                follow(mine[-1].id)
+            st.rerun(scope="app")
+        done = sum(r.status != Status.RUNNING for r in mine)
+        text = f"Sweep {now.id}: {done} of {now.total} runs finished; {now.status}. {now.message}"
+        (st.info if now.status == Status.RUNNING else st.success)(plain(text))
+        if now.status == Status.RUNNING and st.button("Stop sweep", key="train_sweep_stop"):
+            request_sweep_stop(store, sweep_id)
+            st.toast("Stopping the sweep: its running run stops after the current batch, no further run starts.")
+
+    live()
+
+
+def start_lr_finder(config: TrainConfig, root: str, store: RunStore, session_id: str, settings: Settings) -> None:
+    """Start `python -m lib lr-find` for config in its own process (a short training, outside the script run)."""
+    try:
+        check_limits(config, settings)
+    except ValueError as e:
+        st.warning(plain_error(e))
+        return
+    out = store.root / "lr-find" / f"{session_id}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "lib", "lr-find", str(root), "--config", json.dumps(config.to_dict()), "--json"]
+    with open(out, "wb") as stdout, open(out.with_suffix(".log"), "wb") as stderr:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+    threading.Thread(target=proc.wait, daemon=True, name=f"reap-lr-find-{proc.pid}").start()  # no zombie
+    st.session_state.train_lrf = {"proc": proc, "out": str(out)}
+    st.session_state.pop("train_lrf_result", None)
+
+
+def lr_finder_panel() -> None:
+    """The finder's progress, then its chart and a button that puts the suggestion in the sidebar."""
+    job = st.session_state.get("train_lrf")
+    if job is None and "train_lrf_result" not in st.session_state:
+        return
+
+    @st.fragment(run_every=1.0 if job is not None else None)
+    def live() -> None:
+        running = st.session_state.get("train_lrf")
+        if running is not None and running["proc"].poll() is None:
+            st.info("Finding a learning rate: about 100 batches at growing rates…")
+            return
+        if running is not None:
+            st.session_state.train_lrf_result = _read_result(running["proc"].returncode, Path(running["out"]))
+            del st.session_state.train_lrf
+            st.rerun(scope="app")
+        lr_finder_result(st.session_state.train_lrf_result)
+
+    with st.expander("Learning-rate finder", expanded=True):
+        live()
+
+
+def _read_result(code: int | None, out: Path) -> dict:
+    """The finder's JSON, or {"error": its one-line reason}."""
+    if code == 0:
+        try:
+            return json.loads(out.read_text().strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError):
+            pass
+    log = out.with_suffix(".log")
+    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    return {"error": lines[-1].removeprefix("error: ") if lines else f"The finder exited with code {code}."}
+
+
+def lr_finder_result(result: dict) -> None:
+    """Chart and suggestion of a finished sweep; "Use this learning rate" sets the sidebar's lr."""
+    if "error" in result:
+        st.warning(plain(result["error"]))
+        return
+    frame = lr_finder_frame(result["lrs"], result["losses"], result["smoothed"])
+    suggested = result["suggested_lr"]
+    if frame.empty or suggested is None:
+        st.warning("Every batch's loss was non-finite; turn normalization on or lower the start rate.")
+        return
+    lr = float(f"{suggested:.2g}")
+    st.altair_chart(lr_finder_chart(frame, suggested), width="stretch", key="train_lrf_chart")
+    st.caption(plain(f"Suggested learning rate {lr:g}: {result['rule']}. {len(frame)} batches."))
+    st.button("Use this learning rate", key="train_lrf_use", on_click=_use_lr, args=(lr,))
+
+
+def _use_lr(lr: float) -> None:
+    set_value("train_lr", lr)  # kept across page switches; the slider's options include the kept value

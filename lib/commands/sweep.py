@@ -1,0 +1,99 @@
+"""`python -m lib sweep SOURCE --vary lr=1e-3,3e-3 [--vary batch-size=32,64] [train options]`: train a grid
+of runs one after another into the run store, grouped as one sweep. The app starts the same command with
+--sweep-id for a sweep it created. Exit codes: 0 every run trained, 2 bad input, 4 stopped (SIGINT/SIGTERM
+or Stop in the app stop the running run after its batch and start no further one).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+
+from lib.commands.train import add_recipe_options, config_from_args
+from lib.data.sources import cli_root
+from lib.runs.status import Status
+from lib.runs.store import RunStore
+from lib.runs.sweeps import create_sweep, sweep_runs, sweep_winner
+from lib.settings import load_settings
+from lib.training.config import DEFAULT_CACHE_MB
+from lib.training.sweep import SWEEPABLE, check_sweep_limits, grid, parse_values
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train a grid over one or two hyperparameters, one run after another, as one sweep",
+        epilog="exit codes: 0 completed, 2 bad input, 4 stopped",
+    )
+    p.add_argument("source", nargs="?", default=None, help="an ImageFolder folder, a .zip of one, or `sample`")
+    p.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help=f"a hyperparameter and its values, once or twice; NAME one of {', '.join(SWEEPABLE)} "
+        "(dashes or underscores) (default: none, required without --sweep-id)",
+    )
+    add_recipe_options(p)
+    p.add_argument("--runs-dir", default=None, help="the run store folder (default: $TORCHSCOPE_RUNS_DIR)")
+    p.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB, help=f"as for train (default: {DEFAULT_CACHE_MB})")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
+    p.add_argument("--sweep-id", default=None, help="drive a sweep the app created in the store (default: a new one)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
+    p.set_defaults(func=run, name="")
+
+
+def _axes(args) -> list:
+    """[[field, values], ...] from the --vary options."""
+    axes = []
+    for spec in args.vary:
+        name, sep, values = spec.partition("=")
+        if not sep:
+            raise ValueError(f"Write --vary as NAME=V1,V2 (e.g. lr=1e-3,3e-3), got {spec!r}.")
+        field = name.strip().replace("-", "_")
+        axes.append([field, parse_values(field, values)])
+    return axes
+
+
+def _create(store: RunStore, args) -> str:
+    """A new sweep in the store from the command line's options (limits checked first)."""
+    if args.source is None:
+        raise ValueError("Name a dataset to sweep on (a folder, a .zip, or `sample`), or --sweep-id.")
+    base, axes = config_from_args(args), _axes(args)
+    configs = grid(base, axes)
+    check_sweep_limits(configs, load_settings())
+    return create_sweep(store, base.to_dict(), axes, len(configs), root=str(cli_root(args.source)), owner=None)
+
+
+def run(args) -> int:
+    store = RunStore(args.runs_dir)
+    sweep_id = args.sweep_id or _create(store, args)
+    import torch
+
+    from lib.training.engine import default_threads
+    from lib.training.sweep import drive_sweep
+
+    torch.set_num_threads(args.threads or default_threads())
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        outcome = drive_sweep(store, sweep_id, load_settings(), stop, cache_bytes=args.cache_mb * 2**20)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    runs = sweep_runs(store, sweep_id)
+    winner = sweep_winner(runs)
+    if args.json:
+        rows = [{"run_id": r.id, "name": r.name, "status": r.status, **r.final} for r in runs]
+        print(json.dumps({"sweep_id": sweep_id, "status": outcome.status, "winner": winner, "runs": rows}))
+    else:
+        for r in runs:
+            acc = r.final.get("val_accuracy")
+            mark = "  <- winner" if r.id == winner else ""
+            print(
+                f"{r.id}  {r.name}: {r.status}, val accuracy {acc:.1%}{mark}"
+                if acc is not None
+                else f"{r.id}  {r.name}: {r.status}"
+            )
+    return 4 if outcome.status == Status.STOPPED else 0

@@ -1,0 +1,63 @@
+"""Train more, and the learning-rate finder, in a real browser: a continued run draws after its parent,
+the finder's chart appears and its suggestion lands in the sidebar."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.browser.conftest import shot, start_app, stop_app, wait_idle
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def app_with_a_run(tmp_path_factory):
+    from tests.browser.conftest import _require_browser
+
+    _require_browser()
+    tmp = tmp_path_factory.mktemp("tools")
+    args = ["train", "sample", "--model", "mlp", "--epochs", "2", "--max-batches", "4", "--image-size", "16"]
+    done = subprocess.run([sys.executable, "-m", "lib", *args, "--runs-dir", str(tmp / "runs"), "--json"],
+                          capture_output=True, text=True, timeout=300, env=None)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout.strip().splitlines()[-1])["run_id"]
+    proc, url = start_app(tmp)
+    yield url, run_id
+    stop_app(proc)
+
+
+def test_train_more_then_find_a_learning_rate(page, app_with_a_run):
+    url, parent = app_with_a_run
+    page.goto(f"{url}/train")
+    wait_idle(page)
+    page.get_by_role("button", name="Train more").click()
+    page.get_by_text(re.compile(r"^Continues run")).first.wait_for(timeout=90_000)
+    page.get_by_text("Completed.").first.wait_for(timeout=120_000)
+    wait_idle(page)
+    assert page.locator("[data-testid='stException']").count() == 0
+    shot(page, "train-more-1400")
+    page.set_viewport_size({"width": 800, "height": 1000})
+    wait_idle(page)
+    shot(page, "train-more-800")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.locator(".st-key-train_model").click()  # a light model: the finder trains 100 batches
+    page.get_by_role("option", name="mlp", exact=True).click()
+    sidebar.get_by_label("Image size (px)").fill("16")
+    sidebar.get_by_role("button", name="Find learning rate").click()
+    page.get_by_text("Use this learning rate").wait_for(timeout=400_000)
+    caption = page.get_by_text(re.compile(r"^Suggested learning rate")).first.inner_text()
+    suggested = re.search(r"rate ([0-9.e-]+):", caption).group(1)
+    wait_idle(page)
+    shot(page, "lr-finder-1400")
+    page.set_viewport_size({"width": 800, "height": 1000})
+    wait_idle(page)
+    shot(page, "lr-finder-800")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.locator(".st-key-train_lrf_use button").click()
+    wait_idle(page)
+    sidebar.get_by_text(suggested, exact=True).wait_for()  # the learning-rate slider's value label
+    assert page.locator("[data-testid='stException']").count() == 0

@@ -1,0 +1,97 @@
+"""Sweeps: the grid, the limits on the whole sweep, runs trained one after another and grouped, the winner,
+Stop ending the whole sweep, and a queued run waiting for a free slot."""
+
+import json
+import os
+import threading
+
+import pytest
+from train_helpers import wait_for
+
+from lib.__main__ import main
+from lib.data.sample import sample_root
+from lib.runs.store import RunStore
+from lib.runs.sweeps import create_sweep, get_sweep, list_sweeps, request_sweep_stop, sweep_runs, sweep_winner
+from lib.settings import Settings
+from lib.training.config import TrainConfig
+from lib.training.sweep import check_sweep_limits, drive_sweep, grid, parse_values, start_sweep
+
+TINY = TrainConfig(model="mlp", image_size=8, batch_size=16, max_batches=2, epochs=1)
+
+
+def test_the_grid_is_every_combination_named_by_what_it_varies():
+    configs = grid(TINY, [["lr", [1e-3, 1e-2]], ["batch_size", [16, 32, 64]]])
+    assert [(c.lr, c.batch_size) for c in configs] == [(a, b) for a in (1e-3, 1e-2) for b in (16, 32, 64)]
+    assert configs[0].name == "lr=0.001 batch_size=16" and {c.model for c in configs} == {"mlp"}
+    assert parse_values("lr", "1e-3, 3e-3,1e-3,") == [1e-3, 3e-3]
+    with pytest.raises(ValueError, match="not a valid batch_size"):
+        parse_values("batch_size", "32, big")
+    with pytest.raises(ValueError, match="Cannot sweep"):
+        parse_values("val_split", "0.1")
+    with pytest.raises(ValueError, match="Unknown optimizer"):
+        grid(TINY, [["optimizer", ["adam", "rmsprop"]]])
+    with pytest.raises(ValueError, match="one or two"):
+        grid(TINY, [["lr", [1e-3]], ["seed", [1]], ["epochs", [1]]])
+
+
+def test_the_epoch_limit_covers_the_whole_sweep(tmp_path):
+    configs = grid(TINY.__class__(epochs=4), [["lr", [1e-3, 1e-2, 1e-1]]])  # 3 runs x 4 epochs = 12
+    check_sweep_limits(configs, Settings(max_epochs=12))
+    with pytest.raises(ValueError, match="12 epochs in all .* at most 10"):
+        check_sweep_limits(configs, Settings(max_epochs=10))
+    store = RunStore(tmp_path)
+    with pytest.raises(ValueError, match="at most 10"):
+        start_sweep(
+            TrainConfig(epochs=4),
+            [["lr", [1e-3, 1e-2, 1e-1]]],
+            sample_root(),
+            store,
+            "s",
+            settings=Settings(max_epochs=10),
+        )
+    assert list_sweeps(store) == [] and store.list_runs() == []  # refused before anything was queued
+
+
+def test_cli_sweep_trains_every_run_in_turn_and_names_the_winner(tmp_path, capsys):
+    args = ["sweep", "sample", "--vary", "lr=1e-4,1e-2", "--vary", "batch-size=16,32", "--model", "mlp"]
+    code = main(
+        [*args, "--image-size", "8", "--max-batches", "2", "--epochs", "1", "--runs-dir", str(tmp_path), "--json"]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    store = RunStore(tmp_path)
+    runs = sweep_runs(store, out["sweep_id"])
+    assert [r.name for r in runs] == ["lr=0.0001 batch_size=16", "lr=0.0001 batch_size=32", "lr=0.01 batch_size=16",
+                                      "lr=0.01 batch_size=32"]  # fmt: skip
+    assert all(r.status == "completed" and r.sweep == out["sweep_id"] for r in runs)
+    assert all(a.ended <= b.created for a, b in zip(runs, runs[1:])), "one after another, never overlapping"
+    best = max(runs, key=lambda r: r.final["val_accuracy"])
+    assert out["winner"] == best.id == sweep_winner(runs)
+    assert get_sweep(store, out["sweep_id"]).status == "completed"
+
+
+def test_stop_ends_the_whole_sweep_from_another_process(tmp_path):
+    store = RunStore(tmp_path)
+    base = TrainConfig(model="mlp", image_size=8, batch_size=8, epochs=30)
+    sweep_id = start_sweep(base, [["lr", [1e-3, 2e-3, 3e-3]]], sample_root(), store, "s1", settings=Settings())
+    wait_for(lambda: sweep_runs(store, sweep_id) and len(store.steps(sweep_runs(store, sweep_id)[0].id)) >= 2)
+    request_sweep_stop(store, sweep_id)
+    sweep = wait_for(lambda: (s := get_sweep(store, sweep_id)).status != "running" and s)
+    assert sweep.status == "stopped", sweep.message
+    (run,) = sweep_runs(store, sweep_id)  # no second run started
+    assert run.status == "stopped" and run.owner == "s1"
+
+
+def test_a_queued_run_waits_for_a_free_slot(tmp_path, monkeypatch):
+    monkeypatch.setattr("lib.training.sweep.WAIT_S", 0.05)
+    store = RunStore(tmp_path)
+    busy = store.create_run({"model": "mlp"}, owner="s1", pid=os.getpid())  # this owner's other run, training
+    sweep_id = create_sweep(store, TINY.to_dict(), [["lr", [1e-3]]], 1, root=str(sample_root()), owner="s1")
+    thread = threading.Thread(target=drive_sweep, args=(store, sweep_id, Settings(), threading.Event()),
+                              kwargs={"cache_bytes": 2**30})  # fmt: skip
+    thread.start()
+    wait_for(lambda: get_sweep(store, sweep_id).message.startswith("waiting"))
+    assert sweep_runs(store, sweep_id) == []
+    store.finish(busy, "completed")
+    thread.join(timeout=120)
+    assert get_sweep(store, sweep_id).status == "completed" and len(sweep_runs(store, sweep_id)) == 1
