@@ -118,25 +118,26 @@ def start_lr_finder(config: TrainConfig, root: str, store: RunStore, session_id:
 
 
 def lr_finder_panel() -> None:
-    """The finder's progress, then its chart and a button that puts the suggestion in the sidebar."""
+    """The finder's progress (polled while its process runs), then its chart and a button that puts the
+    suggestion in the sidebar; the result is drawn outside the poll, so that button reruns the whole page."""
     job = st.session_state.get("train_lrf")
     if job is None and "train_lrf_result" not in st.session_state:
         return
-
-    @st.fragment(run_every=1.0 if job is not None else None)
-    def live() -> None:
-        running = st.session_state.get("train_lrf")
-        if running is not None and running["proc"].poll() is None:
-            st.info("Finding a learning rate: about 100 batches at growing rates…")
+    with st.expander("Learning-rate finder", expanded=True):
+        if job is None:
+            lr_finder_result(st.session_state.train_lrf_result)
             return
-        if running is not None:
-            st.session_state.train_lrf_result = _read_result(running["proc"].returncode, Path(running["out"]))
+
+        @st.fragment(run_every=1.0)
+        def poll() -> None:
+            if job["proc"].poll() is None:
+                st.info("Finding a learning rate: about 100 batches at growing rates…")
+                return
+            st.session_state.train_lrf_result = _read_result(job["proc"].returncode, Path(job["out"]))
             del st.session_state.train_lrf
             st.rerun(scope="app")
-        lr_finder_result(st.session_state.train_lrf_result)
 
-    with st.expander("Learning-rate finder", expanded=True):
-        live()
+        poll()
 
 
 def _read_result(code: int | None, out: Path) -> dict:

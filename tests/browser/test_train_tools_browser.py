@@ -59,5 +59,7 @@ def test_train_more_then_find_a_learning_rate(page, app_with_a_run):
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.locator(".st-key-train_lrf_use button").click()
     wait_idle(page)
+    sidebar.locator(".st-key-train_lr").scroll_into_view_if_needed()
+    shot(page, "lr-used-1400")
     sidebar.get_by_text(suggested, exact=True).wait_for()  # the learning-rate slider's value label
     assert page.locator("[data-testid='stException']").count() == 0
