@@ -2,11 +2,11 @@
 the learning-rate finder. Drawn by pages/train.py; each keeps what must survive a page switch under
 its own session-state key.
 
-Widget keys: train_more_epochs, train_more (button "Train more"; runs_more_* on the Runs page), train_sweep_stop ("Stop sweep"),
-train_lrf_use ("Use this learning rate"), chart key train_lrf_chart.
+Widget keys: train_more_epochs, train_more (button "Train more"; runs_more_* on the Runs page),
+train_sweep_stop ("Stop sweep"), train_lrf_use ("Use this learning rate"), chart key train_lrf_chart.
 Session state written: train_follow (a run to show on the next rerun), train_sweep (the sweep this
-session started), train_lrf (the finder's process and output file), train_lrf_result (its JSON),
-and "Use this learning rate" sets the sidebar's kept train_lr.
+session started), train_sweep_followed (its newest run, shown once), train_lrf (the finder's process and
+output file), train_lrf_result (its JSON); "Use this learning rate" sets the sidebar's kept train_lr.
 """
 
 from __future__ import annotations
@@ -76,19 +76,19 @@ def parent_note(record: RunRecord, store: RunStore, first_step: int) -> None:
         )
 
 
-def sweep_panel(sweep_id: str, store: RunStore, shown: str | None) -> None:
-    """The sweep's progress and a Stop for the whole sweep; while it runs, follow its newest run."""
+def sweep_panel(sweep_id: str, store: RunStore) -> None:
+    """The sweep's progress and a Stop for the whole sweep; each new run of the sweep is shown as it starts."""
     sweep = get_sweep(store, sweep_id)
     if sweep is None:
         return
-    runs = sweep_runs(store, sweep_id)
 
     @st.fragment(run_every=1.0 if sweep.status == Status.RUNNING else None)
     def live() -> None:
         now, mine = get_sweep(store, sweep_id), sweep_runs(store, sweep_id)
-        if len(mine) != len(runs) or now.status != sweep.status:
-            if mine and mine[-1].id != shown:
-                follow(mine[-1].id)
+        if mine and mine[-1].id != st.session_state.get("train_sweep_followed"):
+            st.session_state.train_sweep_followed = mine[-1].id  # follow each new run once; the picker stays free
+            follow(mine[-1].id)
+        if now.status != sweep.status:
             st.rerun(scope="app")
         done = sum(r.status != Status.RUNNING for r in mine)
         text = f"Sweep {now.id}: {done} of {now.total} runs finished; {now.status}. {now.message}"

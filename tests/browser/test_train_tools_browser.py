@@ -44,7 +44,7 @@ def test_train_more_then_find_a_learning_rate(page, app_with_a_run):
     shot(page, "train-more-800")
     page.set_viewport_size({"width": 1400, "height": 1000})
     sidebar = page.locator("[data-testid='stSidebar']")
-    sidebar.locator(".st-key-train_model").click()  # a light model: the finder trains 100 batches
+    sidebar.locator(".st-key-train_model [data-baseweb='select']").click()  # a light model: the finder trains 100 batches
     page.get_by_role("option", name="mlp", exact=True).click()
     sidebar.get_by_label("Image size (px)").fill("16")
     sidebar.get_by_role("button", name="Find learning rate").click()
@@ -62,4 +62,29 @@ def test_train_more_then_find_a_learning_rate(page, app_with_a_run):
     sidebar.locator(".st-key-train_lr").scroll_into_view_if_needed()
     shot(page, "lr-used-1400")
     sidebar.get_by_text(suggested, exact=True).wait_for()  # the learning-rate slider's value label
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_a_sweep_from_the_sidebar_shows_its_progress_and_stops_as_a_whole(page, app_with_a_run):
+    url, _ = app_with_a_run
+    page.goto(f"{url}/train")
+    wait_idle(page)
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.locator(".st-key-train_model [data-baseweb='select']").click()
+    page.get_by_role("option", name="mlp", exact=True).click()
+    sidebar.get_by_label("Epochs").fill("20")
+    sidebar.locator(".st-key-train_sweep_param1 [data-baseweb='select']").click()
+    page.get_by_role("option", name="lr", exact=True).click()
+    sidebar.get_by_label("Values #1").fill("1e-3, 3e-3")
+    sidebar.get_by_role("button", name="Start sweep").click()
+    page.get_by_text(re.compile(r"^Sweep sweep-.*0 of 2 runs finished")).first.wait_for(timeout=120_000)
+    page.locator(".st-key-train_run", has_text="lr=0.001").wait_for(timeout=120_000)  # shows the sweep's run
+    page.get_by_text(re.compile(r"^Steps recorded: ")).first.wait_for(timeout=120_000)
+    wait_idle(page)
+    sidebar.locator(".st-key-train_sweep_param1").scroll_into_view_if_needed()
+    shot(page, "sweep-1400")
+    page.set_viewport_size({"width": 800, "height": 1000})
+    shot(page, "sweep-800")
+    page.locator(".st-key-train_sweep_stop button").click()
+    page.get_by_text(re.compile(r"^Sweep sweep-.*stopped")).first.wait_for(timeout=120_000)
     assert page.locator("[data-testid='stException']").count() == 0
