@@ -44,7 +44,7 @@ def test_train_more_then_find_a_learning_rate(page, app_with_a_run):
     shot(page, "train-more-800")
     page.set_viewport_size({"width": 1400, "height": 1000})
     sidebar = page.locator("[data-testid='stSidebar']")
-    sidebar.locator(".st-key-train_model [data-baseweb='select']").click()  # a light model: the finder trains 100 batches
+    sidebar.locator(".st-key-train_model").click()  # a light model: the finder trains 100 batches
     page.get_by_role("option", name="mlp", exact=True).click()
     sidebar.get_by_label("Image size (px)").fill("16")
     sidebar.get_by_role("button", name="Find learning rate").click()
@@ -70,15 +70,17 @@ def test_a_sweep_from_the_sidebar_shows_its_progress_and_stops_as_a_whole(page, 
     page.goto(f"{url}/train")
     wait_idle(page)
     sidebar = page.locator("[data-testid='stSidebar']")
-    sidebar.locator(".st-key-train_model [data-baseweb='select']").click()
+    sidebar.locator(".st-key-train_model").click()
     page.get_by_role("option", name="mlp", exact=True).click()
     sidebar.get_by_label("Epochs").fill("20")
-    sidebar.locator(".st-key-train_sweep_param1 [data-baseweb='select']").click()
+    sidebar.locator(".st-key-train_sweep_param1").scroll_into_view_if_needed()
+    sidebar.locator(".st-key-train_sweep_param1").click()
     page.get_by_role("option", name="lr", exact=True).click()
     sidebar.get_by_label("Values #1").fill("1e-3, 3e-3")
     sidebar.get_by_role("button", name="Start sweep").click()
     page.get_by_text(re.compile(r"^Sweep sweep-.*0 of 2 runs finished")).first.wait_for(timeout=120_000)
-    page.locator(".st-key-train_run", has_text="lr=0.001").wait_for(timeout=120_000)  # shows the sweep's run
+    # The page shows the sweep's run: the only one training, so the only one with a Stop of its own.
+    page.locator(".st-key-train_stop button").wait_for(timeout=120_000)
     page.get_by_text(re.compile(r"^Steps recorded: ")).first.wait_for(timeout=120_000)
     wait_idle(page)
     sidebar.locator(".st-key-train_sweep_param1").scroll_into_view_if_needed()
