@@ -46,7 +46,7 @@ def test_train_more_then_find_a_learning_rate(page, app_with_a_run):
     sidebar = page.locator("[data-testid='stSidebar']")
     sidebar.locator(".st-key-train_model").click()  # a light model: the finder trains 100 batches
     page.get_by_role("option", name="mlp", exact=True).click()
-    sidebar.get_by_label("Image size (px)").fill("16")
+    sidebar.get_by_role("spinbutton", name="Image size (px)").fill("16")
     sidebar.get_by_role("button", name="Find learning rate").click()
     page.get_by_text("Use this learning rate").wait_for(timeout=400_000)
     caption = page.get_by_text(re.compile(r"^Suggested learning rate")).first.inner_text()
@@ -72,7 +72,7 @@ def test_a_sweep_from_the_sidebar_shows_its_progress_and_stops_as_a_whole(page, 
     sidebar = page.locator("[data-testid='stSidebar']")
     sidebar.locator(".st-key-train_model").click()
     page.get_by_role("option", name="mlp", exact=True).click()
-    sidebar.get_by_label("Epochs").fill("20")
+    sidebar.get_by_role("spinbutton", name="Epochs").fill("20")
     sidebar.locator(".st-key-train_sweep_param1").scroll_into_view_if_needed()
     sidebar.locator(".st-key-train_sweep_param1").click()
     page.get_by_role("option", name="lr", exact=True).click()
