@@ -7,6 +7,8 @@ import math
 import altair as alt
 import pandas as pd
 
+from lib.charts.style import styled
+
 X = alt.X("lr:Q", title="Learning rate (log scale)", scale=alt.Scale(type="log"), axis=alt.Axis(format=".0e"))
 
 
@@ -53,4 +55,4 @@ def lr_finder_chart(frame: pd.DataFrame, suggested: float | None) -> alt.LayerCh
             .encode(X, y=alt.value(10), text="label:N")  # at the top, in pixels
         )
         layers += [rule, text]
-    return alt.layer(*layers).properties(title="Loss against learning rate", height=280)
+    return styled(alt.layer(*layers), "Loss against learning rate")
