@@ -39,7 +39,6 @@ from lib.pixels.channels import (
 from lib.pixels.transforms import TransformConfig
 
 SIZES = ("native", 32, 64, 96, 128, 224)
-PANEL_PX = 160
 AUGMENT_DEFAULTS = {
     "aug_random_crop": True,
     "aug_hflip": True,
@@ -178,7 +177,7 @@ st.subheader("Original and its channels")
 for col, picture, caption in zip(
     st.columns(4), [to_uint8(view.x), *channel_panels(view.x)], ["original", *CHANNELS], strict=True
 ):
-    col.image(picture, caption=caption, width=PANEL_PX)
+    col.image(picture, caption=caption, width="stretch")  # a fixed width overlaps at 800 px
 
 st.subheader("Normalized" if norm else "Not normalized ([0, 1])")
 for col, name, m, s in zip(st.columns(3), CHANNELS, view.normalized_mean(), view.normalized_std(), strict=True):
@@ -193,8 +192,8 @@ with st.container(key="normalized_channels"):  # .st-key-normalized_channels: th
 
 st.subheader("Denormalized back")
 a, b, c = st.columns(3)
-a.image(to_uint8(view.x), caption="original", width=PANEL_PX)
-b.image(to_uint8(view.reconstruction), caption="denormalize(normalize(x))", width=PANEL_PX)
+a.image(to_uint8(view.x), caption="original", width="stretch")
+b.image(to_uint8(view.reconstruction), caption="denormalize(normalize(x))", width="stretch")
 c.metric("Largest absolute difference", f"{view.max_abs_diff:.2e}", help="max |denormalized - original|, [0, 1] scale")
 
 with st.container(key="pixel_histograms"):  # .st-key-pixel_histograms

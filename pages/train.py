@@ -290,7 +290,7 @@ if not runs:
 labels = {r.id: run_label(r) for r in runs}
 tools.take_followed()
 keep("train_run", runs[0].id, options=list(labels), param="run")
-pick, use = st.columns([4, 1], vertical_alignment="bottom")
+pick, use = st.columns([3, 2], vertical_alignment="bottom")  # the button label whole at 800 px
 run_id = pick.selectbox("Run", list(labels), format_func=labels.get, key="train_run")
 record = next(r for r in runs if r.id == run_id)
 use.button(

@@ -37,7 +37,7 @@ def channel_heatmaps(
             y=alt.Y("y:O", title="y (pixel)", axis=None),
             color=alt.Color(
                 "value:Q",
-                title=f"value ({unit})",
+                title=unit,  # short: the legend sits beside three panels in an 800 px window
                 scale=scale,
                 legend=alt.Legend(
                     orient="right", gradientLength=panel_px - 30, gradientThickness=10, titleLimit=panel_px

@@ -195,6 +195,8 @@ def test_every_chart_fills_its_container_with_whole_titles(browser, app, width):
         assert not overlapping(lr_ticks) and not overlapping(axis_labels(page, 0, "bottom"))
         shot(page, f"tour-train-{width}")
         shot_charts(page, f"tour-train-{width}")
+        go(page, "Runs")
+        shot(page, f"tour-runs-{width}")  # its charts need rows ticked in the grid: tests/test_page_runs.py
         assert page.locator(ERRORS).count() == 0
     finally:
         context.close()
