@@ -21,6 +21,9 @@ reproduces the view; a value from the URL is outside text: `cast` parses it and 
 `valid`) must accept it, or the default is used. `set_value(key, v)` changes a kept value from a
 callback (e.g. "Use this run's settings"), where widget keys may still be written.
 
+The router calls `remember_all()` at the start of every run, so a value changed just before a page
+switch is kept too.
+
 Parameters in use: source, path, name, root, id (the router); page, class (Dataset); class, image
 (Channels); run (Train). A page reads a parameter only when it first draws in a session; after
 that the session's own value wins and the URL follows it.
@@ -67,6 +70,18 @@ def keep(
     if param:
         set_param(param, value)
     return value
+
+
+def remember_all() -> None:
+    """Copy every kept widget's newest value before anything else runs (the router calls this first).
+
+    A change sent just before a page switch arrives with the switch's run, which no longer draws that
+    widget: without this copy the change would be dropped with the widget at the end of that run.
+    """
+    for name in [k for k in st.session_state if isinstance(k, str) and k.startswith(PREFIX)]:
+        key = name[len(PREFIX) :]
+        if key in st.session_state:
+            st.session_state[name] = st.session_state[key]
 
 
 def set_value(key: str, value: Any) -> None:

@@ -293,6 +293,7 @@ def test_channels_and_dataset_keep_their_view_and_put_it_in_the_url(page, app):
     other.get_by_role("heading", name="Dataset").wait_for()
     wait_idle(other)
     expect(other.get_by_label(re.compile(r"^Page \(of"))).to_have_value("2")
+    other.locator("[data-testid='stImageCaption']").nth(23).wait_for()  # a full page of the grid drawn
     captions = other.locator("[data-testid='stImageCaption']").all_inner_texts()
     assert captions and all(c.startswith("circle") for c in captions)
 
