@@ -1,11 +1,8 @@
 """Predictions of a run: agree with the run's own validation, stored once, redone only for a new checkpoint."""
 
 import dataclasses
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,26 +11,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lib.data.sample import sample_root
 from lib.evaluation import predictions as P
 from lib.runs.store import RunStore
 from lib.training.checkpoint import load_model
 from lib.training.models import build_model
-
-ROOT = Path(__file__).resolve().parent.parent
-TRAIN = ["--model", "cnn", "--epochs", "1", "--batch-size", "32", "--image-size", "16"]
-
-
-def train_short_run(base: Path) -> tuple[str, Path, Path]:
-    """One epoch of a small cnn on a copy of the sample, validated on its whole split (no batch limit)."""
-    data, runs = base / "data", base / "runs"
-    shutil.copytree(sample_root(), data)
-    done = subprocess.run(
-        [sys.executable, "-m", "lib", "train", str(data), *TRAIN, "--runs-dir", str(runs), "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])["run_id"], data, runs
+from tests.evaluate_helpers import train_short_run
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,8 @@ def run_predictions(
         ValueError: unknown run, no checkpoint, validation images gone (names them), nothing decodes.
     """
     store = RunStore(runs_dir)
+    if store.get_run(run_id) is None:
+        raise ValueError(f"No run {run_id} in {store.root}; list the runs with `python -m lib runs`.")
     key = checkpoint_key(store, run_id, which)
     stored = stored_predictions(store, run_id, which)
     if stored is not None and stored.key == key:

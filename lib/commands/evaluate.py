@@ -1,0 +1,52 @@
+"""`python -m lib evaluate RUN_ID [--runs-dir DIR] [--json] [--predictions-csv FILE]`: a run's metrics on
+its validation split, from its last checkpoint; predictions are stored with the run and reused.
+
+Exit 2 with one line for an unknown run, a run without a checkpoint, or validation images that are gone.
+Images that no longer decode are named on stderr and left out.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from lib.evaluation.metrics import compute_metrics, predictions_frame
+from lib.evaluation.predictions import run_predictions
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a run's last checkpoint on its validation split")
+    p.add_argument("run_id", help="a run id, as `python -m lib runs` lists them")
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache/torchscope/runs)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object (default: a text report)")
+    p.add_argument(
+        "--predictions-csv",
+        default=None,
+        metavar="FILE",
+        help="also write one row per image: path, true, pred, confidence, loss (default: not written)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    preds = run_predictions(args.run_id, runs_dir=args.runs_dir)
+    for path, reason in preds.bad:
+        print(f"left out {path}: {reason}", file=sys.stderr)
+    metrics = compute_metrics(preds)
+    if args.predictions_csv:
+        predictions_frame(preds).to_csv(args.predictions_csv, index=False)
+    if args.json:
+        print(json.dumps({"run_id": args.run_id, **metrics.summary()}))
+        return 0
+    top5 = f"{metrics.top5_accuracy:.1%}" if metrics.top5_accuracy is not None else "-"
+    print(
+        f"{args.run_id}: {metrics.num_images} images, accuracy {metrics.accuracy:.1%}, top-5 {top5}, "
+        f"balanced {metrics.balanced_accuracy:.1%}, macro F1 {metrics.macro_f1:.3f}, NLL {metrics.nll:.4f}, "
+        f"ECE {metrics.ece:.4f}"
+    )
+    print(metrics.per_class.drop(columns="average_precision").to_string(index=False, float_format="%.3f"))
+    return 0
