@@ -12,7 +12,9 @@ import io
 import threading
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING, NamedTuple
 
+import pandas as pd
 import streamlit as st
 from PIL import Image
 
@@ -23,6 +25,10 @@ from lib.data.index import DatasetIndex, build_index, verify_index
 from lib.pixels.stats import ChannelStats, Progress, StatsConfig, channel_stats
 from lib.runs.store import RunStore
 from lib.settings import Settings, cache_dir, load_settings, runs_dir
+
+if TYPE_CHECKING:  # imported where used: torch and torchmetrics load only once a page evaluates a run
+    from lib.evaluation.metrics import Metrics
+    from lib.evaluation.predictions import Predictions, Progress
 
 
 def settings() -> Settings:
@@ -211,3 +217,80 @@ def run_metrics(root: str, run_id: str, heartbeat: float | None):
     once and a running one again only after it wrote."""
     store = run_store(root)
     return store.steps(run_id), store.epochs(run_id)
+
+
+# --- Evaluate: a run's predictions and metrics ----------------------------------------------------
+# Predicting reports progress to the page, so it runs outside st.cache_*; the results are kept per
+# (runs folder, run, checkpoint key) in one shared, bounded store and are never mutated. The predictions
+# themselves are stored with the run on disk, so a restarted server only recomputes the metrics.
+MAX_EVALUATIONS = 8
+
+
+class Evaluation(NamedTuple):
+    predictions: Predictions
+    metrics: Metrics
+
+
+@st.cache_resource
+def _evaluation_store() -> tuple[OrderedDict, threading.Lock]:
+    return OrderedDict(), threading.Lock()
+
+
+def _remember(key: tuple, found: Evaluation) -> Evaluation:
+    store, lock = _evaluation_store()
+    with lock:
+        store[key] = found
+        while len(store) > MAX_EVALUATIONS:
+            store.popitem(last=False)
+    return found
+
+
+def evaluation_key(run_id: str) -> str:
+    """Which checkpoint the run has now (cheap: one stat). Raises ValueError when it has none."""
+    from lib.evaluation.predictions import checkpoint_key
+
+    return checkpoint_key(run_store(str(runs_dir())), run_id)
+
+
+def stored_evaluation(run_id: str, key: str) -> Evaluation | None:
+    """The evaluation of checkpoint `key` when already in memory or stored with the run, else None."""
+    cache_key = (str(runs_dir()), run_id, key)
+    store, lock = _evaluation_store()
+    with lock:
+        found = store.get(cache_key)
+    if found is not None:
+        return found
+    from lib.evaluation.metrics import compute_metrics
+    from lib.evaluation.predictions import stored_predictions
+
+    stored = stored_predictions(run_store(str(runs_dir())), run_id)
+    if stored is None or stored.key != key:
+        return None
+    return _remember(cache_key, Evaluation(stored, compute_metrics(stored)))
+
+
+def evaluate_run(run_id: str, progress: Progress | None = None) -> Evaluation:
+    """Predict over the run's validation split (stored with the run) and compute its metrics.
+
+    Raises:
+        ValueError: no such run or checkpoint, validation images gone, nothing decodes.
+    """
+    from lib.evaluation.metrics import compute_metrics
+    from lib.evaluation.predictions import run_predictions
+
+    found = run_predictions(run_id, runs_dir=runs_dir(), progress=progress)
+    return _remember((str(runs_dir()), run_id, found.key), Evaluation(found, compute_metrics(found)))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def pr_curves(run_id: str, key: str, classes: tuple[str, ...], _evaluation: Evaluation) -> pd.DataFrame:
+    """PR curves of the chosen classes (sorting every score is O(N log N): done once per choice)."""
+    from lib.evaluation.metrics import pr_curve
+
+    p, per_class = _evaluation.predictions, _evaluation.metrics.per_class
+    frames = []
+    for name in classes:
+        i = p.classes.index(name)
+        curve = pr_curve(p, i).assign(**{"class": name, "label": f"{name} ({per_class['average_precision'][i]:.2f})"})
+        frames.append(curve)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -25,7 +25,7 @@ from torch import nn
 
 from lib.runs.store import RunStore
 from lib.training.checkpoint import LoadedRun, load_model
-from lib.training.engine import batch_preparer, decode_images
+from lib.training.engine import batch_preparer, decode_images, resolve_device
 
 FORMAT = 1
 MAX_FULL = 20  # up to this many classes every probability is kept; above, the TOP_K largest
@@ -110,26 +110,36 @@ def run_predictions(
     *,
     runs_dir: str | Path | None = None,
     which: str = "last",
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> Predictions:
     """The stored predictions of run_id's checkpoint, predicting and storing them first when they are
-    missing or older than the checkpoint.
+    missing or older than the checkpoint. `device` None: the run's own choice (its config's `device`),
+    or the CPU when that is not available here.
 
     Raises:
         ValueError: unknown run, no checkpoint, validation images gone (names them), nothing decodes.
     """
     store = RunStore(runs_dir)
-    if store.get_run(run_id) is None:
+    record = store.get_run(run_id)
+    if record is None:
         raise ValueError(f"No run {run_id} in {store.root}; list the runs with `python -m lib runs`.")
     key = checkpoint_key(store, run_id, which)
     stored = stored_predictions(store, run_id, which)
     if stored is not None and stored.key == key:
         return stored
-    loaded = load_model(run_id, runs_dir=store.root, which=which, device=device)
+    loaded = load_model(run_id, runs_dir=store.root, which=which, device=device or run_device(record.config))
     found = predict(loaded, progress=progress, which=which, key=key)
     store.save_predictions(run_id, found.to_arrays(), which)
     return found
+
+
+def run_device(config: dict) -> torch.device:
+    """The device a run chose (auto: CUDA, MPS, CPU), or the CPU when that one is not on this machine."""
+    try:
+        return resolve_device(config.get("device", "auto"))
+    except ValueError:  # trained on a GPU elsewhere: predicting on the CPU gives the same answers, slower
+        return torch.device("cpu")
 
 
 def stored_predictions(store: RunStore, run_id: str, which: str = "last") -> Predictions | None:

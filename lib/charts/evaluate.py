@@ -1,0 +1,140 @@
+"""Charts of the Evaluate page: the clickable confusion matrix, PR curves and the reliability diagram.
+
+Pure: numpy/pandas in, alt.Chart out. The heatmap's cells carry a point selection named CELL on the
+fields `true` and `pred`, so `st.altair_chart(..., on_select=...)` returns the clicked cell.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+CELL = "cell"  # the heatmap's selection parameter
+NORMALIZE = {
+    "counts": "Counts",
+    "recall": "Share of the true class (recall)",
+    "precision": "Share of the prediction (precision)",
+}
+TEXT_MAX_CLASSES = 15  # above this many classes the cells are too small for their numbers
+TITLE = {"anchor": "start", "fontSize": 16}
+
+
+def confusion_frame(confusion: np.ndarray, classes: list[str], normalize: str = "counts") -> pd.DataFrame:
+    """One row per cell: true, pred, count, row share, column share, and `value`, the one normalize picks.
+
+    Raises:
+        ValueError: for a normalize other than counts, recall or precision.
+    """
+    if normalize not in NORMALIZE:
+        raise ValueError(f"Unknown normalization {normalize!r}; choose one of {', '.join(NORMALIZE)}.")
+    c = confusion.astype(np.float64)
+    k = len(classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        row, col = c / c.sum(1, keepdims=True), c / c.sum(0, keepdims=True)
+    df = pd.DataFrame({
+        "true": np.repeat(classes, k), "pred": np.tile(classes, k), "count": confusion.ravel(),
+        "row_share": np.nan_to_num(row).ravel(), "col_share": np.nan_to_num(col).ravel(),
+    })  # fmt: skip
+    df["value"] = {"counts": df["count"], "recall": df["row_share"], "precision": df["col_share"]}[normalize]
+    df["error"] = df["true"] != df["pred"]
+    return df
+
+
+def error_order(confusion: np.ndarray, classes: list[str]) -> list[str]:
+    """Classes with the most misclassified images first (ties in class order)."""
+    errors = confusion.sum(1) - np.diag(confusion)
+    return [classes[i] for i in np.argsort(-errors, kind="stable")]
+
+
+def cell_px(num_classes: int) -> int:
+    """Side of one cell: large for a few classes, at least 7 px so 100 classes fit in 700 px."""
+    return int(np.clip(640 // max(num_classes, 1), 7, 56))
+
+
+def confusion_heatmap(
+    df: pd.DataFrame, order: list[str], *, normalize: str = "counts", selected: tuple[str, str] | None = None
+) -> alt.LayerChart:
+    """Rows true, columns predicted, colour the chosen value; click a cell to select it (CELL).
+
+    `selected` (true, pred) draws a frame around the cell whose images the page shows.
+    """
+    k, px = len(order), cell_px(len(order))
+    font = 12 if k <= 30 else 9 if k <= 60 else 7
+    select = alt.selection_point(name=CELL, fields=["true", "pred"], on="click", clear="dblclick")
+    x = alt.X(
+        "pred:N",
+        sort=order,
+        title="Predicted class",
+        axis=alt.Axis(labelAngle=-45 if k <= 30 else -90, labelFontSize=font),
+    )
+    y = alt.Y("true:N", sort=order, title="True class", axis=alt.Axis(labelFontSize=font))
+    share = normalize != "counts"
+    scale = alt.Scale(scheme="blues", domain=[0, 1]) if share else alt.Scale(scheme="blues", type="sqrt")
+    base = alt.Chart(df).encode(x=x, y=y)
+    cells = base.mark_rect(stroke="#ffffff", strokeWidth=0.5 if k <= 60 else 0).encode(
+        color=alt.Color("value:Q", scale=scale, title=NORMALIZE[normalize].split(" (")[0],
+                        legend=alt.Legend(format=".0%" if share else "d")),
+        opacity=alt.condition(select, alt.value(1.0), alt.value(0.35)),
+        tooltip=[alt.Tooltip("true:N", title="true"), alt.Tooltip("pred:N", title="predicted"),
+                 alt.Tooltip("count:Q", title="images"), alt.Tooltip("row_share:Q", title="share of true", format=".1%"),
+                 alt.Tooltip("col_share:Q", title="share of predicted", format=".1%")],
+    ).add_params(select)  # fmt: skip
+    layers = [cells]
+    if k <= TEXT_MAX_CLASSES:
+        limit = df["value"].max() / 2 if len(df) else 0
+        layers.append(base.mark_text(fontSize=min(14, px // 3)).encode(
+            text=alt.Text("value:Q", format=".0%" if share else "d"),
+            color=alt.condition(alt.datum.value > limit, alt.value("white"), alt.value("#333333")),
+        ).transform_filter(alt.datum.count > 0))  # fmt: skip
+    if selected is not None:
+        frame = pd.DataFrame({"true": [selected[0]], "pred": [selected[1]]})
+        layers.append(alt.Chart(frame).mark_rect(fill=None, stroke="#d62728", strokeWidth=2.5).encode(x=x, y=y))
+    return alt.layer(*layers).properties(
+        width=px * k, height=px * k, title=alt.Title("Confusion matrix: click a cell to see its images", **TITLE)
+    )
+
+
+def pr_chart(curves: pd.DataFrame) -> alt.Chart:
+    """One-vs-rest precision-recall curves; curves has class, recall, precision, and `label` (class + AP)."""
+    return (
+        alt.Chart(curves)
+        .mark_line(interpolate="step-after", clip=True)
+        .encode(
+            x=alt.X("recall:Q", title="Recall (share of the class found)", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y(
+                "precision:Q", title="Precision (share of picks that are right)", scale=alt.Scale(domain=[0, 1.02])
+            ),
+            color=alt.Color(
+                "label:N",
+                title="Class (average precision)",
+                legend=alt.Legend(orient="bottom", columns=2, labelLimit=260),
+            ),
+            tooltip=[
+                "class:N",
+                alt.Tooltip("recall:Q", format=".3f"),
+                alt.Tooltip("precision:Q", format=".3f"),
+                alt.Tooltip("threshold:Q", title="score ≥", format=".3f"),
+            ],
+        )  # fmt: skip
+        .properties(height=260, title=alt.Title("Precision-recall, one class against the rest", **TITLE))
+    )
+
+
+def reliability_chart(bins: pd.DataFrame, ece: float) -> alt.LayerChart:
+    """Accuracy per confidence bin against the diagonal a calibrated model follows; bars' tooltips count."""
+    df = bins.assign(mid=(bins["lower"] + bins["upper"]) / 2, gap=bins["accuracy"] - bins["confidence"])
+    df = df[df["count"] > 0]
+    x = alt.X("lower:Q", title="Confidence (max softmax probability)", scale=alt.Scale(domain=[0, 1]))
+    bars = alt.Chart(df).mark_bar(color="#4c78a8", stroke="white", strokeWidth=1).encode(
+        x=x, x2="upper:Q",
+        y=alt.Y("accuracy:Q", title="Accuracy in the bin", scale=alt.Scale(domain=[0, 1])),
+        tooltip=[alt.Tooltip("lower:Q", title="from", format=".3f"), alt.Tooltip("upper:Q", title="to", format=".3f"),
+                 alt.Tooltip("count:Q", title="images"), alt.Tooltip("confidence:Q", title="mean confidence", format=".3f"),
+                 alt.Tooltip("accuracy:Q", format=".3f")],
+    )  # fmt: skip
+    ideal = alt.Chart(pd.DataFrame({"lower": [0.0, 1.0], "accuracy": [0.0, 1.0]})).mark_line(
+        color="#d62728", strokeDash=[5, 4]
+    ).encode(x="lower:Q", y="accuracy:Q")  # fmt: skip
+    title = alt.Title(f"Reliability: ECE {ece:.3f}", subtitle="Bars under the dashed line: overconfident", **TITLE)
+    return alt.layer(bars, ideal).properties(height=260, title=title)
