@@ -294,3 +294,16 @@ def pr_curves(run_id: str, key: str, classes: tuple[str, ...], _evaluation: Eval
         curve = pr_curve(p, i).assign(**{"class": name, "label": f"{name} ({per_class['average_precision'][i]:.2f})"})
         frames.append(curve)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def channels_positions(root: str, num_images: int, verified: bool) -> dict[str, int]:
+    """Each image's number within its class as the Channels page counts it (relative path -> number),
+    so a link from Evaluate opens that exact image there. Keyed by what changes the index."""
+    index = current_index(root)
+    seen: dict[int, int] = {}
+    out = {}
+    for path, target in index.samples:
+        out[index.relpath(path)] = seen.get(target, 0)
+        seen[target] = out[index.relpath(path)] + 1
+    return out

@@ -1,0 +1,90 @@
+"""The Evaluate page under AppTest on a short trained run: headline agrees with Train, galleries show
+exactly the chosen cell's images, a pair opens its cell, an image opens on Channels, predictions are reused."""
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib.app.text import plain
+from lib.evaluation.predictions import stored_predictions
+from lib.runs.store import RunStore
+from tests.evaluate_helpers import train_short_run
+from tests.test_app_pages import APP, TIMEOUT
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train_short_run(tmp_path_factory.mktemp("page-eval"))
+
+
+def open_evaluate(trained, monkeypatch) -> AppTest:
+    run_id, data, runs = trained
+    monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(runs))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(source="folder", path=str(data))
+    at.run()
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    return at
+
+
+def gallery_captions(at: AppTest) -> list[str]:
+    return [img.caption for el in at.get("image") for img in el.proto.imgs]
+
+
+def expected_captions(preds, true: str, pred: str) -> set[str]:
+    """Straight from the stored arrays, not through the page's helpers."""
+    t, p = preds.classes.index(true), preds.classes.index(pred)
+    idx = np.flatnonzero((preds.targets == t) & (preds.preds == p))
+    return {plain(preds.paths[i]) for i in idx}
+
+
+def test_headline_gallery_pairs_and_channels_link(trained, monkeypatch):
+    run_id, data, runs = trained
+    at = open_evaluate(trained, monkeypatch)
+    assert at.title[0].value == "Evaluate" and at.selectbox(key="evaluate_run").value == run_id
+    recorded = RunStore(runs).epochs(run_id).iloc[-1]["val_accuracy"]
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{recorded:.1%}"
+    assert len(at.get("vega_lite_chart")) == 3  # confusion, PR, reliability
+    preds = stored_predictions(RunStore(runs), run_id)
+    assert preds is not None and len(preds) == 128
+
+    # The default view is the most confused pair; the second pair's button opens its cell.
+    pair_buttons = [b for b in at.button if b.key and b.key.startswith("evaluate_pair_")]
+    assert pair_buttons, "a one-epoch run makes mistakes"
+    target = pair_buttons[-1]
+    at.button(key=target.key).click().run()
+    assert not at.exception
+    true, pred = at.session_state["evaluate_view"]["true"], at.session_state["evaluate_view"]["pred"]
+    shown = [c.split("\n")[0] for c in gallery_captions(at)]
+    cell = expected_captions(preds, true, pred)
+    # The cell's images first (at most a page of 12), then the 12 top losses, which are all mistakes.
+    assert set(shown[: min(len(cell), 12)]) <= cell and len(set(shown[: min(len(cell), 12)])) == min(len(cell), 12)
+    assert f"True {plain(true)}, predicted {plain(pred)}: {len(cell)} image" in [s.value for s in at.subheader][2]
+
+    # An image of the gallery opens on Channels: its class and its number there.
+    first = next(b for b in at.button if b.key and b.key.startswith("evaluate_channels_cell_"))
+    at.button(key=first.key).click().run()
+    assert not at.exception and at.title[0].value == "Channels"
+    assert at.selectbox(key="channels_class").value == true
+    assert any(c.value == shown[0] for c in at.caption)  # Channels' caption: the same relative path
+
+
+def test_predictions_are_stored_once_and_reused_by_a_new_session(trained, monkeypatch):
+    run_id, _, runs = trained
+    open_evaluate(trained, monkeypatch)
+    path = RunStore(runs).predictions_path(run_id)
+    before = path.stat().st_mtime_ns
+    import lib.evaluation.predictions as P
+
+    monkeypatch.setattr(P, "load_model", lambda *a, **k: pytest.fail("predicted again"))
+    at = open_evaluate(trained, monkeypatch)
+    assert path.stat().st_mtime_ns == before and not at.get("progress")
+
+
+def test_no_run_with_a_checkpoint_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path))
+    RunStore(tmp_path).create_run({"model": "cnn"})
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception and "No run has a checkpoint yet" in at.info[0].value
