@@ -131,7 +131,8 @@ if not view or view["run"] != run_id:
         first["pred"] if first is not None else m.classes[0],
     )
     view = st.session_state.evaluate_view
-left, right = st.columns([3, 2], gap="large")
+# Side by side up to 20 classes; a bigger matrix takes the page's width, the tables go below it.
+left, right = st.columns([3, 2], gap="large") if len(m.classes) <= 20 else (st.container(), st.container())
 with left:
     a, b = st.columns(2)
     norm = a.radio("Colour by", list(NORMALIZE), format_func=NORMALIZE.get, key="evaluate_norm")

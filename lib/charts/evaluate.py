@@ -57,7 +57,8 @@ def confusion_heatmap(
 ) -> alt.LayerChart:
     """Rows true, columns predicted, colour the chosen value; click a cell to select it (CELL).
 
-    `selected` (true, pred) draws a frame around the cell whose images the page shows.
+    `selected` (true, pred) draws a frame around the cell whose images the page shows (the page's choice,
+    which a button may have made too, so the frame and not the click's own highlight marks it).
     """
     k, px = len(order), cell_px(len(order))
     font = 12 if k <= 30 else 9 if k <= 60 else 7
@@ -75,7 +76,6 @@ def confusion_heatmap(
     cells = base.mark_rect(stroke="#ffffff", strokeWidth=0.5 if k <= 60 else 0).encode(
         color=alt.Color("value:Q", scale=scale, title=NORMALIZE[normalize].split(" (")[0],
                         legend=alt.Legend(format=".0%" if share else "d")),
-        opacity=alt.condition(select, alt.value(1.0), alt.value(0.35)),
         tooltip=[alt.Tooltip("true:N", title="true"), alt.Tooltip("pred:N", title="predicted"),
                  alt.Tooltip("count:Q", title="images"), alt.Tooltip("row_share:Q", title="share of true", format=".1%"),
                  alt.Tooltip("col_share:Q", title="share of predicted", format=".1%")],
@@ -91,7 +91,10 @@ def confusion_heatmap(
         frame = pd.DataFrame({"true": [selected[0]], "pred": [selected[1]]})
         layers.append(alt.Chart(frame).mark_rect(fill=None, stroke="#d62728", strokeWidth=2.5).encode(x=x, y=y))
     return alt.layer(*layers).properties(
-        width=px * k, height=px * k, title=alt.Title("Confusion matrix: click a cell to see its images", **TITLE)
+        width=px * k,
+        height=px * k,
+        title=alt.Title("Confusion matrix: click a cell to see its images", **TITLE),
+        usermeta={"embedOptions": {"renderer": "svg"}},  # cells as SVG paths: a browser test can click one
     )
 
 
