@@ -102,7 +102,7 @@ def on_class(run: str, classes: list[str]) -> None:
 
 
 # --- headline ------------------------------------------------------------------------------------
-cols = st.columns(6)
+cols = [*st.columns(3), *st.columns(3)]  # two rows: whole numbers even in a narrow window
 cols[0].metric("Accuracy", f"{m.accuracy:.1%}")
 cols[1].metric("Top-5 accuracy", f"{m.top5_accuracy:.1%}" if m.top5_accuracy is not None else "–",
                help=None if m.top5_accuracy is not None else "Needs more than 5 classes.")  # fmt: skip
@@ -131,17 +131,18 @@ if not view or view["run"] != run_id:
         first["pred"] if first is not None else m.classes[0],
     )
     view = st.session_state.evaluate_view
-# Side by side up to 20 classes; a bigger matrix takes the page's width, the tables go below it.
-left, right = st.columns([3, 2], gap="large") if len(m.classes) <= 20 else (st.container(), st.container())
-with left:
+with st.container():
     a, b = st.columns(2)
     norm = a.radio("Colour by", list(NORMALIZE), format_func=NORMALIZE.get, key="evaluate_norm")
     order_by = b.radio("Order classes by", ORDERS, key="evaluate_order")
     order = m.classes if order_by == ORDERS[0] else error_order(m.confusion, m.classes)
     framed = (view["true"], view["pred"]) if view["true"] and view["pred"] else None
     heatmap = confusion_heatmap(confusion_frame(m.confusion, m.classes, norm), order, normalize=norm, selected=framed)
-    st.altair_chart(heatmap, key="evaluate_confusion", on_select=lambda: on_cell(run_id), selection_mode=CELL)
-with right:
+    st.altair_chart(
+        heatmap, width="content", key="evaluate_confusion", on_select=lambda: on_cell(run_id), selection_mode=CELL
+    )
+left, right = st.columns([3, 2], gap="large")
+with left:
     st.subheader("Per class, worst first")
     worst = m.per_class.sort_values(["f1", "support"], ascending=[True, False]).reset_index(drop=True)
     st.dataframe(
@@ -151,6 +152,7 @@ with right:
         | {"average_precision": st.column_config.NumberColumn("AP", format="%.3f")},
     )  # fmt: skip
     st.caption("Click a column to sort; select a row to see that class's mistakes below.")
+with right:
     st.subheader("Most confused pairs")
     if pairs.empty:
         st.caption("No mistakes on the validation split.")
@@ -176,7 +178,9 @@ def open_in_channels(i: str, row) -> None:
     """A button that opens this image on the Channels page (its class and its number there)."""
     positions = cache.channels_positions(record.root, *_index_version())
     number = positions.get(row["path"])
-    if number is not None and st.button("Channels", key=f"evaluate_channels_{i}", icon=":material/palette:"):
+    if number is not None and st.button(
+        "Channels", key=f"evaluate_channels_{i}", icon=":material/palette:", width="stretch"
+    ):
         st.session_state.channels_class, st.session_state.channels_image = row["true"], number
         st.switch_page("pages/channels.py", query_params={**source_to_params(st.session_state.source),
                                                           "class": row["true"], "image": str(number)})  # fmt: skip
@@ -189,15 +193,17 @@ def _index_version() -> tuple[int, bool]:
 
 def gallery(rows, key: str, linked: bool) -> None:
     """Thumbnails with captions (path, true → predicted, confidence) and links to Channels and Explain."""
-    grid = st.columns(COLUMNS)
     for n, (_, row) in enumerate(rows.iterrows()):
+        if n % COLUMNS == 0:  # a row of columns at a time: the page reads left to right, then down
+            grid = st.columns(COLUMNS)
         with grid[n % COLUMNS]:
             thumb = cache.thumbnail(str(Path(record.root) / row["path"]), THUMB_PX)
-            caption = plain(f"{row['path']}\n{row['true']} → {row['pred']} · {row['confidence']:.0%}")
+            # Two lines (a Markdown hard break between): the path, then true → predicted · confidence.
+            caption = plain(row["path"]) + "  \n" + plain(f"{row['true']} → {row['pred']} · {row['confidence']:.0%}")
             if isinstance(thumb, str):
                 st.caption(plain(f"{row['path']}: {thumb}"))
             else:
-                st.image(thumb, caption=caption, width=THUMB_PX)
+                st.image(thumb, caption=caption, width="stretch")
             if linked:
                 open_in_channels(f"{key}_{n}", row)
             if EXPLAIN.exists():

@@ -56,7 +56,7 @@ def test_headline_gallery_pairs_and_channels_link(trained, monkeypatch):
     at.button(key=target.key).click().run()
     assert not at.exception
     true, pred = at.session_state["evaluate_view"]["true"], at.session_state["evaluate_view"]["pred"]
-    shown = [c.split("\n")[0] for c in gallery_captions(at)]
+    shown = [c.split("\n")[0].rstrip() for c in gallery_captions(at)]
     cell = expected_captions(preds, true, pred)
     # The cell's images first (at most a page of 12), then the 12 top losses, which are all mistakes.
     assert set(shown[: min(len(cell), 12)]) <= cell and len(set(shown[: min(len(cell), 12)])) == min(len(cell), 12)

@@ -18,6 +18,9 @@ NORMALIZE = {
 }
 TEXT_MAX_CLASSES = 15  # above this many classes the cells are too small for their numbers
 TITLE = {"anchor": "start", "fontSize": 16}
+# Width follows the column, `height` is the plot's own (Streamlit's default "fit" squeezes the plot
+# to make room for a legend). lib/charts/style.py does the same once it lands.
+FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
 
 
 def confusion_frame(confusion: np.ndarray, classes: list[str], normalize: str = "counts") -> pd.DataFrame:
@@ -49,7 +52,7 @@ def error_order(confusion: np.ndarray, classes: list[str]) -> list[str]:
 
 def cell_px(num_classes: int) -> int:
     """Side of one cell: large for a few classes, at least 7 px so 100 classes fit in 700 px."""
-    return int(np.clip(640 // max(num_classes, 1), 7, 56))
+    return int(np.clip(640 // max(num_classes, 1), 7, 48))
 
 
 def confusion_heatmap(
@@ -95,6 +98,7 @@ def confusion_heatmap(
         height=px * k,
         title=alt.Title("Confusion matrix: click a cell to see its images", **TITLE),
         usermeta={"embedOptions": {"renderer": "svg"}},  # cells as SVG paths: a browser test can click one
+        autosize=alt.AutoSizeParams(type="pad"),  # square cells: the plot keeps its size, whatever the column's
     )
 
 
@@ -120,7 +124,7 @@ def pr_chart(curves: pd.DataFrame) -> alt.Chart:
                 alt.Tooltip("threshold:Q", title="score ≥", format=".3f"),
             ],
         )  # fmt: skip
-        .properties(height=260, title=alt.Title("Precision-recall, one class against the rest", **TITLE))
+        .properties(height=240, title=alt.Title("Precision-recall, one vs rest", **TITLE), autosize=FIT_X)
     )
 
 
@@ -131,7 +135,7 @@ def reliability_chart(bins: pd.DataFrame, ece: float) -> alt.LayerChart:
     x = alt.X("lower:Q", title="Confidence (max softmax probability)", scale=alt.Scale(domain=[0, 1]))
     bars = alt.Chart(df).mark_bar(color="#4c78a8", stroke="white", strokeWidth=1).encode(
         x=x, x2="upper:Q",
-        y=alt.Y("accuracy:Q", title="Accuracy in the bin", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("accuracy:Q", title="Accuracy in the bin", scale=alt.Scale(domain=[0, 1])), y2=alt.datum(0),
         tooltip=[alt.Tooltip("lower:Q", title="from", format=".3f"), alt.Tooltip("upper:Q", title="to", format=".3f"),
                  alt.Tooltip("count:Q", title="images"), alt.Tooltip("confidence:Q", title="mean confidence", format=".3f"),
                  alt.Tooltip("accuracy:Q", format=".3f")],
@@ -139,5 +143,5 @@ def reliability_chart(bins: pd.DataFrame, ece: float) -> alt.LayerChart:
     ideal = alt.Chart(pd.DataFrame({"lower": [0.0, 1.0], "accuracy": [0.0, 1.0]})).mark_line(
         color="#d62728", strokeDash=[5, 4]
     ).encode(x="lower:Q", y="accuracy:Q")  # fmt: skip
-    title = alt.Title(f"Reliability: ECE {ece:.3f}", subtitle="Bars under the dashed line: overconfident", **TITLE)
-    return alt.layer(bars, ideal).properties(height=260, title=title)
+    title = alt.Title(f"Reliability: ECE {ece:.3f}", subtitle="Under the dashed line: overconfident", **TITLE)
+    return alt.layer(bars, ideal).properties(height=240, title=title, autosize=FIT_X)

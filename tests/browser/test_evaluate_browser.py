@@ -7,9 +7,10 @@ import sys
 import numpy as np
 import pytest
 
+from bench._app import REPO
 from lib.evaluation.predictions import stored_predictions
 from lib.runs.store import RunStore
-from tests.browser.conftest import REPO, _require_browser, shot, start_app, stop_app, wait_idle
+from tests.browser.conftest import _require_browser, shot, start_app, stop_app, wait_idle
 
 pytestmark = pytest.mark.browser
 GALLERY = ".st-key-evaluate_gallery"
@@ -38,7 +39,9 @@ def cell_captions(page) -> list[str]:
 
 def test_click_a_confusion_cell_and_see_its_images(served, page):
     url, runs = served
-    page.goto(f"{url}/evaluate")
+    page.goto(url)  # through the router, as a visitor arrives; then its navigation
+    wait_idle(page)
+    page.locator("[data-testid='stSidebarNav']").get_by_text("Evaluate").click()
     page.get_by_role("heading", name="Evaluate", exact=True).wait_for()
     page.locator(f"{GALLERY} [data-testid='stImageCaption']").first.wait_for(timeout=120_000)  # predicted, drawn
     wait_idle(page)
