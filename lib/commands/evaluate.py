@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import sys
 
-from lib.evaluation.metrics import compute_metrics, predictions_frame
-from lib.evaluation.predictions import run_predictions
-
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics of a run's last checkpoint on its validation split")
@@ -33,6 +30,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    # Imported here: torchmetrics (and the matplotlib it loads) would slow every other command's start.
+    from lib.evaluation.metrics import compute_metrics, predictions_frame
+    from lib.evaluation.predictions import run_predictions
+
     preds = run_predictions(args.run_id, runs_dir=args.runs_dir)
     for path, reason in preds.bad:
         print(f"left out {path}: {reason}", file=sys.stderr)
