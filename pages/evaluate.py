@@ -114,7 +114,6 @@ recorded = record.final.get("val_accuracy")
 st.caption(
     f"{m.num_images:,} validation images of this run, predicted once from its last checkpoint and stored with the run."
     + (f" Train recorded {recorded:.1%} validation accuracy at epoch {record.final['epoch']:.0f}." if recorded is not None else "")
-    + (" That run validated on its first batches only (batches per epoch was limited)." if record.config.get("max_batches") else "")
 )  # fmt: skip
 if preds.bad:
     with st.expander(f"{len(preds.bad)} validation images no longer decode and are left out"):
