@@ -115,6 +115,7 @@ def filtered(summary: pd.DataFrame) -> pd.DataFrame:
 
 def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
     """The table with row selection; returns the selected run ids (also kept in session state)."""
+    hp = [c for c in hp if c != "hp.model"]  # the model has its own column
     order = ["name", "status", "dataset", "model", *hp, *compare.METRICS, "duration_s", "samples_per_sec"]
     order += [c for c in compare.LINKS if c in shown.columns] + ["created", "note"]
     kept = st.session_state.get("runs_selected", [])
@@ -126,6 +127,8 @@ def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
         selection_mode="multi-row",
         selection_default={"selection": {"rows": default}},
         hide_index=True,
+        width="stretch",
+        placeholder="—",
         column_order=order,
         column_config={**COLUMNS, **{c: st.column_config.Column(c.removeprefix("hp.")) for c in hp}},
     )
@@ -143,9 +146,8 @@ def curve_charts(summary: pd.DataFrame, selected: list[str], labels: dict[str, s
     steps, epochs = [], []
     rows = summary.set_index("id")
     for run_id in selected:
-        s, e = cache.run_metrics(root, run_id, rows.loc[run_id, "heartbeat"])
         batch = int(rows.loc[run_id].get("hp.batch_size", 1) or 1)
-        s, e = compare.curves(s, e, batch_size=batch, smoothing=smoothing, max_points=budget)
+        s, e = cache.run_curves(root, run_id, rows.loc[run_id, "heartbeat"], batch, smoothing, budget)
         steps.append(s.assign(run=labels[run_id]))
         epochs.append(e.assign(run=labels[run_id]))
     names = [labels[i] for i in selected]

@@ -23,6 +23,7 @@ from lib.app.jobs import BackgroundJob
 from lib.data import explore, images
 from lib.data.index import DatasetIndex, build_index, verify_index
 from lib.pixels.stats import ChannelStats, Progress, StatsConfig, channel_stats
+from lib.runs import compare
 from lib.runs.store import RunStore
 from lib.settings import Settings, cache_dir, load_settings, runs_dir
 
@@ -212,11 +213,13 @@ def compute_stats(index: DatasetIndex, size: int | None, progress: Progress | No
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def run_metrics(root: str, run_id: str, heartbeat: float | None):
-    """A run's steps and epochs; keyed by its heartbeat, which every write moves, so a finished run is read
-    once and a running one again only after it wrote."""
+def run_curves(root: str, run_id: str, heartbeat: float | None, batch_size: int, smoothing: float, max_points: int):
+    """A run's chart data (lib.runs.compare.curves). Keyed by its heartbeat, which every write moves, so a
+    finished run's steps are read and downsampled once per smoothing, a running one again after it wrote."""
     store = run_store(root)
-    return store.steps(run_id), store.epochs(run_id)
+    return compare.curves(
+        store.steps(run_id), store.epochs(run_id), batch_size=batch_size, smoothing=smoothing, max_points=max_points
+    )
 
 
 # --- Evaluate: a run's predictions and metrics ----------------------------------------------------

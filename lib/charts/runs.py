@@ -32,7 +32,7 @@ def overlay_loss_chart(steps: pd.DataFrame, labels: list[str], x: str = "step") 
     raw = (
         alt.Chart(steps[steps["line"] == "raw"])
         .mark_line(opacity=0.25, strokeWidth=1)
-        .encode(xq, alt.Y("train_loss:Q", title="Training loss (nats)"), colour, detail="run:N", tooltip=tip)
+        .encode(xq, alt.Y("train_loss:Q", title="Training loss (nats)"), colour, tooltip=tip)
     )
     smooth = (
         alt.Chart(steps[steps["line"] == "smoothed"])
@@ -72,31 +72,42 @@ def parallel_chart(data: pd.DataFrame, labels: dict[str, str], selected: list[st
     data = data.assign(run=data["id"].map(labels), chosen=data["id"].isin(selected))
     names = [labels[i] for i in selected]
     x = alt.X("axis:N", title=None, sort=axes, axis=alt.Axis(labelAngle=0, orient="top", labelLimit=140))
-    y = alt.Y("scaled:Q", title=None, axis=None, scale=alt.Scale(domain=[0, 1]))
+    y = alt.Y("scaled:Q", title=None, axis=None, scale=alt.Scale(domain=[-0.05, 1.05]))  # lines at 0 or 1 stay visible
     tip = [alt.Tooltip("run:N"), alt.Tooltip("axis:N"), alt.Tooltip("value:N")]
     base = alt.Chart(data).encode(x, y, detail="id:N", tooltip=tip)
     others = base.transform_filter("!datum.chosen").mark_line(color=OTHERS, opacity=0.6)
     chosen = base.transform_filter("datum.chosen").mark_line(strokeWidth=2.5, point=True)
     chosen = chosen.encode(alt.Color("run:N", scale=run_colours(names), title="Run", legend=None))
     rules = alt.Chart(pd.DataFrame({"axis": axes})).mark_rule(color="#888").encode(x)
+    ends = data.loc[[*data.groupby("axis")["scaled"].idxmin(), *data.groupby("axis")["scaled"].idxmax()]]
+    labels_ = (
+        alt.Chart(ends.drop_duplicates(["axis", "scaled"]))
+        .mark_text(align="left", dx=4, fontSize=11, color="#555")
+        .encode(x, y, text="value:N")
+    )  # each axis' lowest and highest value, so the scaled lines can be read back
     title = "Hyperparameters and results (each axis from its minimum at the bottom to its maximum)"
-    return styled(alt.layer(rules, others, chosen), title, height=PLOT_HEIGHT)
+    return styled(alt.layer(rules, others, chosen, labels_), title, height=PLOT_HEIGHT)
 
 
 def scatter_chart(
     summary: pd.DataFrame, x: str, y: str, labels: dict[str, str], selected: list[str], *, x_log: bool = False
 ) -> alt.LayerChart:
     """Any hyperparameter against any metric, one point per run; selected runs coloured, the others grey."""
-    data = summary[["id", x, y]].assign(run=summary["id"].map(labels), chosen=summary["id"].isin(selected))
+    # Plain field names: Vega-Lite reads a dot in a field name ("hp.lr") as a nested field.
+    data = pd.DataFrame({"id": summary["id"], "x": summary[x], "y": summary[y]})
+    data = data.assign(run=data["id"].map(labels), chosen=data["id"].isin(selected))
     names = [labels[i] for i in selected]
-    numeric = pd.api.types.is_numeric_dtype(data[x]) and not pd.api.types.is_bool_dtype(data[x])
+    numeric = pd.api.types.is_numeric_dtype(data["x"]) and not pd.api.types.is_bool_dtype(data["x"])
+    kind = "Q" if numeric else "N"
     xt = alt.X(
-        f"{x}:{'Q' if numeric else 'N'}",
-        title=x.removeprefix("hp."),
-        scale=alt.Scale(type="log") if numeric and x_log else alt.Undefined,
+        f"x:{kind}", title=x.removeprefix("hp."), scale=alt.Scale(type="log") if numeric and x_log else alt.Undefined
     )
-    yt = alt.Y(f"{y}:Q", title=y.replace("_", " "), scale=alt.Scale(zero=False))
-    tip = [alt.Tooltip("run:N"), alt.Tooltip(f"{x}:{'Q' if numeric else 'N'}"), alt.Tooltip(f"{y}:Q", format=".4g")]
+    yt = alt.Y("y:Q", title=y.replace("_", " "), scale=alt.Scale(zero=False))
+    tip = [
+        alt.Tooltip("run:N"),
+        alt.Tooltip(f"x:{kind}", title=x.removeprefix("hp.")),
+        alt.Tooltip("y:Q", title=y.replace("_", " "), format=".4g"),
+    ]
     base = alt.Chart(data).encode(xt, yt, tooltip=tip)
     others = base.transform_filter("!datum.chosen").mark_circle(size=60, color=OTHERS)
     chosen = base.transform_filter("datum.chosen").mark_circle(size=120, opacity=1)
