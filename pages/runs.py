@@ -18,31 +18,18 @@ import pandas as pd
 import streamlit as st
 
 from lib.app import cache
-from lib.app.text import plain_error
+from lib.app.text import plain, plain_error
 from lib.app.train_tools import train_more
 from lib.charts.runs import overlay_epoch_chart, overlay_loss_chart, parallel_chart, scatter_chart
 from lib.charts.series import MAX_POINTS
 from lib.runs import compare
-from lib.runs.export import bundle_bytes, checkpoint_files, csv_bytes
+from lib.runs.export import PLAIN_TORCH, bundle_bytes, checkpoint_files, csv_bytes
 from lib.runs.importer import Limits, import_bundle
 from lib.runs.status import Status
+from lib.runs.store import StoreError
 from lib.settings import runs_dir
 from lib.training.resume import RESUMABLE
 
-SNIPPET = """import torch
-from torchvision.models import resnet18  # only for model "resnet18"
-
-ckpt = torch.load("{file}", map_location="cpu", weights_only=True)
-n, size = len(ckpt["classes"]), ckpt["config"]["image_size"]
-model = {{
-    "linear": lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * size * size, n)),
-    "mlp": lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * size * size, 256),
-                                       torch.nn.ReLU(), torch.nn.Linear(256, n)),
-    "resnet18": lambda: resnet18(num_classes=n),
-}}[ckpt["config"]["model"]]()  # "cnn": see small_cnn in lib/training/models.py (or the README)
-model.load_state_dict(ckpt["model"])
-model.eval()  # inputs: (B, 3, size, size) floats in 0..1, minus ckpt["mean"], divided by ckpt["std"]
-"""
 COLUMNS = {
     "name": st.column_config.TextColumn("name"),
     "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent"),
@@ -59,8 +46,17 @@ settings = cache.settings()
 if "session_id" not in st.session_state:
     st.session_state.session_id = uuid.uuid4().hex
 root = str(runs_dir())
-store = cache.run_store(root)
 owner = st.session_state.session_id if settings.deployed else None
+try:
+    store = cache.run_store(root)
+    summary = compare.summary_frame(store, owner)
+except StoreError as e:
+    st.error(plain_error(e))
+    st.stop()
+if store.notice:
+    st.warning(plain(store.notice))
+if st.session_state.get("runs_error"):  # set by a callback, which cannot draw
+    st.error(plain(st.session_state.pop("runs_error")))
 
 
 def forget_selection() -> None:
@@ -91,7 +87,7 @@ def import_upload(up, rename: bool) -> None:
         path.write_bytes(up.getvalue())
         limits = Limits(settings.max_archive_files, settings.max_archive_mb * 2**20)
         ids = import_bundle(path, store, rename=rename, owner=owner, limits=limits)
-    except ValueError as e:
+    except (ValueError, OSError, StoreError) as e:
         st.error(plain_error(e))  # names the uploaded file and its members: outside text
         return
     finally:
@@ -216,12 +212,26 @@ def downloads(selected: list[str], labels: dict[str, str]) -> None:
             on_click="ignore",
             key="runs_checkpoint",
         )
-        st.code(SNIPPET.format(file=f"{run_id}-{which}"), language="python")
+        st.code(PLAIN_TORCH.format(file=f"{run_id}-{which}"), language="python")
+
+
+def write(change, *args) -> None:
+    """Apply a change to the store and redraw; a store that cannot be written says so in one line."""
+    try:
+        change(*args)
+    except StoreError as e:
+        st.error(plain_error(e))
+        return
+    st.rerun()
 
 
 def delete_run(run_id: str, selected: list[str]) -> None:
     """The Delete button's callback: it runs before the rerun, so the confirmation can be unticked."""
-    store.delete_runs([run_id])
+    try:
+        store.delete_runs([run_id])
+    except StoreError as e:
+        st.session_state.runs_error = str(e)
+        return
     forget_selection()
     st.session_state.runs_selected = [i for i in selected if i != run_id]
     st.session_state.runs_delete_confirm = False
@@ -235,12 +245,10 @@ def manage(summary: pd.DataFrame, selected: list[str], labels: dict[str, str]) -
         left, right = st.columns([3, 1])
         name = left.text_input("Name", row["name"], key=f"runs_name_{run_id}")
         if right.button("Rename", key="runs_rename"):
-            store.rename_run(run_id, name)
-            st.rerun()
+            write(store.rename_run, run_id, name)
         note = st.text_area("Note", row["note"], key=f"runs_note_{run_id}")
         if st.button("Save note", key="runs_save_note"):
-            store.set_note(run_id, note)
-            st.rerun()
+            write(store.set_note, run_id, note)
         running = row["status"] == Status.RUNNING
         sure = st.checkbox("Yes, delete this run and its checkpoints", key="runs_delete_confirm", disabled=running)
         st.button(
@@ -255,7 +263,6 @@ def manage(summary: pd.DataFrame, selected: list[str], labels: dict[str, str]) -
             st.caption("A running run cannot be deleted; stop it on the Train page first.")
 
 
-summary = compare.summary_frame(store, owner)
 import_box()
 if summary.empty:
     st.info("No runs yet: train one on the Train page, or import a bundle above.")

@@ -16,7 +16,7 @@ import torch
 from test_archive import raw_zip
 
 from lib.data.sample import sample_root
-from lib.runs.export import CSV_COLUMNS, bundle_bytes, csv_bytes
+from lib.runs.export import CSV_COLUMNS, PLAIN_TORCH, bundle_bytes, csv_bytes
 from lib.runs.importer import Limits, import_bundle
 from lib.runs.store import RunStore
 from lib.training.checkpoint import load_model
@@ -251,3 +251,23 @@ def test_bomb_and_limits_refused(runs, tmp_path):
 def test_export_refuses_an_unknown_suffix_in_one_line(runs, tmp_path):
     done = cli("export", runs[1][0], "--out", str(tmp_path / "x.txt"), "--runs-dir", str(runs[0]))
     assert done.returncode == 2 and "must end in .csv" in done.stderr and not (tmp_path / "x.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp", "cnn", "resnet18"])
+def test_plain_torch_snippet_rebuilds_every_model(tmp_path, name):
+    from lib.training.models import build_model
+
+    reference = build_model(name, 3, 16)
+    path = tmp_path / "x-last.pt"
+    torch.save(
+        {"model": reference.state_dict(), "config": {"model": name, "image_size": 16}, "classes": list("abc")}, path
+    )
+    scope: dict = {}
+    exec(PLAIN_TORCH.format(file=path), scope)  # noqa: S102 - our own snippet, as a user would paste it
+    rebuilt = scope["model"].state_dict()
+    assert list(rebuilt) == list(reference.state_dict())
+    assert all(torch.equal(rebuilt[k], v) for k, v in reference.state_dict().items())
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(scope["model"](x), reference.eval()(x))
+    readme = (ROOT / "README.md").read_text()
+    assert PLAIN_TORCH.format(file="RUN_ID-last.pt") in readme  # the README shows the very same lines

@@ -32,6 +32,38 @@ CSV_COLUMNS = ["run_id", "kind", "step", "epoch", "train_loss", "val_loss", "val
 MANIFEST = "torchscope-bundle.json"
 BUNDLE_FORMAT = 1
 JSON_COLUMNS = ("config", "classes")  # stored as JSON text in the runs table, written as JSON values
+# Rebuilds a checkpoint's model in plain torch (shown beside the checkpoint download and in the README;
+# tests/test_runs_transfer.py runs it for every model). `{file}` is the checkpoint's file name.
+PLAIN_TORCH = """import torch
+from torch import nn
+from torchvision.models import resnet18  # only for "resnet18"
+
+ckpt = torch.load("{file}", map_location="cpu", weights_only=True)
+n, size = len(ckpt["classes"]), ckpt["config"]["image_size"]
+
+
+def block(cin, cout):  # the "cnn" model's conv block
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+model = {{
+    "linear": lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, n)),
+    "mlp": lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 256), nn.ReLU(), nn.Linear(256, n)),
+    "cnn": lambda: nn.Sequential(
+        *block(3, 32),
+        nn.MaxPool2d(2),
+        *block(32, 64),
+        nn.MaxPool2d(2),
+        *block(64, 128),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, n),
+    ),
+    "resnet18": lambda: resnet18(num_classes=n),
+}}[ckpt["config"]["model"]]()
+model.load_state_dict(ckpt["model"])
+model.eval()  # input: (B, 3, size, size) floats in [0, 1], minus ckpt["mean"], divided by ckpt["std"]
+"""
 LOCAL_COLUMNS = ("pid", "host", "heartbeat", "stop_requested", "checkpoint")  # facts of the machine that ran it
 
 
