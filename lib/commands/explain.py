@@ -1,0 +1,97 @@
+"""`python -m lib explain RUN_ID IMAGE [IMAGE ...]`: where a run's model looks in each image, as .npy maps."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lib.evaluation.attributions import METHODS, explain, gradcam_unavailable
+from lib.training.checkpoint import LoadedRun, load_model
+from lib.training.engine import decode_one, resolve_device
+
+
+def register(sub) -> None:
+    p = sub.add_parser("explain", help="attribution maps of a run's model for some images (.npy)")
+    p.add_argument("run_id", help="a run id from `python -m lib runs`")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size: resized as training did)")
+    p.add_argument(
+        "--method",
+        default=None,
+        help=f"one of {', '.join(METHODS)} (default: gradcam, or ig for a model without a conv layer)",
+    )
+    p.add_argument("--target", default=None, help="class name or index to explain (default: each image's predicted)")
+    p.add_argument("--out", default=".", help="folder for the <image stem>.npy maps (default: the current folder)")
+    p.add_argument("--which", choices=("last", "best"), default="last", help="which checkpoint (default: last)")
+    p.add_argument("--runs-dir", default=None, help="the run store folder (default: $TORCHSCOPE_RUNS_DIR)")
+    p.add_argument("--device", default="auto", help="auto picks cuda, then mps, then cpu (default: auto)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (default: a line per image)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    loaded = load_model(args.run_id, runs_dir=args.runs_dir, which=args.which, device=resolve_device(args.device))
+    method = args.method or ("gradcam" if gradcam_unavailable(loaded.model) is None else "ig")
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    if method == "gradcam" and (why := gradcam_unavailable(loaded.model)):
+        raise ValueError(why)
+    target = class_index(loaded, args.target)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    done, failed = [], []
+    for path, stem in zip(args.images, unique_stems(args.images)):
+        try:
+            image = decode_one(path, loaded.config.image_size)
+        except (ValueError, OSError) as e:
+            print(f"error: {path}: {e}", file=sys.stderr)
+            failed.append({"path": path, "error": str(e)})
+            continue
+        done.append(explain_one(loaded, path, image, method, target, out / f"{stem}.npy", args.json))
+    if args.json:
+        print(json.dumps({"run_id": args.run_id, "method": method, "images": done, "errors": failed}))
+    return 0 if not failed else 1 if done else 2
+
+
+def explain_one(loaded: LoadedRun, path: str, image, method: str, target: int | None, npy: Path, quiet: bool) -> dict:
+    """Explain one decoded image, save its map to npy, and return its JSON entry (printing a line unless quiet)."""
+    result = explain(loaded, image, method, target)
+    np.save(npy, result.heatmap)
+    classes = loaded.classes
+    entry = {
+        "path": path,
+        "predicted": classes[result.prediction.predicted],
+        "probabilities": [{"class": classes[i], "p": p} for i, p in result.prediction.top(5)],
+        "target": classes[result.target],
+        "heatmap": str(npy),
+    }
+    if not quiet:
+        p = result.prediction.top(1)[0][1]
+        print(f"{path}: predicted {entry['predicted']} (p={p:.3f}), {method} for {entry['target']} -> {npy}")
+    return entry
+
+
+def class_index(loaded: LoadedRun, target: str | None) -> int | None:
+    """A --target given as a class name or index, as an index. Raises ValueError for one the run lacks."""
+    if target is None:
+        return None
+    if target in loaded.classes:
+        return loaded.classes.index(target)
+    if target.isdigit() and int(target) < len(loaded.classes):
+        return int(target)
+    raise ValueError(
+        f"Unknown target class {target!r}; choose one of {', '.join(loaded.classes)} or 0 to {len(loaded.classes) - 1}."
+    )
+
+
+def unique_stems(paths: list[str]) -> list[str]:
+    """Each path's file stem, with _2, _3, ... added where two images share one (a/x.png, b/x.png)."""
+    seen: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return stems
