@@ -224,6 +224,7 @@ def main() -> None:
             st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
             st.Page("pages/runs.py", title="Runs", icon=":material/compare_arrows:", url_path="runs"),
             st.Page("pages/evaluate.py", title="Evaluate", icon=":material/grid_on:", url_path="evaluate"),
+            st.Page("pages/explain.py", title="Explain", icon=":material/center_focus_strong:", url_path="explain"),
         ]
     )
     nav.run()

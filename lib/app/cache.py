@@ -14,18 +14,26 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 from PIL import Image
 
 from lib.app import sessions, text
 from lib.app.jobs import BackgroundJob
 from lib.data import explore, images
 from lib.data.index import DatasetIndex, build_index, verify_index
+from lib.evaluation.attributions import ModelFacts, explain, model_facts, model_input
+from lib.evaluation.embeddings import embed_run, embedding_frame
+from lib.evaluation.features import activation_grid, feature_maps, first_filters, grid
+from lib.pixels.channels import load_upload
 from lib.pixels.stats import ChannelStats, Progress, StatsConfig, channel_stats
 from lib.runs import compare
 from lib.runs.store import RunStore
 from lib.settings import Settings, cache_dir, load_settings, runs_dir
+from lib.training.checkpoint import LoadedRun, load_model
+from lib.training.engine import decode_one, resolve_device
 
 if TYPE_CHECKING:  # imported where used: torch and torchmetrics load only once a page evaluates a run
     from lib.evaluation.metrics import Metrics
@@ -310,3 +318,103 @@ def channels_positions(root: str, num_images: int, verified: bool) -> dict[str, 
         out[index.relpath(path)] = seen.get(target, 0)
         seen[target] = out[index.relpath(path)] + 1
     return out
+
+    return store.steps(run_id), store.epochs(run_id)
+
+
+# --- Explain: a run's model, its attributions, feature maps and embedding ---------------------------
+# The model is shared by every session (st.cache_resource) and only read; Captum adds and removes hooks
+# on its modules while it works, so every use holds the model's lock.
+
+
+def checkpoint_key(run_id: str) -> int:
+    """The last checkpoint's mtime (ns): a run that trains on writes a new one, and caches follow it.
+
+    Raises:
+        ValueError: when the run has no checkpoint yet.
+    """
+    path = run_store(str(runs_dir())).checkpoint_path(run_id, "last")
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        raise ValueError(f"Run {run_id} has no checkpoint yet; wait for its first epoch to end.") from None
+
+
+@st.cache_resource(show_spinner="Loading the run's model…", max_entries=4)
+def _model(run_id: str, key: int) -> tuple[LoadedRun, threading.Lock]:
+    return load_model(run_id, runs_dir=runs_dir(), device=resolve_device("auto")), threading.Lock()
+
+
+def explain_facts(run_id: str) -> ModelFacts:
+    """Classes, split, methods and blocks of run_id's model. Raises ValueError (no checkpoint, bad run)."""
+    loaded, _ = _model(run_id, checkpoint_key(run_id))
+    return model_facts(loaded)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def run_image(run_id: str, path: str, size: int) -> np.ndarray | str:
+    """A validation image (path relative to the run's root) at the model's size, uint8 (S, S, 3), or why not."""
+    loaded, _ = _model(run_id, checkpoint_key(run_id))
+    try:
+        return decode_one(str(loaded.root / path), size).permute(1, 2, 0).numpy()
+    except ValueError as e:
+        return f"{path} cannot be read ({e})."
+
+
+def upload_image(data: bytes, size: int) -> np.ndarray:
+    """An uploaded image resized as the dataset's images are, uint8 (S, S, 3). Raises ValueError (not an image)."""
+    img = load_upload(data)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)  # as decode_one does
+    return np.asarray(img).copy()
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def explanation(run_id: str, key: int, image_id: str, _image: np.ndarray, method: str, target: int | None):
+    """Prediction and attribution map of one image, cached per (run, checkpoint, image, method, target)."""
+    loaded, lock = _model(run_id, key)
+    with lock:
+        return explain(loaded, torch.from_numpy(_image).permute(2, 0, 1), method, target)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def feature_pictures(
+    run_id: str, key: int, image_id: str, _image: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Each conv block's activations as one picture (channels in a grid), and the first layer's filters as tiles."""
+    loaded, lock = _model(run_id, key)
+    with lock:
+        maps = feature_maps(loaded.model, model_input(loaded, torch.from_numpy(_image).permute(2, 0, 1)))
+        filters = first_filters(loaded.model)
+    return [activation_grid(m) for m in maps], (grid(filters, 16, 8) if filters is not None else None)
+
+
+@st.cache_resource(show_spinner=False)
+def _embedding_store() -> tuple[OrderedDict, threading.Lock]:
+    # Like the stats store: computed outside st.cache_* so the page's progress bar is live.
+    return OrderedDict(), threading.Lock()
+
+
+def stored_embedding(run_id: str, limit: int) -> tuple | None:
+    """(frame, model variance, pixel variance, skipped) of run_id's embedding if computed before, else None."""
+    store, lock = _embedding_store()
+    with lock:
+        return store.get((run_id, checkpoint_key(run_id), limit))
+
+
+def embedding(run_id: str, limit: int, progress=None) -> tuple:
+    """The embedding map's data for up to `limit` validation images (computed once per run and checkpoint)."""
+    found = stored_embedding(run_id, limit)
+    if found is not None:
+        return found
+    key = checkpoint_key(run_id)
+    loaded, lock = _model(run_id, key)
+    with lock:
+        emb = embed_run(loaded, limit=limit, progress=progress)
+    result = (embedding_frame(emb, loaded.classes), emb.model_variance, emb.pixel_variance, emb.skipped)
+    store, lock = _embedding_store()
+    with lock:
+        store[(run_id, key, limit)] = result
+        while len(store) > 8:
+            store.popitem(last=False)
+    return result

@@ -92,6 +92,11 @@ def conv_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return blocks
 
 
+def block_names(model: nn.Module) -> list[str]:
+    """Readable names of the conv blocks, input to output: "block 1 (2)" for a Sequential's module 2."""
+    return [f"block {i} ({name})" for i, (name, _) in enumerate(conv_blocks(model), 1)]
+
+
 def gradcam_unavailable(model: nn.Module) -> str | None:
     """Why Grad-CAM does not apply to this model (one sentence), or None when it does."""
     if conv_blocks(model):
@@ -181,3 +186,30 @@ def explain(loaded: LoadedRun, image: torch.Tensor, method: str, target: int | N
     target = prediction.predicted if target is None else target
     heat = attribute(loaded.model, x, target, method, loaded.mean_std)
     return Explanation(prediction, method, target, heat)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a page needs to know about a run's model to offer choices, without touching torch."""
+
+    model: str
+    classes: list[str]
+    image_size: int
+    val_paths: list[str]  # relative to root
+    val_targets: list[int]
+    methods: list[str]  # the attribution methods that apply
+    gradcam_reason: str | None  # why Grad-CAM does not apply, or None
+    blocks: list[str]  # conv block names, input to output
+
+
+def model_facts(loaded: LoadedRun) -> ModelFacts:
+    return ModelFacts(
+        model=loaded.config.model,
+        classes=list(loaded.classes),
+        image_size=loaded.config.image_size,
+        val_paths=list(loaded.val_paths),
+        val_targets=list(loaded.val_targets),
+        methods=methods_for(loaded.model),
+        gradcam_reason=gradcam_unavailable(loaded.model),
+        blocks=block_names(loaded.model),
+    )
