@@ -76,10 +76,10 @@ def pca_2d(data: torch.Tensor, seed: int = 0) -> tuple[np.ndarray, tuple[float, 
     """
     data = data.detach().double().cpu()
     centered = data - data.mean(0, keepdim=True)
-    q = min(8, *data.shape)
+    q = min(10, *data.shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        _, s, v = torch.pca_lowrank(centered, q=q, center=False, niter=4)
+        _, s, v = torch.pca_lowrank(centered, q=q, center=False, niter=10)
     v = v[:, :2] * torch.sign(v[:, :2].gather(0, v[:, :2].abs().argmax(0, keepdim=True)))
     if v.shape[1] < 2:  # one feature: the second axis is flat
         v = torch.cat([v, torch.zeros_like(v)], 1)

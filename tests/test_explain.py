@@ -1,0 +1,174 @@
+"""Attributions, feature maps and embeddings against independent references (plain torch, numpy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.evaluation.attributions import attribute, black_input, conv_blocks, methods_for, predict
+from lib.evaluation.embeddings import features_and_logits, pca_2d, pick, pooled_pixels, thumbnail_url
+from lib.evaluation.features import LUT, activation_grid, feature_maps, first_filters, grid, overlay
+from lib.training.models import build_model
+
+MEAN_STD = ((0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
+
+
+def cnn(seed: int = 0, classes: int = 3) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build_model("cnn", classes, 16).eval()
+    for m in model.modules():  # non-trivial batch-norm statistics, as after training
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def image(seed: int = 0, size: int = 16) -> torch.Tensor:
+    return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_gradcam_matches_the_recipe_in_plain_torch():
+    model, x = cnn(), image()
+    # Selvaraju et al.: channel weights = spatial mean of d logit / d A; map = ReLU(sum_c w_c A_c), upsampled.
+    seen = {}
+    block = model[10]  # the last block's ReLU: (1, 128, 4, 4)
+    handle = block.register_forward_hook(lambda _m, _i, out: seen.setdefault("a", out))
+    logit = model(x)[0, 2]
+    handle.remove()
+    grads = torch.autograd.grad(logit, seen["a"])[0]
+    cam = F.relu((grads.mean((2, 3), keepdim=True) * seen["a"]).sum(1, keepdim=True))
+    expected = F.interpolate(cam, (16, 16), mode="bilinear")[0, 0].detach().numpy()
+    got = attribute(model, x, 2, "gradcam")
+    assert got.dtype == np.float32 and got.shape == (16, 16)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_saliency_is_the_largest_absolute_gradient_over_channels():
+    model, x = cnn(), image(1)
+    x_ = x.clone().requires_grad_(True)
+    grad = torch.autograd.grad(model(x_)[0, 1], x_)[0]
+    np.testing.assert_allclose(attribute(model, x, 1, "saliency"), grad.abs().amax(1)[0].numpy(), rtol=1e-5)
+
+
+def test_integrated_gradients_add_up_to_the_logit_difference_from_black():
+    # Completeness (Sundararajan et al. 2017): the attributions sum to f(x) - f(baseline).
+    model, x = cnn(), image(2)
+    black = black_input(x, MEAN_STD)
+    expected = (model(x)[0, 0] - model(black)[0, 0]).item()
+    total = float(attribute(model, x, 0, "ig", MEAN_STD).sum())
+    assert total == pytest.approx(expected, rel=0.05, abs=0.02)
+    # The baseline is pixel value 0 normalized: (0 - mean) / std per channel.
+    np.testing.assert_allclose(black[0, :, 0, 0].numpy(), [-0.4 / 0.2, -0.5 / 0.25, -0.6 / 0.3], rtol=1e-6)
+
+
+def test_occlusion_marks_the_only_region_the_model_reads():
+    # A linear model whose class-0 logit is the sum of the top-left 4 x 4 pixels of every channel.
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.zero_()
+        model[1].weight[0].view(3, 16, 16)[:, :4, :4] = 1.0
+    x = torch.ones(1, 3, 16, 16)
+    heat = attribute(model, x, 0, "occlusion")  # 2 x 2 windows, stride 1
+    assert heat[:4, :4].min() > 0 and np.all(heat[5:, :] == 0) and np.all(heat[:, 5:] == 0)
+    assert np.unravel_index(heat.argmax(), heat.shape) < (4, 4)
+
+
+def test_models_without_conv_get_the_gradient_methods_and_a_reason():
+    model = build_model("mlp", 3, 8)
+    assert methods_for(model) == ["ig", "saliency", "occlusion"]
+    with pytest.raises(ValueError, match="Grad-CAM needs a convolutional layer"):
+        attribute(model, torch.zeros(1, 3, 8, 8), 0, "gradcam")
+    with pytest.raises(ValueError, match="Unknown method 'lime'"):
+        attribute(model, torch.zeros(1, 3, 8, 8), 0, "lime")
+    assert methods_for(cnn()) == ["gradcam", "ig", "saliency", "occlusion"]
+
+
+def test_conv_blocks_name_each_blocks_output():
+    assert [n for n, _ in conv_blocks(cnn())] == ["2", "6", "10"]  # the ReLU of each Conv-BN-ReLU
+    resnet = build_model("resnet18", 3, 32)
+    assert [n for n, _ in conv_blocks(resnet)] == ["stem", "layer1", "layer2", "layer3", "layer4"]
+
+
+def test_feature_maps_are_the_blocks_outputs():
+    model, x = cnn(), image(3)
+    maps = feature_maps(model, x)
+    with torch.no_grad():
+        expected = [model[:3](x), model[:7](x), model[:11](x)]
+    assert [m.activations.shape for m in maps] == [(32, 16, 16), (64, 8, 8), (128, 4, 4)]
+    for m, e in zip(maps, expected, strict=True):
+        np.testing.assert_allclose(m.activations, e[0].numpy(), rtol=1e-5, atol=1e-6)
+    picture = activation_grid(maps[1], columns=16, size=48)  # 64 channels of 8 px, scaled 6x: 4 rows of 16
+    assert picture.dtype == np.uint8 and picture.shape == (4 * 49 - 1, 16 * 49 - 1, 3)
+
+
+def test_first_filters_are_the_weights_scaled_per_filter():
+    model = cnn()
+    w = model[0].weight.detach().numpy()  # (32, 3, 3, 3)
+    tiles = first_filters(model)
+    assert tiles.shape == (32, 3, 3, 3) and tiles.dtype == np.uint8
+    k = 5
+    scaled = (w[k] - w[k].min()) / (w[k].max() - w[k].min()) * 255
+    np.testing.assert_array_equal(tiles[k], np.round(scaled.transpose(1, 2, 0)).astype(np.uint8))
+    assert first_filters(build_model("linear", 2, 8)) is None
+
+
+def test_grid_and_overlay():
+    tiles = np.arange(5 * 2 * 2 * 3, dtype=np.uint8).reshape(5, 2, 2, 3)
+    g = grid(tiles, columns=3, scale=2, gap=1)
+    assert g.shape == (2 * 5 - 1, 3 * 5 - 1, 3)
+    np.testing.assert_array_equal(g[5:9, 0:4], tiles[3].repeat(2, 0).repeat(2, 1))
+    assert (g[4] == 255).all()  # the gap between rows
+    img = np.full((4, 4, 3), 100, np.uint8)
+    heat = np.zeros((4, 4), np.float32)
+    heat[1, 2] = 2.0
+    heat[0, 0] = -5.0  # negative evidence shows as none
+    np.testing.assert_array_equal(overlay(img, heat, 0.0), img)
+    full = overlay(img, heat, 1.0)
+    np.testing.assert_array_equal(full[1, 2], LUT[255])
+    np.testing.assert_array_equal(full[0, 0], LUT[0])
+
+
+def test_penultimate_features_are_the_last_layers_input():
+    model, x = cnn(), image(4)
+    features, logits = features_and_logits(model, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(features.numpy(), model[:-1](x).numpy(), rtol=1e-5)
+        np.testing.assert_allclose(logits.numpy(), model(x).numpy(), rtol=1e-5)
+    resnet = build_model("resnet18", 3, 32).eval()
+    assert features_and_logits(resnet, torch.zeros(2, 3, 32, 32))[0].shape == (2, 512)
+
+
+def test_pca_matches_numpy_svd_up_to_sign():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(200, 30)) * np.linspace(3, 0.1, 30)  # a clear order of variance
+    xy, shares = pca_2d(torch.from_numpy(data))
+    centered = data - data.mean(0)
+    u, s, vt = np.linalg.svd(centered, full_matrices=False)
+    expected = centered @ vt[:2].T
+    for axis in range(2):
+        sign = np.sign(expected[:, axis] @ xy[:, axis])
+        np.testing.assert_allclose(xy[:, axis], sign * expected[:, axis], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(shares, (s[:2] ** 2) / (s**2).sum(), rtol=1e-4)
+    np.testing.assert_array_equal(pca_2d(torch.from_numpy(data))[0], xy)  # seeded: the same picture twice
+
+
+def test_pixels_pool_to_32_and_picks_are_seeded():
+    img = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    pooled = pooled_pixels(img)
+    assert pooled.shape == (2, 3 * 32 * 32)
+    assert pooled[0, 0].item() == pytest.approx(img[0, 0, :2, :2].float().mean().item() / 255, rel=1e-5)
+    assert pick(5, 10) == [0, 1, 2, 3, 4] and pick(100, 10) == pick(100, 10) and len(set(pick(100, 10))) == 10
+    assert thumbnail_url(img[0]).startswith("data:image/jpeg;base64,")
+
+
+def test_predict_is_the_softmax_of_the_logits():
+    model, x = cnn(), image(5)
+    p = predict(model, x)
+    with torch.no_grad():
+        expected = torch.softmax(model(x), 1)[0].numpy()
+    np.testing.assert_allclose(p.probabilities, expected, rtol=1e-5)
+    assert p.predicted == int(expected.argmax()) and [i for i, _ in p.top(3)] == list(np.argsort(-expected)[:3])
