@@ -17,6 +17,7 @@ Containers: explain_overlay, explain_embedding (CSS .st-key-<name>).
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import pandas as pd
 import streamlit as st
@@ -31,12 +32,14 @@ from lib.settings import runs_dir
 
 MAP_KEYS = ("explain_map", "explain_pixel_map")
 SOURCES = ("the validation split", "an upload")
-PANEL_PX = 256
+PANEL_PX = 224
 
 st.title("Explain")
 settings = cache.settings()
 store = cache.run_store(str(runs_dir()))
-owner = st.session_state.get("session_id") if settings.deployed else None
+if "session_id" not in st.session_state:
+    st.session_state.session_id = uuid.uuid4().hex
+owner = st.session_state.session_id if settings.deployed else None  # a visitor sees only their runs
 runs = [r for r in store.list_runs(owner) if store.checkpoint_path(r.id, "last").exists()]
 if not runs:
     st.info("No run has a checkpoint yet: train one on the Train page, then come back.")
@@ -132,6 +135,12 @@ def chosen_image() -> tuple[str, object, str, str | None]:
     return "val:" + path, img, path, path
 
 
+def enlarged(picture):
+    """A small picture repeated to about PANEL_PX a side, so the browser shows pixels, not a blur."""
+    factor = max(1, PANEL_PX // picture.shape[0])
+    return picture.repeat(factor, 0).repeat(factor, 1)
+
+
 image_id, image, caption, val_path = chosen_image()
 try:
     key = cache.checkpoint_key(run_id)
@@ -159,12 +168,12 @@ top = pd.DataFrame(
     [{"class": facts.classes[i], "p": p, "is target": i == result.target} for i, p in result.prediction.top(5)]
 )
 with st.container(key="explain_overlay"):  # .st-key-explain_overlay: the browser test's anchor
-    left, middle, right = st.columns([1, 1, 1.3])
-    left.image(image, caption=plain(caption), width=PANEL_PX)
+    left, middle, right = st.columns(3)
+    left.image(enlarged(image), caption=plain(caption), width="stretch")
     middle.image(
-        overlay(image, result.heatmap, opacity),
+        enlarged(overlay(image, result.heatmap, opacity)),
         caption=f"{METHOD_NAMES[method]} for {plain(facts.classes[result.target])}: brighter = more important",
-        width=PANEL_PX,
+        width="stretch",
     )
     right.markdown(f"**Predicted {plain(facts.classes[result.prediction.predicted])}**; top {len(top)}:")
     right.altair_chart(probability_chart(top), width="stretch", key="explain_probabilities")
