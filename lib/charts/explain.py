@@ -30,7 +30,7 @@ def embedding_chart(
             "outcome:N",
             title="Prediction",
             scale=alt.Scale(domain=["right", "mistake"], range=["circle", MISTAKE_SHAPE]),
-            legend=alt.Legend(orient="bottom"),
+            legend=alt.Legend(orient="top", direction="horizontal"),  # its own row: two legends side by side clip
         ),
         opacity=alt.condition(pick, alt.value(0.9), alt.value(0.35)),
         tooltip=[
