@@ -172,3 +172,10 @@ def test_predict_is_the_softmax_of_the_logits():
         expected = torch.softmax(model(x), 1)[0].numpy()
     np.testing.assert_allclose(p.probabilities, expected, rtol=1e-5)
     assert p.predicted == int(expected.argmax()) and [i for i, _ in p.top(3)] == list(np.argsort(-expected)[:3])
+
+
+def test_the_command_list_matches_the_methods():
+    from lib.commands.explain import METHODS as LISTED
+    from lib.evaluation.attributions import METHODS
+
+    assert LISTED == METHODS

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.evaluation.attributions import METHODS, explain, gradcam_unavailable
 from lib.training.checkpoint import LoadedRun, load_model
 from lib.training.engine import decode_one, resolve_device
+
+# Captum (and the matplotlib it imports) load only when this command runs, not for every `python -m lib`.
+METHODS = ("gradcam", "ig", "saliency", "occlusion")  # lib.evaluation.attributions.METHODS
 
 
 def register(sub) -> None:
@@ -32,6 +34,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from lib.evaluation.attributions import gradcam_unavailable
+
     loaded = load_model(args.run_id, runs_dir=args.runs_dir, which=args.which, device=resolve_device(args.device))
     method = args.method or ("gradcam" if gradcam_unavailable(loaded.model) is None else "ig")
     if method not in METHODS:
@@ -57,6 +61,8 @@ def run(args) -> int:
 
 def explain_one(loaded: LoadedRun, path: str, image, method: str, target: int | None, npy: Path, quiet: bool) -> dict:
     """Explain one decoded image, save its map to npy, and return its JSON entry (printing a line unless quiet)."""
+    from lib.evaluation.attributions import explain
+
     result = explain(loaded, image, method, target)
     np.save(npy, result.heatmap)
     classes = loaded.classes
