@@ -319,8 +319,6 @@ def channels_positions(root: str, num_images: int, verified: bool) -> dict[str, 
         seen[target] = out[index.relpath(path)] + 1
     return out
 
-    return store.steps(run_id), store.epochs(run_id)
-
 
 # --- Explain: a run's model, its attributions, feature maps and embedding ---------------------------
 # The model is shared by every session (st.cache_resource) and only read; Captum adds and removes hooks
