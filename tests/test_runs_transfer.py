@@ -204,7 +204,8 @@ def assert_refused_cleanly(path: Path, dest: Path, match: str, **kw) -> None:
         import_bundle(path, RunStore(dest), **kw)
     assert "\n" not in str(e.value)
     assert table(dest, "SELECT COUNT(*) FROM runs") == [(0,)]
-    assert sorted(p.name for p in dest.iterdir()) == ["runs.sqlite", "runs.sqlite-shm", "runs.sqlite-wal"]
+    # SQLite's -wal/-shm files exist only while some connection is open (garbage collection decides): not counted.
+    assert {p.name for p in dest.iterdir()} - {"runs.sqlite-shm", "runs.sqlite-wal"} == {"runs.sqlite"}
 
 
 CASES = {
