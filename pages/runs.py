@@ -38,6 +38,7 @@ COLUMNS = {
     "final_val_loss": st.column_config.NumberColumn("final val loss", format="%.4f"),
     "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
     "samples_per_sec": st.column_config.NumberColumn("samples/s", format="%.0f"),
+    "sweep_winner": st.column_config.CheckboxColumn("sweep winner", help="Best final val accuracy of its sweep"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
 }
 
@@ -113,7 +114,7 @@ def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
     """The table with row selection; returns the selected run ids (also kept in session state)."""
     hp = [c for c in hp if c != "hp.model"]  # the model has its own column
     order = ["name", "status", "dataset", "model", *hp, *compare.METRICS, "duration_s", "samples_per_sec"]
-    order += [c for c in compare.LINKS if c in shown.columns] + ["created", "note"]
+    order += [c for c in (*compare.LINKS, "sweep_winner") if c in shown.columns] + ["created", "note"]
     kept = st.session_state.get("runs_selected", [])
     default = [i for i, run_id in enumerate(shown["id"]) if run_id in kept]
     event = st.dataframe(

@@ -94,3 +94,23 @@ def test_overlay_and_scatter_name_every_selected_run_and_use_plain_fields():
 def test_summary_frame_of_an_empty_store_has_the_table_columns(tmp_path):
     frame = compare.summary_frame(RunStore(tmp_path))
     assert frame.empty and {"id", "name", "status", *compare.METRICS} <= set(frame.columns)
+
+
+def test_the_winner_of_each_sweep_is_marked_and_runs_outside_sweeps_are_not(tmp_path):
+    store = RunStore(tmp_path)
+    # (sweep, final val accuracy, final val loss): the winner is picked by hand below.
+    plan = {
+        "a1": ("A", 0.50, 1.0),
+        "a2": ("A", 0.75, 0.9),
+        "a3": ("A", 0.75, 0.7),
+        "b1": ("B", 0.20, 2.0),
+        "x": (None, 0.99, 0.1),
+    }
+    ids = {}
+    for name, (sweep, acc, loss) in plan.items():
+        ids[name] = store.create_run({"model": "mlp"}, name=name, sweep=sweep)
+        store.record_epoch(ids[name], 1, 1.0, loss, acc, 0.001, 10.0)
+        store.finish(ids[name], "completed")
+    frame = compare.summary_frame(store).set_index("name")
+    # a3 ties a2 on accuracy and wins on the lower loss; b1 is alone in its sweep; x is in none.
+    assert {n for n in plan if frame.loc[n, "sweep_winner"]} == {"a3", "b1"}

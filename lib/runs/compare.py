@@ -15,6 +15,7 @@ import pandas as pd
 
 from lib.charts.series import MAX_POINTS, downsample, ema
 from lib.runs.store import RunRecord, RunStore
+from lib.runs.sweeps import sweep_winner
 
 IGNORED_KEYS = ("name",)  # config keys that never count as a hyperparameter
 LINKS = ("parent", "sweep")  # run columns other features may add; shown when present
@@ -36,7 +37,18 @@ def summary_frame(store: RunStore, owner: str | None = None) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=["id", "name", "status", "dataset", "model", *METRICS, "created"])
+    if "sweep" in frame.columns:
+        frame["sweep_winner"] = frame["id"].isin(sweep_winners(records))
     return frame
+
+
+def sweep_winners(records: list[RunRecord]) -> set[str]:
+    """The winning run of each sweep among records (sweep_winner's rule: best final val accuracy)."""
+    groups: dict[str, list[RunRecord]] = {}
+    for r in records:
+        if _has_link(r, "sweep"):
+            groups.setdefault(str(getattr(r, "sweep", None) or r.config.get("sweep")), []).append(r)
+    return {w for w in (sweep_winner(runs) for runs in groups.values()) if w is not None}
 
 
 def _summary_row(r: RunRecord, figures: dict) -> dict:
