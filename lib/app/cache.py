@@ -24,9 +24,7 @@ from lib.app import sessions, text
 from lib.app.jobs import BackgroundJob
 from lib.data import explore, images
 from lib.data.index import DatasetIndex, build_index, verify_index
-from lib.evaluation.attributions import ModelFacts, explain, model_facts, model_input
 from lib.evaluation.embeddings import embed_run, embedding_frame
-from lib.evaluation.features import activation_grid, feature_maps, first_filters, grid
 from lib.pixels.channels import load_upload
 from lib.pixels.stats import ChannelStats, Progress, StatsConfig, channel_stats
 from lib.runs import compare
@@ -35,7 +33,8 @@ from lib.settings import Settings, cache_dir, load_settings, runs_dir
 from lib.training.checkpoint import LoadedRun, load_model
 from lib.training.engine import decode_one, resolve_device
 
-if TYPE_CHECKING:  # imported where used: torch and torchmetrics load only once a page evaluates a run
+if TYPE_CHECKING:  # imported where used: torchmetrics and Captum (with matplotlib) load only once a page needs them
+    from lib.evaluation.attributions import ModelFacts
     from lib.evaluation.metrics import Metrics
     from lib.evaluation.predictions import Predictions, Progress
 
@@ -345,6 +344,8 @@ def _model(run_id: str, key: int) -> tuple[LoadedRun, threading.Lock]:
 
 def explain_facts(run_id: str) -> ModelFacts:
     """Classes, split, methods and blocks of run_id's model. Raises ValueError (no checkpoint, bad run)."""
+    from lib.evaluation.attributions import model_facts
+
     loaded, _ = _model(run_id, checkpoint_key(run_id))
     return model_facts(loaded)
 
@@ -370,6 +371,8 @@ def upload_image(data: bytes, size: int) -> np.ndarray:
 @st.cache_data(show_spinner=False, max_entries=512)
 def explanation(run_id: str, key: int, image_id: str, _image: np.ndarray, method: str, target: int | None):
     """Prediction and attribution map of one image, cached per (run, checkpoint, image, method, target)."""
+    from lib.evaluation.attributions import explain
+
     loaded, lock = _model(run_id, key)
     with lock:
         return explain(loaded, torch.from_numpy(_image).permute(2, 0, 1), method, target)
@@ -380,6 +383,9 @@ def feature_pictures(
     run_id: str, key: int, image_id: str, _image: np.ndarray
 ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Each conv block's activations as one picture (channels in a grid), and the first layer's filters as tiles."""
+    from lib.evaluation.attributions import model_input
+    from lib.evaluation.features import activation_grid, feature_maps, first_filters, grid
+
     loaded, lock = _model(run_id, key)
     with lock:
         maps = feature_maps(loaded.model, model_input(loaded, torch.from_numpy(_image).permute(2, 0, 1)))
