@@ -90,7 +90,7 @@ async def start_training(page) -> bool:
         return False
     sidebar = page.locator("[data-testid='stSidebar']")
     await sidebar.get_by_label("Epochs").fill(EPOCHS)
-    await sidebar.get_by_role("button", name="Start").click()
+    await sidebar.get_by_role("button", name="Start", exact=True).click()
     try:
         await page.locator(STOP).wait_for(timeout=90_000)  # the trainer subprocess imports torch first
         return True
@@ -193,7 +193,7 @@ async def hostile(browser, url: str, page) -> list[str]:
         for p in (page, tab):  # Start on both tabs; the two trainers above already hold the global slots
             await visit(p, "Train")
             await p.locator("[data-testid='stSidebar']").get_by_label("Epochs").fill(EPOCHS)
-            await p.locator("[data-testid='stSidebar']").get_by_role("button", name="Start").click()
+            await p.locator("[data-testid='stSidebar']").get_by_role("button", name="Start", exact=True).click()
         if not await _refused(tab, "counted across your tabs|training slots of this server are taken"):
             failed.append("second run from a second tab")
         if await page.locator(STOP).count():

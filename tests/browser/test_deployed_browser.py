@@ -67,7 +67,7 @@ def test_a_visitors_runs_are_invisible_to_another(browser, deployed_url):
         sidebar = a.locator("[data-testid='stSidebar']")
         sidebar.get_by_role("spinbutton", name="Epochs").fill("1")
         sidebar.get_by_role("spinbutton", name="Batches per epoch (0 = all)").fill("2")
-        sidebar.get_by_role("button", name="Start").click()
+        sidebar.get_by_role("button", name="Start", exact=True).click()
         a.get_by_text(re.compile(r"^Steps recorded: ")).first.wait_for(timeout=90_000)
         b.reload()
         b.get_by_role("heading", name="Train", exact=True).wait_for()

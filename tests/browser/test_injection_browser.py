@@ -5,6 +5,7 @@ import urllib.parse
 import pytest
 
 from lib.app.text import JOINER
+from lib.data.explore import short_name
 from tests.browser.conftest import shot, start_app, stop_app, wait_idle
 from tests.helpers import write_imagefolder, write_truncated_jpeg
 from tests.test_text import NAME, PAYLOAD
@@ -52,5 +53,7 @@ def test_crafted_folder_class_and_file_names_are_text(page, local_app):
     wait_idle(page)
     shot(page, "injection-names")
     body = page.locator("[data-testid='stMain']").inner_text().replace(JOINER, "")
-    assert f"Empty class folders: {NAME}-empty" in body and f"{NAME} · {NAME}_0.png" in body
+    assert f"Empty class folders: {NAME}-empty" in body
+    # Captions: the class on one line, the file name cut in the middle (short_name) on the next.
+    assert f"{NAME}\n{short_name(f'{NAME}_0.png')}" in body
     assert page.locator(INJECTED).count() == 0

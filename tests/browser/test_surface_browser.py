@@ -342,7 +342,7 @@ def test_refusals_are_sentences_where_the_user_looks(page, app):
     sidebar.get_by_role("spinbutton", name="Epochs").fill("500")
     sidebar.get_by_role("spinbutton", name="Epochs").press("Enter")
     wait_idle(page)
-    sidebar.get_by_role("button", name="Start").click()
+    sidebar.get_by_role("button", name="Start", exact=True).click()
     sidebar.get_by_text(re.compile(r"at most 100 epochs")).wait_for()
     shot(page, "train-refused")
     # A diverged run says so, in the run's status box.

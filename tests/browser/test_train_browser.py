@@ -29,7 +29,7 @@ def test_start_watch_points_grow_then_stop(page, app_url):
     wait_idle(page)
     sidebar = page.locator("[data-testid='stSidebar']")
     sidebar.get_by_role("spinbutton", name="Epochs").fill("50")
-    sidebar.get_by_role("button", name="Start").click()
+    sidebar.get_by_role("button", name="Start", exact=True).click()
     page.get_by_text(re.compile(r"^Steps recorded: ")).first.wait_for(timeout=90_000)
     page.locator("[data-testid='stVegaLiteChart']").first.wait_for()
     first = _steps(page)
