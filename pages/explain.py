@@ -199,7 +199,8 @@ else:
 st.subheader("Embedding map")
 st.caption(
     "Each point a validation image: where the model's penultimate features put it (left) and where its raw "
-    "pixels do (right), both by PCA. Colour is the true class, a cross a mistake; hover for the image, click to explain it."
+    "pixels do (right), both by PCA. Colour is the true class, a cross a mistake; hover for the image, click to "
+    "explain it. The percentage in each title is the share of the variance its two components keep."
 )
 points = st.number_input("Images on the map", 50, 2000, 300, 50, key="explain_points")
 found = cache.stored_embedding(run_id, int(points))
@@ -220,7 +221,7 @@ with st.container(key="explain_embedding"):  # .st-key-explain_embedding
         strict=True,
     ):
         chart = embedding_chart(
-            frame, f"{prefix}_x", f"{prefix}_y", title=f"{what}: {sum(share):.0%} of the variance", current=val_path
+            frame, f"{prefix}_x", f"{prefix}_y", title=f"{what}: {sum(share):.0%}", current=val_path
         )
         column.altair_chart(chart, on_select="rerun", selection_mode=PICK, key=key_, width="stretch")
 mistakes = int((frame["outcome"] == "mistake").sum())

@@ -5,12 +5,14 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from lib.charts.style import PLOT_HEIGHT, styled
+
 PICK = "pick"  # the selection parameter's name: st.altair_chart returns {"selection": {PICK: [{"path": ...}]}}
 MISTAKE_SHAPE = "cross"
 
 
 def embedding_chart(
-    frame: pd.DataFrame, x: str, y: str, *, title: str, current: str | None = None, height: int = 360
+    frame: pd.DataFrame, x: str, y: str, *, title: str, current: str | None = None, height: int = PLOT_HEIGHT
 ) -> alt.LayerChart:
     """Each image a point at (x, y), coloured by its true class, a cross where the model is wrong.
 
@@ -25,7 +27,13 @@ def embedding_chart(
         alt.Y(f"{y}:Q", title="2nd principal component", axis=alt.Axis(**axis)),
     )
     points = base.mark_point(filled=True, size=70).encode(
-        alt.Color("true class:N", title="True class", legend=alt.Legend(orient="bottom", columns=4)),
+        # A categorical scheme: neighbouring classes must not get two shades of one hue.
+        alt.Color(
+            "true class:N",
+            title="True class",
+            scale=alt.Scale(scheme="tableau10"),
+            legend=alt.Legend(orient="bottom", columns=2),  # two columns still fit half of an 800 px page
+        ),
         alt.Shape(
             "outcome:N",
             title="Prediction",
@@ -44,9 +52,7 @@ def embedding_chart(
     ring = base.transform_filter(alt.datum.path == (current or "")).mark_point(
         size=260, color="black", strokeWidth=2, filled=False
     )
-    return (
-        alt.layer(points.add_params(pick), ring).properties(title=title, height=height).configure_legend(labelLimit=140)
-    )
+    return styled(alt.layer(points.add_params(pick), ring), title, height=height)
 
 
 def probability_chart(top: pd.DataFrame) -> alt.Chart:
@@ -57,7 +63,12 @@ def probability_chart(top: pd.DataFrame) -> alt.Chart:
         .mark_bar()
         .encode(
             alt.X("p:Q", title="Probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-            alt.Y("class:N", title=None, sort=alt.SortField("p", order="descending")),
+            alt.Y(
+                "class:N",
+                title=None,
+                sort=alt.SortField("p", order="descending"),
+                axis=alt.Axis(labelOverlap=False),  # every class named, one bar each
+            ),
             color=(
                 alt.condition(alt.datum["is target"], alt.value("#d62728"), alt.value("#1f77b4"))
                 if highlight
