@@ -2,6 +2,8 @@
 
 Exit codes: 0 completed, 1 failed, 2 bad input (nothing trained), 3 diverged, 4 stopped (SIGINT/SIGTERM
 or a Stop from the app). With --json the last stdout line is one JSON object describing the run.
+Under `torchrun --nproc-per-node N -m lib train ...` the run spans N processes (lib.training.distributed);
+rank 0 alone writes the store and prints, and a rank exits 1 only when the run failed (lib.commands.train_ranks).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a model on a dataset; the run lands in the run store",
-        epilog="exit codes: 0 completed, 1 failed, 2 bad input, 3 diverged, 4 stopped",
+        epilog="exit codes: 0 completed, 1 failed, 2 bad input, 3 diverged, 4 stopped; under torchrun 0 unless "
+        "the run failed (its status is in the store and the --json line)",
     )
     p.add_argument(
         "source", nargs="?", default=None, help="an ImageFolder folder, a .zip of one, or `sample` (not with --resume)"
@@ -176,7 +179,12 @@ def add_recipe_options(p) -> None:
         default=_D.epochs,
         help=f"passes over the training split; with --resume, how many more (default: {_D.epochs})",
     )
-    p.add_argument("--batch-size", type=int, default=_D.batch_size, help=f"images per batch (default: {_D.batch_size})")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=_D.batch_size,
+        help=f"images per step; under torchrun over all processes, each rank taking 1/N (default: {_D.batch_size})",
+    )
     p.add_argument("--lr", type=float, default=_D.lr, help=f"learning rate (default: {_D.lr})")
     p.add_argument(
         "--optimizer", choices=OPTIMIZERS, default=_D.optimizer, help=f"sgd uses momentum 0.9 (default: {_D.optimizer})"
@@ -218,7 +226,7 @@ def add_recipe_options(p) -> None:
     )
 
 
-def config_from_args(args) -> TrainConfig:
+def config_from_args(args, world_size: int = 1) -> TrainConfig:
     return TrainConfig(
         model=args.model,
         epochs=args.epochs,
@@ -239,12 +247,17 @@ def config_from_args(args) -> TrainConfig:
         max_batches=args.max_batches,
         pretrained=args.pretrained,
         name=args.name,
+        world_size=world_size,
     )
 
 
 def run(args) -> int:
     timings = Timings(python=process_age() or 0.0)  # interpreter start-up and argument parsing
     check_args(args)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun with several processes
+        from lib.commands.train_ranks import run_ranks
+
+        return run_ranks(args)
     store = open_store(args.runs_dir)
     run_id, config, source, start = _claim_run(store, args)
     with timings("index"):

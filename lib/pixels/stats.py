@@ -109,11 +109,7 @@ def channel_stats(
     config = config or StatsConfig()
     if not paths:
         raise ValueError("There are no images to measure; choose a dataset with at least one image.")
-    counts = np.zeros((3, 256), dtype=np.int64)
-    failed: list[tuple[str, str]] = []
-    for chunk_counts, chunk_failed in _run_chunks(list(paths), config, progress):
-        counts += chunk_counts
-        failed += chunk_failed
+    counts, failed = channel_counts(paths, config, progress)
     num_images = len(paths) - len(failed)
     if num_images == 0:
         raise ValueError(
@@ -131,8 +127,27 @@ def decoded_stats(images: np.ndarray, config: StatsConfig | None = None) -> Chan
     config = config or StatsConfig()
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
         raise ValueError(f"Expected a non-empty uint8 array (N, 3, H, W), got {images.dtype} {images.shape}.")
-    counts = np.stack([np.bincount(images[:, c].ravel(), minlength=256) for c in range(3)]).astype(np.int64)
-    return stats_from_counts(counts, level_values(config), len(images), options=config.options())
+    return stats_from_counts(decoded_counts(images), level_values(config), len(images), options=config.options())
+
+
+def decoded_counts(images: np.ndarray) -> np.ndarray:
+    """The (3, 256) int64 level histogram of uint8 images (N, 3, H, W); N may be 0."""
+    return np.stack([np.bincount(images[:, c].ravel(), minlength=256) for c in range(3)]).astype(np.int64)
+
+
+def channel_counts(
+    paths: Sequence[str], config: StatsConfig, progress: Progress | None = None
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """The (3, 256) int64 level histogram of the images at `paths` and the (path, reason) of those that fail.
+
+    Histograms add exactly, so processes that each count a share of a dataset sum to the whole one.
+    """
+    counts = np.zeros((3, 256), dtype=np.int64)
+    failed: list[tuple[str, str]] = []
+    for chunk_counts, chunk_failed in _run_chunks(list(paths), config, progress):
+        counts += chunk_counts
+        failed += chunk_failed
+    return counts, failed
 
 
 def stats_from_counts(counts: np.ndarray, values: np.ndarray, num_images: int, failed=(), options=None) -> ChannelStats:

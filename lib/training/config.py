@@ -44,6 +44,7 @@ class TrainConfig:
     max_batches: int | None = None
     pretrained: bool = False
     name: str = ""
+    world_size: int = 1  # processes the run spans (set from torchrun's environment, not chosen)
 
     def __post_init__(self):
         _choice("model", self.model, MODELS)
@@ -67,6 +68,7 @@ class TrainConfig:
         if not 0.0 < self.val_split < 1.0:
             raise ValueError(f"val_split must be between 0 and 1 (exclusive), got {self.val_split}; try 0.2.")
         self.augmentation()  # validates rotation and color_jitter
+        _at_least("world_size", self.world_size, 1)
         if self.max_batches is not None:
             _at_least("max_batches", self.max_batches, 1)
             _at_most("max_batches", self.max_batches, MAX_BATCH)

@@ -39,11 +39,13 @@ from lib.pixels.transforms import (
 from lib.runs.status import Status
 from lib.training.checkpoint import LoadedRun, make_checkpoint
 from lib.training.config import DEFAULT_CACHE_MB, TrainConfig, fits_in_memory, held_out
+from lib.training.distributed import Dist, ShardBatchSampler, ShardTensorBatches, batch_slices, tensor_order
 from lib.training.models import build_model
 from lib.training.resume import resume_point, same_split
 from lib.training.timings import Timings
 
 DEFAULT_CACHE_BYTES = DEFAULT_CACHE_MB * 2**20
+SINGLE = Dist()  # one process: the collectives are the identity
 Batch = tuple[torch.Tensor, torch.Tensor]  # (B, 3, S, S) uint8, (B,) int64
 
 
@@ -156,19 +158,35 @@ def decode_images(
 
 
 def dataset_mean_std(
-    paths: Sequence[str], image_size: int, *, decoded: torch.Tensor | None = None
+    paths: Sequence[str], image_size: int, *, decoded: torch.Tensor | None = None, dist: Dist = SINGLE
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of the resized images, pixel values in [0, 1].
 
     lib.pixels.stats's exact histogram statistics: of `decoded` (N, 3, S, S) uint8 when the images are
-    already in memory, else streamed and parallel over the files, with the same resize.
+    already in memory, else streamed and parallel over the files, with the same resize. With several
+    processes `decoded` is this rank's shard, or each rank counts its share of `paths`; the histograms are
+    all-reduced (integers: exact), so every rank gets the single-process answer.
     """
-    from lib.pixels.stats import StatsConfig, channel_stats, decoded_stats
+    from lib.pixels.stats import (
+        StatsConfig,
+        channel_counts,
+        channel_stats,
+        decoded_counts,
+        decoded_stats,
+        level_values,
+        stats_from_counts,
+    )
 
+    config = StatsConfig(size=image_size)
+    if not dist.enabled:
+        stats = channel_stats(list(paths), config) if decoded is None else decoded_stats(decoded.numpy())
+        return tuple(stats.mean), tuple(stats.std)
     if decoded is None:
-        stats = channel_stats(list(paths), StatsConfig(size=image_size))
+        counts, _ = channel_counts(list(paths)[dist.rank :: dist.world_size], config)
     else:
-        stats = decoded_stats(decoded.numpy())  # the same level histogram, from the pixels in memory
+        counts = decoded_counts(decoded.numpy())
+    counts = dist.sum_array(torch.from_numpy(counts)).numpy()
+    stats = stats_from_counts(counts, level_values(config), 0)
     return tuple(stats.mean), tuple(stats.std)
 
 
@@ -235,12 +253,20 @@ def streaming_batches(
     shuffle: bool,
     generator: torch.Generator | None,
     workers: int,
+    dist: Dist = SINGLE,
 ) -> DataLoader:
-    """A DataLoader that decodes each epoch; workers start by forkserver (forking a threaded torch can hang)."""
+    """A DataLoader that decodes each epoch; workers start by forkserver (forking a threaded torch can hang).
+
+    With several processes it loads only this rank's part of each global batch (ShardBatchSampler).
+    """
+    if dist.enabled:
+        sampler = ShardBatchSampler(len(samples), batch_size, dist, generator if shuffle else None)
+        batching = dict(batch_sampler=sampler)
+    else:
+        batching = dict(batch_size=batch_size, sampler=EpochOrder(len(samples), generator) if shuffle else None)
     return DataLoader(
         DecodingDataset(samples, image_size),
-        batch_size=batch_size,
-        sampler=EpochOrder(len(samples), generator) if shuffle else None,
+        **batching,
         num_workers=workers,
         persistent_workers=workers > 0,
         multiprocessing_context="forkserver" if workers > 0 else None,
@@ -279,8 +305,12 @@ def train_epoch(
     stop: threading.Event,
     step: int,
     max_batches: int | None = None,
+    dist: Dist = SINGLE,
 ) -> EpochStats:
-    """One pass over loader. Raises Diverged on a non-finite loss, Stopped when asked (checked every batch)."""
+    """One pass over loader. Raises Diverged on a non-finite loss, Stopped when asked (checked every batch).
+
+    With several processes the loss, the image count and the stop are the whole global batch's, on every rank.
+    """
     model.train()
     total, seen, start = 0.0, 0, time.perf_counter()
     last = start
@@ -289,8 +319,7 @@ def train_epoch(
             break
         data, target = prepare(data, True), target.to(device)
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(data), target)
-        value = loss.item()
+        value, count, loss = batch_loss(model(data), target, dist)
         if not math.isfinite(value):
             raise Diverged(f"The training loss became {value} at step {step + 1} (epoch {epoch})")
         loss.backward()
@@ -299,17 +328,40 @@ def train_epoch(
         if scheduler is not None:
             scheduler.step()
         step, now = step + 1, time.perf_counter()
-        total, seen = total + value * len(target), seen + len(target)
-        if hooks.on_step(step, epoch, value, lr, len(target) / max(now - last, 1e-9)) or stop.is_set():
+        total, seen = total + value * count, seen + count
+        if dist.any(hooks.on_step(step, epoch, value, lr, count / max(now - last, 1e-9)) or stop.is_set()):
             raise Stopped()
         last = now
     return EpochStats(total / max(seen, 1), seen, time.perf_counter() - start, step)
 
 
+def batch_loss(output: torch.Tensor, target: torch.Tensor, dist: Dist = SINGLE) -> tuple[float, int, torch.Tensor]:
+    """(mean cross-entropy over the global batch, images in it, the loss this rank backpropagates).
+
+    DDP averages gradients over ranks, so each rank's summed loss is scaled by world_size / global count:
+    the update is then one process's on the whole batch, however the images fell between ranks.
+    """
+    if not dist.enabled:
+        loss = F.cross_entropy(output, target)
+        return loss.item(), len(target), loss
+    loss_sum = F.cross_entropy(output, target, reduction="sum")  # (B_local, K) -> ()
+    total, count = dist.sums([loss_sum.item(), len(target)])
+    return total / count, int(count), loss_sum * (dist.world_size / count)
+
+
 def evaluate(
-    model: nn.Module, device: torch.device, loader: Iterable[Batch], prepare, max_batches: int | None = None
+    model: nn.Module,
+    device: torch.device,
+    loader: Iterable[Batch],
+    prepare,
+    max_batches: int | None = None,
+    dist: Dist = SINGLE,
 ) -> tuple[float, float]:
-    """(mean loss, accuracy) over loader: losses summed, then divided by the number of images."""
+    """(mean loss, accuracy) over loader: losses summed, then divided by the number of images.
+
+    With several processes each rank evaluates its shard with rank 0's buffers, and the sums are all-reduced.
+    """
+    dist.sync_buffers(model)
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
     with torch.no_grad():
@@ -321,6 +373,7 @@ def evaluate(
             loss_sum += F.cross_entropy(output, target, reduction="sum").item()
             correct += (output.argmax(1) == target).sum().item()
             seen += len(target)
+    loss_sum, correct, seen = dist.sums([loss_sum, correct, seen])
     return loss_sum / max(seen, 1), correct / max(seen, 1)
 
 
@@ -393,27 +446,31 @@ def prepare_data(
     device: torch.device | None = None,
     timings: Timings | None = None,
     decoding: Decoding | None = None,
+    dist: Dist = SINGLE,
 ) -> Data:
     """Split, then decode once into memory if the images fit cache_bytes, else stream; pick mean/std.
 
     `decoding` is a decode of every sample, in order, already started (by the trainer, before its imports).
+    With several processes every rank makes the same split and draws, and decodes only its shard.
     """
     timings = Timings() if timings is None else timings
     train_idx, val_idx = stratified_split([t for _, t in samples], config.val_split, config.seed)
     train_s, val_s = [samples[i] for i in train_idx], [samples[i] for i in val_idx]
     shuffle = torch.Generator().manual_seed(config.seed + 1)
-    if fits_in_memory(len(samples), config.image_size, cache_bytes):
-        data = _cached_data(config, samples, (train_idx, val_idx), hooks, shuffle, device, timings, decoding)
+    if fits_in_memory(math.ceil(len(samples) / dist.world_size), config.image_size, cache_bytes):
+        if dist.enabled:
+            data = _sharded_cached_data(config, train_s, val_s, hooks, shuffle, device, dist)
+        else:
+            data = _cached_data(config, samples, (train_idx, val_idx), hooks, shuffle, device, timings, decoding)
         data.shuffle = shuffle
         return data
-    train = streaming_batches(
-        train_s, config.image_size, config.batch_size, shuffle=True, generator=shuffle, workers=workers
-    )
-    val = streaming_batches(val_s, config.image_size, config.batch_size, shuffle=False, generator=None, workers=workers)
+    size, batch = config.image_size, config.batch_size
+    train = streaming_batches(train_s, size, batch, shuffle=True, generator=shuffle, workers=workers, dist=dist)
+    val = streaming_batches(val_s, size, batch, shuffle=False, generator=None, workers=workers, dist=dist)
     if config.normalization == "dataset":
         hooks.on_progress("computing normalization")
     with timings("statistics"):
-        mean_std = normalization_for(config, [p for p, _ in train_s], None)
+        mean_std = normalization_for(config, [p for p, _ in train_s], None, dist)
     return Data(train, val, mean_std, False, val_s, shuffle)
 
 
@@ -474,13 +531,54 @@ def _decode_in_split_order(
     return every[torch.tensor(order)], [(position[i], reason) for i, reason in found]
 
 
-def normalization_for(config: TrainConfig, train_paths: list[str], decoded: torch.Tensor | None) -> tuple | None:
+def normalization_for(
+    config: TrainConfig, train_paths: list[str], decoded: torch.Tensor | None, dist: Dist = SINGLE
+) -> tuple | None:
     """(mean, std) for the config's normalization: the training split's own, ImageNet's, or None."""
     if config.normalization == "imagenet":
         return IMAGENET_MEAN, IMAGENET_STD
     if config.normalization == "dataset":
-        return dataset_mean_std(train_paths, config.image_size, decoded=decoded)
+        return dataset_mean_std(train_paths, config.image_size, decoded=decoded, dist=dist)
     return None
+
+
+def _sharded_cached_data(
+    config: TrainConfig, train_s: list, val_s: list, hooks: Hooks, shuffle: torch.Generator, device, dist: Dist
+) -> Data:
+    """Several processes, in memory: this rank decodes the images the first epoch's draw gives it, once."""
+    # The draw one process makes for its first epoch, from a copy: `shuffle` itself is drawn once per epoch
+    # as the batches are iterated, so its state between epochs (saved in checkpoints) is one process's.
+    first = tensor_order(len(train_s), torch.Generator().set_state(shuffle.get_state()))
+    train, train_images, _ = _decoded_shard(config, train_s, first, shuffle, hooks, device, dist)
+    val, _, val_bad = _decoded_shard(config, val_s, torch.arange(len(val_s)), None, hooks, device, dist)
+    mean_std = normalization_for(config, [], train_images, dist)
+    dropped = {i for part in dist.gather(val_bad) for i in part}  # every rank's, for the checkpoint's split
+    return Data(train, val, mean_std, True, [s for i, s in enumerate(val_s) if i not in dropped])
+
+
+def _decoded_shard(config, samples, first, generator, hooks, device, dist: Dist):
+    """(ShardTensorBatches over this rank's images, its decoded uint8 images that decode (on the CPU), the
+    indices into samples of those that do not)."""
+    slices = batch_slices(len(samples), config.batch_size, dist)
+    owned = torch.cat([first[s] for s in slices]) if slices else first[:0]  # (N_local,) indices into samples
+
+    def progress(done: int, total: int) -> bool:
+        # A stop asked now acts at the first batch, where all ranks agree; one rank stopping alone would hang.
+        hooks.on_progress(f"decoding images {done}/{total} (rank {dist.rank}'s share of {dist.world_size})")
+        return False
+
+    bad: list[tuple[int, str]] = []
+    images = decode_images([samples[i][0] for i in owned], config.image_size, progress=progress, bad=bad)
+    targets = torch.tensor([samples[i][1] for i in owned], dtype=torch.int64)
+    bad_rows = [i for i, _ in bad]
+    good = torch.ones(len(owned), dtype=torch.bool)
+    good[bad_rows] = False
+    kept = images[good]
+    if device is not None and device.type == "cuda":
+        images, targets = images.to(device), targets.to(device)
+    train = generator is not None
+    batches = ShardTensorBatches(images, targets, owned, first, slices, generator, bad=bad_rows, train=train)
+    return batches, kept, [int(owned[i]) for i in bad_rows]
 
 
 def fit(
@@ -495,17 +593,20 @@ def fit(
     model_fn: Callable[..., nn.Module] = build_model,
     decoding: Decoding | None = None,
     start: dict | None = None,
+    dist: Dist = SINGLE,
 ) -> FitResult:
     """Train config on samples [(path, class index)]; never raises, the outcome is in result.status/message.
 
     `decoding`: a decode of every sample already under way (see prepare_data). With `start` (a checkpoint
     dict, lib/training/checkpoint.py) training continues from it up to config.epochs in all: weights,
     optimizer state, the generators' states and the step count are restored, and the schedule is the one
-    a run of config.epochs would follow (lib/training/resume.py).
+    a run of config.epochs would follow (lib/training/resume.py). `dist`: this process's rank when the run
+    spans several (lib.training.distributed); every rank calls fit.
     """
     hooks, stop, result = hooks or Hooks(), stop or threading.Event(), FitResult()
     try:
-        _fit(config, samples, classes, hooks, stop, result, (cache_bytes, workers, decoding), model_fn, start)
+        loading = (cache_bytes, workers, decoding, dist)
+        _fit(config, samples, classes, hooks, stop, result, loading, model_fn, start)
         result.status, result.message = Status.COMPLETED, f"Trained {len(result.epochs)} epochs."
     except Diverged as e:
         result.status = Status.DIVERGED
@@ -527,7 +628,8 @@ def fit(
 
 
 def _fit(config, samples, classes, hooks, stop, result, loading, model_fn, start=None) -> None:
-    (cache_bytes, workers, decoding), device, timed = loading, resolve_device(config.device), result.timings
+    (cache_bytes, workers, decoding, dist), timed = loading, result.timings
+    device = dist.place(resolve_device(config.device))
     data = prepare_data(
         config,
         samples,
@@ -537,16 +639,20 @@ def _fit(config, samples, classes, hooks, stop, result, loading, model_fn, start
         device=device,
         timings=timed,
         decoding=decoding,
+        dist=dist,
     )
     if start is not None:
         same_split(start, data.val_samples)
         data.mean_std = (tuple(start["mean"]), tuple(start["std"])) if start.get("mean") is not None else None
     result.mean_std = data.mean_std
     per_epoch = min(len(data.train), config.max_batches or len(data.train))
-    augment = augmentation_generator(config.seed)
+    # Each rank its own draws (rank 0 keeps the single-process ones): ranks augment different images alike otherwise.
+    augment = augmentation_generator(dist.rank_seed(config.seed))
     with timed("model"):  # the model, its optimizer and schedule
         torch.manual_seed(config.seed)  # weight init
         model = model_fn(config.model, len(classes), config.image_size, pretrained=config.pretrained).to(device)
+        trained = dist.wrap(model, device)  # DistributedDataParallel with several processes, else model itself
+        model = trained.module if dist.enabled else model  # the plain module: evaluated, saved for one process
         optimizer = make_optimizer(config, model.parameters())
         begin = (
             resume_point(start, model, optimizer, data.shuffle, augment, per_epoch, hooks.on_progress)
@@ -580,10 +686,10 @@ def _fit(config, samples, classes, hooks, stop, result, loading, model_fn, start
         try:
             with timed("epochs"):  # training and validation passes, steps written to the hooks as they go
                 stats = train_epoch(
-                    model, device, loader, optimizer, scheduler, epoch, prepare, recorder, stop,
-                    step0 + len(result.losses), batches,
+                    trained, device, loader, optimizer, scheduler, epoch, prepare, recorder, stop,
+                    step0 + len(result.losses), batches, dist,
                 )  # fmt: skip
-                val_loss, val_accuracy = validation_pass(model, device, data.val, prepare, config)
+                val_loss, val_accuracy = validation_pass(model, device, data.val, prepare, config, dist)
         except Stopped:
             checkpoint(epoch - 1, None, False, epoch_start, partial=True)  # resume from here
             raise
@@ -659,13 +765,16 @@ def evaluate_checkpoint(loaded: LoadedRun, *, workers: int | None = None) -> tup
     return validation_pass(loaded.model, loaded.device, val, prepare, loaded.config)
 
 
-def validation_pass(model: nn.Module, device: torch.device, val: Iterable[Batch], prepare, config: TrainConfig):
+def validation_pass(
+    model: nn.Module, device: torch.device, val: Iterable[Batch], prepare, config: TrainConfig, dist: Dist = SINGLE
+):
     """The validation a run records each epoch; evaluate_checkpoint repeats exactly this on a rebuilt model.
 
     Always the whole validation set, whatever max_batches caps in training: the split is ordered by
-    class, so its first batches can hold a single class and report 100 % on it.
+    class, so its first batches can hold a single class and report 100 % on it. With several processes
+    each rank evaluates its shard and the sums are all-reduced.
     """
-    return evaluate(model, device, val, prepare)
+    return evaluate(model, device, val, prepare, dist=dist)
 
 
 class _Recorder(Hooks):

@@ -55,7 +55,8 @@ def continue_config(parent: dict, more_epochs: int, name: str = "") -> TrainConf
     if isinstance(more_epochs, bool) or not isinstance(more_epochs, int) or more_epochs < 1:
         raise ValueError(f"Train at least 1 more epoch, got {more_epochs!r}.")
     config = TrainConfig.from_dict(parent["config"])
-    return dataclasses.replace(config, epochs=int(parent["epoch"]) + more_epochs, name=name)
+    # A continuation runs in one process, whatever the parent spanned (torchrun refuses --resume).
+    return dataclasses.replace(config, epochs=int(parent["epoch"]) + more_epochs, name=name, world_size=1)
 
 
 def resumable(store: RunStore, run_id: str) -> RunRecord:

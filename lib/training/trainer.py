@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import threading
 
+from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.training.checkpoint import relative_to_root
 from lib.training.config import TrainConfig
-from lib.training.engine import DEFAULT_CACHE_BYTES, FitResult, Hooks, fit
+from lib.training.distributed import Dist
+from lib.training.engine import DEFAULT_CACHE_BYTES, SINGLE, FitResult, Hooks, fit
 
 
 class StoreHooks(Hooks):
@@ -61,15 +63,20 @@ def execute_run(
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     decoding=None,
     start: dict | None = None,
+    dist: Dist = SINGLE,
 ) -> FitResult:
     """Train in this process, writing to the store; checkpoints are saved by the hooks as epochs end.
 
     Whatever the outcome, the run keeps its newest checkpoint: a diverged or failed run keeps the one of
     its last whole epoch, a stopped run the one where it stopped. With `start` (a checkpoint) the run
-    continues from it (lib/training/resume.py).
+    continues from it (lib/training/resume.py). With several processes (torchrun) only rank 0 calls this,
+    and a failure is recorded with the failing rank's reason.
     """
     hooks = hooks or StoreHooks(store, run_id)
-    result = fit(config, samples, classes, hooks, stop, cache_bytes=cache_bytes, decoding=decoding, start=start)
+    loading = dict(cache_bytes=cache_bytes, decoding=decoding, start=start, dist=dist)
+    result = fit(config, samples, classes, hooks, stop, **loading)
+    if result.status == Status.FAILED:
+        result.message = dist.failure_reason(result.message)
     hooks.close()
     last = store.checkpoint_path(run_id, "last")
     store.finish(run_id, result.status, result.message, str(last) if last.exists() else None)
