@@ -42,7 +42,7 @@ def timed(cmd: list[str]) -> tuple[float, dict]:
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-1000:]}\n{done.stderr[-3000:]}")
     return seconds, json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -51,7 +51,7 @@ def bench_throughput(n: int, epochs: int, model: str, device: str, runs_dir: Pat
     args = ["-m", "lib", "train", str(data), "--model", model, "--epochs", str(epochs), "--batch-size", "128"]
     args += ["--device", device, "--runs-dir", str(runs_dir), "--json"]
     one_s, one = timed([sys.executable, *args])
-    two_s, two = timed([*TORCHRUN, *args[1:]])
+    two_s, two = timed([*TORCHRUN, *args])
     print(f"(a) {model}, {n} images of 32 px, {epochs} epochs, global batch 128, {device}, {cores()} cores:")
     print(f"    1 process:   {one['samples_per_sec']:8.0f} samples/s, whole command {one_s:5.1f} s")
     print(f"    2 processes: {two['samples_per_sec']:8.0f} samples/s, whole command {two_s:5.1f} s")
