@@ -33,6 +33,7 @@ from lib.training import distributed
 from lib.training.config import fits_in_memory
 from lib.training.distributed import Dist
 from lib.training.engine import Hooks, default_threads, fit, resolve_device
+from lib.training.timings import Timings, process_age
 from lib.training.trainer import execute_run
 
 
@@ -95,7 +96,9 @@ def _train(ctx: Dist, args, config, index: DatasetIndex, stop: threading.Event) 
     finally:
         for watch in watches:
             watch.cancel()
-    _report(run_id, result, args.json)
+    timings = Timings(result.timings)  # rank 0's phases; "total" is this process's whole life
+    timings["total"] = process_age() or sum(timings.values())
+    _report(run_id, result, args.json, timings)
     return result.status
 
 
