@@ -32,7 +32,7 @@ from lib.settings import runs_dir as runs_folder
 from lib.training import distributed
 from lib.training.config import fits_in_memory
 from lib.training.distributed import Dist
-from lib.training.engine import Hooks, default_threads, fit, resolve_device
+from lib.training.engine import Hooks, fit, idle_cores, resolve_device
 from lib.training.timings import Timings, process_age
 from lib.training.trainer import execute_run
 
@@ -53,7 +53,7 @@ def run_ranks(args) -> int:
     check_runnable(index, config)
     distributed.start(ctx, resolve_device(config.device))
     index = _checked_index(ctx, index, args)
-    torch.set_num_threads(args.threads or max(1, default_threads() // ctx.local_world_size))
+    torch.set_num_threads(args.threads or max(1, idle_cores() // ctx.local_world_size))
     stop = StopEvent()
     with stop_on_signals(stop):
         status = _train(ctx, args, config, index, stop)
@@ -98,7 +98,8 @@ def _train(ctx: Dist, args, config, index: DatasetIndex, stop: threading.Event) 
             watch.cancel()
     timings = Timings(result.timings)  # rank 0's phases; "total" is this process's whole life
     timings["total"] = process_age() or sum(timings.values())
-    _report(run_id, result, args.json, timings)
+    record = store.get_run(run_id)
+    _report(run_id, result, args.json, timings, record.checkpoint if record else None)
     return result.status
 
 
