@@ -57,20 +57,37 @@ def test_the_readme_gives_the_commands_these_tests_run():
     assert f".venv/bin/python -m torch.distributed.run {launcher} -m lib stats SOURCE --json" in readme
 
 
-@pytest.mark.parametrize("cache_mb", ["2048", "0"], ids=["decoded-once", "streamed"])
-def test_two_processes_record_the_one_process_losses_and_accuracy(data, tmp_path, cache_mb):
-    args = ["train", str(data), *TRAIN, "--epochs", "1", "--val-split", "0.25", "--cache-mb", cache_mb]
-    one = one_process(*args, "--runs-dir", str(tmp_path / "one"))
-    two = two_processes(*args, "--runs-dir", str(tmp_path / "two"))
+@pytest.mark.parametrize(
+    ("cache_mb", "epochs", "more"), [("2048", 1, 1), ("0", 2, 0)], ids=["decoded-once", "streamed"]
+)
+def test_two_processes_record_the_one_process_losses_and_accuracy(data, tmp_path, cache_mb, epochs, more):
+    """2 processes for `epochs` epochs, then (`more`) `--resume` of that run in one process, against one
+    process training all of them: the same losses step by step and the same validation accuracy each epoch.
+    Streamed, the second epoch checks the reshuffle; decoded once (where later epochs differ by design,
+    README), the resume checks that the checkpoint's generator states are one process's."""
+    args = ["train", str(data), *TRAIN, "--val-split", "0.25", "--cache-mb", cache_mb]
+    one = one_process(*args, "--epochs", str(epochs + more), "--runs-dir", str(tmp_path / "one"))
+    two = two_processes(*args, "--epochs", str(epochs), "--runs-dir", str(tmp_path / "two"))
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
     a, b = summary(one), summary(two)
-    loss_one = RunStore(tmp_path / "one").steps(a["run_id"]).train_loss.to_numpy()
-    loss_two = RunStore(tmp_path / "two").steps(b["run_id"]).train_loss.to_numpy()
-    assert len(loss_one) == len(loss_two) == 5  # 54 images: 4 global batches of 11, then 10
-    np.testing.assert_allclose(loss_two, loss_one, rtol=0, atol=LOSS_TOL)
-    assert b["val_accuracy"] == a["val_accuracy"]
-    assert b["val_loss"] == pytest.approx(a["val_loss"], abs=LOSS_TOL)
     listed_once_and_loads_in_one_process(tmp_path / "two", b)
+    runs = [b]
+    if more:
+        resume = ["train", "--resume", b["run_id"], "--epochs", str(more), "--json", "--cache-mb", cache_mb]
+        done = one_process(*resume, "--runs-dir", str(tmp_path / "two"))
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(summary(done))
+    ref, store = RunStore(tmp_path / "one"), RunStore(tmp_path / "two")
+    loss_one = ref.steps(a["run_id"]).train_loss.to_numpy()
+    loss_two = np.concatenate([store.steps(r["run_id"]).train_loss.to_numpy() for r in runs])
+    assert len(loss_one) == len(loss_two) == 5 * (epochs + more)  # 54 images: 4 global batches of 11, then 10
+    np.testing.assert_allclose(loss_two, loss_one, rtol=0, atol=LOSS_TOL)
+    accuracy_two = [a for r in runs for a in store.epochs(r["run_id"]).val_accuracy]
+    assert accuracy_two == list(ref.epochs(a["run_id"]).val_accuracy)
+    assert runs[-1]["val_loss"] == pytest.approx(a["val_loss"], abs=LOSS_TOL)
+    if more:  # the continuation is a one-process run, linked to the 2-process one
+        child = store.get_run(runs[-1]["run_id"])
+        assert child.parent == b["run_id"] and child.config["world_size"] == 1
 
 
 def listed_once_and_loads_in_one_process(runs: Path, run: dict) -> None:
