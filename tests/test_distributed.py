@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -235,7 +236,9 @@ def _one_rank(rank: int, init_file: str, data: str, out) -> None:
     out.put((rank, result.status, ctx.failure_reason(result.message) if rank == 0 else result.message))
 
 
-def test_a_rank_with_an_error_fails_the_run_with_that_ranks_reason(data, tmp_path):
+def test_a_rank_with_an_error_fails_the_run_with_that_ranks_reason(data, tmp_path, monkeypatch):
+    # A spawned child re-runs this process's __main__; after an AppTest that is a page script, so give it none.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     procs = [ctx.Process(target=_one_rank, args=(r, str(tmp_path / "init"), str(data), out)) for r in (0, 1)]
