@@ -20,6 +20,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -37,8 +38,12 @@ from lib.training.timings import Timings, process_age
 from lib.training.trainer import execute_run
 
 
-def run_ranks(args) -> int:
-    """This rank's part of the run; returns 1 when the run failed, else 0."""
+def run_ranks(args) -> NoReturn:
+    """This rank's part of the run; the process exits 1 when the run failed, else 0 (see distributed.leave).
+
+    Raises:
+        ValueError: on bad flags or data, before training starts.
+    """
     if args.run_id is not None:
         raise ValueError("--run-id names a run the app started in one process; leave it out under torchrun.")
     if args.resume is not None:
@@ -58,9 +63,9 @@ def run_ranks(args) -> int:
     with stop_on_signals(stop):
         status = _train(ctx, args, config, index, stop)
     if status == Status.FAILED:
-        return 1  # after a lost rank, tearing the group down can block: just exit
+        distributed.leave(1)  # after a lost rank, tearing the group down can block: just exit
     distributed.finish(ctx)
-    return 0
+    distributed.leave(0)
 
 
 def _train(ctx: Dist, args, config, index: DatasetIndex, stop: threading.Event) -> Status:

@@ -16,16 +16,19 @@ its sockets close; rank 0, whose next collective then fails, reads the reason an
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import os
 import re
 import socket
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import islice
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -212,9 +215,30 @@ def start(ctx: Dist, device: torch.device, timeout_s: float = TIMEOUT_S) -> None
 
 
 def finish(ctx: Dist) -> None:
-    """Leave the process group (after a last barrier, so no rank tears down a collective another is in)."""
+    """Leave the process group once every rank is done: rank 0 writes its store and checkpoint after `fit`
+    returns, and a rank that tore gloo down meanwhile would fail it."""
     if ctx.enabled and dist.is_initialized():
+        try:
+            dist.barrier()
+        except Exception:  # noqa: BLE001 - a rank already gone: leaving is all that is left to do
+            pass
+        gc.collect()  # DDP's reducer holds the group in a reference cycle: free it while the interpreter is whole
         dist.destroy_process_group()
+
+
+def leave(code: int) -> NoReturn:
+    """End this rank's process with `code` now: output flushed, the interpreter not torn down.
+
+    Gloo's worker threads outlive `destroy_process_group` while anything still holds the group; destroyed
+    during interpreter finalization they now and then abort the process on a loaded host ("terminate called
+    without an active exception", SIGABRT), and torchrun then reports a run that ended well as failed.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say to it
+            pass
+    os._exit(code)
 
 
 def _store():
