@@ -67,6 +67,25 @@ def wait_idle(page) -> None:
     page.wait_for_selector(IDLE, state="attached")
 
 
+def choose(page, box, option: str, attempts: int = 3) -> None:
+    """Pick `option` in the Streamlit selectbox `box`. A rerun that redraws the box as it opens (a fragment's
+    poll, a loaded server catching up) closes its list again, so the list is opened until the option shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    item = page.get_by_role("option", name=option, exact=True)
+    for attempt in range(attempts):
+        wait_idle(page)
+        box.click()
+        try:
+            item.wait_for(timeout=15_000)
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+            continue
+        item.click()
+        return
+
+
 def shot(page, name: str) -> None:
     """Save a screenshot when TORCHSCOPE_SCREENSHOTS names a folder (for looking at pages by eye)."""
     folder = os.environ.get("TORCHSCOPE_SCREENSHOTS")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.browser.conftest import shot, start_app, stop_app, wait_idle
+from tests.browser.conftest import choose, shot, start_app, stop_app, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -44,8 +44,7 @@ def test_train_more_then_find_a_learning_rate(page, app_with_a_run):
     shot(page, "train-more-800")
     page.set_viewport_size({"width": 1400, "height": 1000})
     sidebar = page.locator("[data-testid='stSidebar']")
-    sidebar.locator(".st-key-train_model").click()  # a light model: the finder trains 100 batches
-    page.get_by_role("option", name="mlp", exact=True).click()
+    choose(page, sidebar.get_by_role("combobox", name="Model"), "mlp")  # a light model: the finder trains 100 batches
     sidebar.get_by_role("spinbutton", name="Image size (px)").fill("16")
     sidebar.get_by_role("button", name="Find learning rate").click()
     page.get_by_text("Use this learning rate").wait_for(timeout=400_000)
@@ -70,12 +69,10 @@ def test_a_sweep_from_the_sidebar_shows_its_progress_and_stops_as_a_whole(page, 
     page.goto(f"{url}/train")
     wait_idle(page)
     sidebar = page.locator("[data-testid='stSidebar']")
-    sidebar.locator(".st-key-train_model").click()
-    page.get_by_role("option", name="mlp", exact=True).click()
+    choose(page, sidebar.get_by_role("combobox", name="Model"), "mlp")
     sidebar.get_by_role("spinbutton", name="Epochs").fill("20")
     sidebar.locator(".st-key-train_sweep_param1").scroll_into_view_if_needed()
-    sidebar.locator(".st-key-train_sweep_param1").click()
-    page.get_by_role("option", name="lr", exact=True).click()
+    choose(page, sidebar.get_by_role("combobox", name="Vary #1"), "lr")
     sidebar.get_by_label("Values #1").fill("1e-3, 3e-3")
     sidebar.get_by_role("button", name="Start sweep").click()
     page.get_by_text(re.compile(r"^Sweep sweep-.*0 of 2 runs finished")).first.wait_for(timeout=120_000)
