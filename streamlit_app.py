@@ -146,16 +146,20 @@ def uploaded_source() -> Source | None:
     )
     if up is None:
         return None
-    if up.size > limit * 2**20:
-        st.session_state.source_error = (
-            f"{up.name} is {up.size / 2**20:.0f} MB, over this app's {limit} MB limit; upload a smaller archive."
-        )
-        return None
-    session = sessions.session_dir(st.session_state.session_id)
-    target = upload_target(up.getvalue(), up.name, session / "uploads")
-    if str(target) == st.session_state.get("_last_upload"):
-        return Source("upload", str(target))  # handled on an earlier run
-    return store_upload(up.getvalue(), up.name, session, target)
+    try:
+        if up.size > limit * 2**20:
+            st.session_state.source_error = (
+                f"{up.name} is {up.size / 2**20:.0f} MB, over this app's {limit} MB limit; upload a smaller archive."
+            )
+            return None
+        data = up.getvalue()
+        session = sessions.session_dir(st.session_state.session_id)
+        target = upload_target(data, up.name, session / "uploads")
+        if str(target) == st.session_state.get("_last_upload"):
+            return Source("upload", str(target))  # handled on an earlier run
+        return store_upload(data, up.name, session, target)
+    finally:
+        sessions.release_upload(up)  # stored on disk or refused: its bytes need not stay in memory
 
 
 def store_upload(data: bytes, name: str, session, target) -> Source | None:

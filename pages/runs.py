@@ -17,7 +17,7 @@ import uuid
 import pandas as pd
 import streamlit as st
 
-from lib.app import cache
+from lib.app import cache, sessions
 from lib.app.text import plain, plain_error
 from lib.app.train_tools import train_more
 from lib.charts.runs import overlay_epoch_chart, overlay_loss_chart, parallel_chart, scatter_chart
@@ -81,6 +81,7 @@ def import_box() -> None:
 
 def import_upload(up, rename: bool) -> None:
     if up.size > settings.max_upload_mb * 2**20:
+        sessions.release_upload(up)
         st.error(f"That bundle is over this app's {settings.max_upload_mb} MB limit; export fewer runs.")
         return
     path = store.root / f".upload-{uuid.uuid4().hex}.zip"
@@ -93,6 +94,7 @@ def import_upload(up, rename: bool) -> None:
         return
     finally:
         path.unlink(missing_ok=True)
+        sessions.release_upload(up)  # imported or refused, the bundle's bytes need not stay in memory
     forget_selection()
     st.session_state.runs_selected = list(ids.values())
     st.success(f"Imported {len(ids)} run(s).")

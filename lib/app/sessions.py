@@ -1,4 +1,5 @@
-"""Per-visitor folders: each browser session keeps its uploads under its own id, removed when idle."""
+"""Per-visitor folders: each browser session keeps its uploads under its own id, removed when idle; an
+upload's bytes leave server memory once they are on disk."""
 
 from __future__ import annotations
 
@@ -72,3 +73,19 @@ def remove_session(session_id: str) -> None:
     """Delete a session's uploads and extracted archives."""
     if _ID.match(session_id):
         shutil.rmtree(cache_dir() / "sessions" / session_id, ignore_errors=True)
+
+
+def release_upload(upload) -> None:
+    """Drop an uploaded file's bytes from the server's memory, once what the page needs of it is on disk.
+
+    Streamlit holds every upload in memory until its session ends or the visitor removes it from the
+    widget, so an archive already extracted to disk would stay in RAM for as long as the tab is open. The
+    widget reads as empty from the next run on (the page keeps what it stored: the opened source, the
+    imported runs). Outside a running server, or with another upload manager, nothing happens.
+    """
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is not None and isinstance(ctx.uploaded_file_mgr, MemoryUploadedFileManager):
+        ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=upload.file_id)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,36 @@ def choose(page, box, option: str, attempts: int = 3) -> None:
             continue
         item.click()
         return
+
+
+def go(page, name: str) -> None:
+    """Switch page through the sidebar navigation, as a user does. A click that lands while the page
+    reruns by itself (the Dataset page does once its background check ends) can be lost: click again."""
+    heading = page.get_by_role("heading", name=name, exact=True).first
+    for attempt in range(3):
+        page.locator("[data-testid='stSidebarNav'] a", has_text=name).click()
+        try:
+            heading.wait_for(timeout=20_000 * (attempt + 1))
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+    wait_idle(page)
+
+
+def _uploads_in_memory(url: str) -> int:
+    """Bytes of uploads the server holds in memory, from Streamlit's metrics endpoint (0 when none)."""
+    text = urllib.request.urlopen(f"{url}/_stcore/metrics", timeout=30).read().decode()
+    lines = [line for line in text.splitlines() if "UploadedFileManager" in line and not line.startswith("#")]
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in lines)
+
+
+def wait_for_uploads_in_memory(url: str, below: int, timeout_s: float = 30.0) -> None:
+    """The metrics are cached for 5 s: poll until the uploads held fall below `below` bytes."""
+    deadline = time.monotonic() + timeout_s
+    while (held := _uploads_in_memory(url)) >= below:
+        assert time.monotonic() < deadline, f"the server still holds {held} bytes of uploads in memory"
+        time.sleep(1)
 
 
 def shot(page, name: str) -> None:

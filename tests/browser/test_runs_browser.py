@@ -5,8 +5,9 @@ import io
 
 import pytest
 
+from lib.runs.export import bundle_bytes
 from lib.runs.store import RunStore
-from tests.browser.conftest import shot, start_app, stop_app, wait_idle
+from tests.browser.conftest import shot, start_app, stop_app, wait_for_uploads_in_memory, wait_idle
 from tests.test_page_runs import add_run
 
 pytestmark = pytest.mark.browser
@@ -61,3 +62,22 @@ def test_select_two_runs_see_both_overlaid_and_download_the_csv(page, runs_app):
         page.set_viewport_size({"width": width, "height": height})
         wait_idle(page)
         shot(page, f"runs-{width}x{height}")
+
+
+def test_an_imported_bundle_joins_the_table_and_leaves_server_memory(page, runs_app, tmp_path):
+    url, store, _ = runs_app
+    other = RunStore(tmp_path / "elsewhere")
+    bundle = bundle_bytes(other, [add_run(other, "delta", lr=0.2, steps=50)])
+    page.goto(f"{url}/runs")
+    page.get_by_role("heading", name="Runs", exact=True).wait_for()
+    wait_idle(page)
+    page.get_by_text("Import runs (.zip bundle)").click()
+    page.locator(".st-key-runs_import_file input[type='file']").set_input_files(
+        {"name": "delta.zip", "mimeType": "application/zip", "buffer": bundle}
+    )
+    wait_idle(page)
+    page.locator(".st-key-runs_import button").click()
+    page.get_by_text("Imported 1 run(s).").wait_for()
+    assert [r.name for r in store.list_runs() if r.name == "delta"] == ["delta"]
+    wait_for_uploads_in_memory(url, below=len(bundle))  # imported: the bundle's bytes are not kept
+    assert page.locator("[data-testid='stException']").count() == 0

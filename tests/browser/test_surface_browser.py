@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from lib.runs.store import RunStore
-from tests.browser.conftest import _require_browser, shot, start_app, stop_app, wait_idle
+from tests.browser.conftest import _require_browser, go, shot, start_app, stop_app, wait_idle
 from tests.helpers import write_imagefolder
 
 pytestmark = pytest.mark.browser
@@ -68,21 +68,6 @@ def app(tmp_path_factory):
 def open_page(page, url: str, heading: str) -> None:
     page.goto(url)
     page.get_by_role("heading", name=heading, exact=True).first.wait_for()
-    wait_idle(page)
-
-
-def go(page, name: str) -> None:
-    """Switch page through the sidebar navigation, as a user does. A click that lands while the page
-    reruns by itself (the Dataset page does once its background check ends) can be lost: click again."""
-    heading = page.get_by_role("heading", name=name, exact=True).first
-    for attempt in range(3):
-        page.locator("[data-testid='stSidebarNav'] a", has_text=name).click()
-        try:
-            heading.wait_for(timeout=20_000 * (attempt + 1))
-            break
-        except Exception:
-            if attempt == 2:
-                raise
     wait_idle(page)
 
 
