@@ -11,6 +11,8 @@ Widget keys (stable, for tests and URLs):
     evaluate_pr_classes     classes drawn in the PR chart
     evaluate_channels_<i>   open gallery image i on the Channels page
 Containers (CSS .st-key-<name>): evaluate_gallery, evaluate_top_losses.
+Kept across page switches (lib.app.state): evaluate_run (also ?run= in the URL), evaluate_norm, evaluate_order,
+evaluate_page, evaluate_pr_classes.
 Session state read: train_run, dataset_root, source, session_id. Written: evaluate_view (what the gallery
 shows: run, true, pred, errors), channels_class and channels_image (when opening an image on Channels).
 """
@@ -24,6 +26,7 @@ import streamlit as st
 
 from lib.app import cache
 from lib.app.cache import run_store
+from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
 from lib.charts.evaluate import (
     CELL,
@@ -54,10 +57,9 @@ if not runs:
     st.info("No run has a checkpoint yet: train one on the Train page (a run saves one at the end of each epoch).")
     st.stop()
 labels = {r.id: run_label(r) for r in runs}
-if st.session_state.get("evaluate_run") not in labels:
-    st.session_state.evaluate_run = (
-        st.session_state.get("train_run") if st.session_state.get("train_run") in labels else runs[0].id
-    )
+# Kept across page switches and named in the URL (?run=); on a first visit, the Train page's run.
+keep("evaluate_run", st.session_state.get("train_run") if st.session_state.get("train_run") in labels else runs[0].id,
+     options=list(labels), param="run")  # fmt: skip
 run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="evaluate_run")
 record = next(r for r in runs if r.id == run_id)
 
@@ -86,7 +88,7 @@ preds, m = evaluation
 def choose(run: str, true: str | None, pred: str | None, errors: bool = False) -> None:
     """Show these images of run in the gallery, from its first page."""
     st.session_state.evaluate_view = {"run": run, "true": true, "pred": pred, "errors": errors}
-    st.session_state.evaluate_page = 1
+    set_value("evaluate_page", 1)
 
 
 def on_cell(run: str) -> None:
@@ -132,6 +134,8 @@ if not view or view["run"] != run_id:
     view = st.session_state.evaluate_view
 with st.container():
     a, b = st.columns(2)
+    keep("evaluate_norm", next(iter(NORMALIZE)), options=list(NORMALIZE))
+    keep("evaluate_order", ORDERS[0], options=ORDERS)
     norm = a.radio("Colour by", list(NORMALIZE), format_func=NORMALIZE.get, key="evaluate_norm")
     order_by = b.radio("Order classes by", ORDERS, key="evaluate_order")
     order = m.classes if order_by == ORDERS[0] else error_order(m.confusion, m.classes)
@@ -223,8 +227,7 @@ with st.container(key="evaluate_gallery"):
         st.caption("No image in this cell.")
     else:
         pages = math.ceil(len(shown) / PER_PAGE)
-        if st.session_state.get("evaluate_page", 1) > pages:
-            st.session_state.evaluate_page = 1
+        keep("evaluate_page", 1, valid=lambda v: isinstance(v, int) and 1 <= v <= pages)
         page = st.number_input(f"Page (of {pages})", 1, pages, key="evaluate_page")
         gallery(shown.iloc[(page - 1) * PER_PAGE : page * PER_PAGE], "cell", linked)
     if not linked:
@@ -243,8 +246,7 @@ st.subheader("Precision-recall and calibration")
 left, right = st.columns(2, gap="large")
 with left:
     by_ap = m.per_class.sort_values("average_precision")["class"].tolist()
-    if "evaluate_pr_classes" not in st.session_state or set(st.session_state.evaluate_pr_classes) - set(m.classes):
-        st.session_state.evaluate_pr_classes = by_ap[: min(5, len(by_ap))]
+    keep("evaluate_pr_classes", by_ap[: min(5, len(by_ap))], valid=lambda v: set(v) <= set(m.classes))
     chosen = st.multiselect("Classes (lowest average precision first)", by_ap, key="evaluate_pr_classes")
     if chosen:
         st.altair_chart(pr_chart(cache.pr_curves(run_id, key, tuple(chosen), evaluation)), width="stretch")

@@ -10,6 +10,7 @@ Widget keys (stable, for tests and URLs):
     explain_layer                        the conv block whose feature maps are shown
     explain_points                       how many validation images the embedding map shows
     explain_map, explain_pixel_map       the two embedding charts (clicking a point picks its image)
+Every widget above but the uploader and the maps keeps its value across page switches (lib.app.state.keep).
 Query parameters: run=<run id>, image=<path relative to the dataset root> (as the Evaluate page links).
 Containers: explain_overlay, explain_embedding (CSS .st-key-<name>).
 """
@@ -23,6 +24,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.app import cache
+from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.charts.explain import PICK, embedding_chart, probability_chart
 from lib.evaluation.attributions import METHOD_NAMES
@@ -70,16 +72,16 @@ def pick_image(path: str, facts) -> bool:
 def apply_link_and_clicks() -> None:
     """A link's run= and image= (once per link), then a click on either embedding map (once per click)."""
     link = (st.query_params.get("run"), st.query_params.get("image"))
-    if link != st.session_state.get("_explain_link"):
+    new_link = link != st.session_state.get("_explain_link")
+    if new_link:
         st.session_state._explain_link = link
         if link[0] in labels:
             st.session_state.explain_run = link[0]
         elif link[0]:
             st.warning(f"Run {plain(link[0])} is not in the store; showing another run.")
-        if link[1] and not pick_image(link[1], load_facts(st.session_state.get("explain_run", runs[0].id))):
-            st.warning(f"{plain(link[1])} is not in this run's validation split; pick an image below.")
-    if st.session_state.get("explain_run") not in labels:
-        st.session_state.explain_run = runs[0].id
+    keep("explain_run", runs[0].id, options=list(labels))  # the link's run, else the one kept, else the newest
+    if new_link and link[1] and not pick_image(link[1], load_facts(st.session_state.explain_run)):
+        st.warning(f"{plain(link[1])} is not in this run's validation split; pick an image below.")
     for key in MAP_KEYS:
         chosen = (st.session_state.get(key) or {}).get("selection", {}).get(PICK) or []
         path = chosen[0].get("path") if chosen else None
@@ -92,15 +94,14 @@ apply_link_and_clicks()
 left, middle, right = st.columns([2, 1, 1])
 run_id = left.selectbox("Run", list(labels), format_func=labels.get, key="explain_run")
 facts = load_facts(run_id)
-if st.session_state.get("explain_class") not in facts.classes:
-    st.session_state.explain_class = facts.classes[0]
+keep("explain_class", facts.classes[0], options=facts.classes)
 class_name = middle.selectbox("Class", facts.classes, key="explain_class")
 in_class = [p for p, t in zip(facts.val_paths, facts.val_targets) if facts.classes[t] == class_name]
 if not in_class:
     st.info(f"The validation split has no image of {plain(class_name)}; pick another class.")
     st.stop()
-if not 0 <= st.session_state.get("explain_index", 0) < len(in_class):  # a class with fewer images
-    st.session_state.explain_index = 0
+keep("explain_index", 0, valid=lambda v: isinstance(v, int) and 0 <= v < len(in_class))  # fewer images: the first
+keep("explain_source", SOURCES[0], options=SOURCES)
 number = right.number_input(f"Image (0 to {len(in_class) - 1})", 0, len(in_class) - 1, key="explain_index")
 source = st.radio("Image from", SOURCES, horizontal=True, key="explain_source", label_visibility="collapsed")
 
@@ -148,18 +149,19 @@ except ValueError as e:
     st.error(plain_error(e))
     st.stop()
 
-if st.session_state.get("explain_method") not in facts.methods:
-    st.session_state.explain_method = facts.methods[0]
+keep("explain_method", facts.methods[0], options=facts.methods)
 a, b, c = st.columns([2, 1, 1])
 method = a.radio("Method", facts.methods, format_func=METHOD_NAMES.get, horizontal=True, key="explain_method")
 targets = [-1, *range(len(facts.classes))]
+keep("explain_target", -1, options=targets)
+keep("explain_opacity", 0.5, valid=lambda v: isinstance(v, float) and 0.0 <= v <= 1.0)
 target = b.selectbox(
     "Explain the class",
     targets,
     format_func=lambda i: "the predicted one" if i < 0 else facts.classes[i],
     key="explain_target",
 )
-opacity = c.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="explain_opacity")
+opacity = c.slider("Overlay opacity", 0.0, 1.0, step=0.05, key="explain_opacity")
 if facts.gradcam_reason:
     st.caption(facts.gradcam_reason)
 with st.spinner(f"Computing {METHOD_NAMES[method]}…"):
@@ -182,10 +184,10 @@ st.subheader("Feature maps")
 if not facts.blocks:
     st.caption(f"A {facts.model} model has no convolutional layer, so it has no feature maps.")
 else:
+    keep("explain_layer", len(facts.blocks) - 1, options=range(len(facts.blocks)))
     layer = st.selectbox(
         "Block",
         range(len(facts.blocks)),
-        index=len(facts.blocks) - 1,
         format_func=facts.blocks.__getitem__,
         key="explain_layer",
     )
@@ -202,7 +204,8 @@ st.caption(
     "pixels do (right), both by PCA. Colour is the true class, a cross a mistake; hover for the image, click to "
     "explain it. The percentage in each title is the share of the variance its two components keep."
 )
-points = st.number_input("Images on the map", 50, 2000, 300, 50, key="explain_points")
+keep("explain_points", 300, valid=lambda v: isinstance(v, int) and 50 <= v <= 2000)
+points = st.number_input("Images on the map", 50, 2000, step=50, key="explain_points")
 found = cache.stored_embedding(run_id, int(points))
 if found is None:
     bar = st.progress(0.0, text="Embedding the validation images…")

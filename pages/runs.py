@@ -7,6 +7,7 @@ Widget keys (stable, for tests and URLs):
     runs_delete, runs_delete_confirm, runs_import_file, runs_import_rename, runs_import; runs_more_run,
     runs_more_epochs, runs_more ("Train more", lib/app/train_tools.py).
 Chart keys: runs_loss_chart, runs_val_loss_chart, runs_accuracy_chart, runs_parallel_chart, runs_scatter_chart.
+Kept across page switches (lib.app.state): the filters, runs_x, runs_smoothing, runs_scatter_x, runs_scatter_y.
 Session state read: session_id (str). Written: runs_selected (the selected run ids, kept across pages).
 """
 
@@ -18,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.app import cache, sessions
+from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.app.train_tools import train_more
 from lib.charts.runs import overlay_epoch_chart, overlay_loss_chart, parallel_chart, scatter_chart
@@ -103,13 +105,14 @@ def import_upload(up, rename: bool) -> None:
 def filtered(summary: pd.DataFrame) -> pd.DataFrame:
     """The rows the three filters keep (an empty filter keeps everything)."""
     cols = st.columns(3)
-    keep = pd.Series(True, index=summary.index)
+    rows = pd.Series(True, index=summary.index)
     for col, field in zip(cols, ("status", "dataset", "model"), strict=True):
         options = sorted(summary[field].dropna().astype(str).unique())
+        keep(f"runs_{field}", [], valid=lambda v, known=set(options): set(v) <= known)
         chosen = col.multiselect(field.capitalize(), options, key=f"runs_{field}", on_change=forget_selection)
         if chosen:
-            keep &= summary[field].astype(str).isin(chosen)
-    return summary[keep].reset_index(drop=True)
+            rows &= summary[field].astype(str).isin(chosen)
+    return summary[rows].reset_index(drop=True)
 
 
 def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
@@ -139,8 +142,10 @@ def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
 def curve_charts(summary: pd.DataFrame, selected: list[str], labels: dict[str, str]) -> None:
     """Training loss, validation loss and accuracy of the selected runs, overlaid."""
     left, right = st.columns([2, 1])
+    keep("runs_x", next(iter(compare.X_AXES)), options=list(compare.X_AXES))
+    keep("runs_smoothing", 0.6, valid=lambda v: isinstance(v, float) and 0.0 <= v <= 0.99)
     x = left.radio("X axis", list(compare.X_AXES), format_func=compare.X_AXES.get, horizontal=True, key="runs_x")
-    smoothing = right.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="runs_smoothing")
+    smoothing = right.slider("Smoothing", 0.0, 0.99, step=0.01, key="runs_smoothing")
     budget = max(200, MAX_POINTS // len(selected))  # the whole chart stays a few thousand points
     steps, epochs = [], []
     rows = summary.set_index("id")
@@ -173,6 +178,8 @@ def hparam_charts(summary: pd.DataFrame, hp: list[str], selected: list[str], lab
     st.altair_chart(parallel_chart(frame, labels, selected, names), width="stretch", key="runs_parallel_chart")
     options = hp or [c for c in summary.columns if c.startswith("hp.")]
     left, right = st.columns(2)
+    keep("runs_scatter_x", options[0] if options else None, options=options)
+    keep("runs_scatter_y", next(iter(compare.METRICS)), options=list(compare.METRICS))
     x = left.selectbox("Hyperparameter", options, format_func=lambda c: c.removeprefix("hp."), key="runs_scatter_x")
     y = right.selectbox("Metric", list(compare.METRICS), format_func=compare.METRICS.get, key="runs_scatter_y")
     numeric = pd.to_numeric(summary[x], errors="coerce")

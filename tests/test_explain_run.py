@@ -217,3 +217,23 @@ def test_page_for_a_model_without_conv_layers_says_why_no_gradcam(app_env):
     assert at.radio(key="explain_method").options == ["Integrated Gradients", "Saliency", "Occlusion"]
     assert any("Grad-CAM needs a convolutional layer" in c.value for c in at.caption)
     assert any("no convolutional layer, so it has no feature maps" in c.value for c in at.caption)
+
+
+def test_page_keeps_its_image_and_settings_across_a_page_switch(app_env):
+    cnn_run, _, _, store_dir = app_env
+    loaded = load_model(cnn_run, runs_dir=store_dir)
+    cls = loaded.classes[-1]
+    at = open_explain(run=cnn_run)
+    at.selectbox(key="explain_class").set_value(cls).run()
+    at.number_input(key="explain_index").set_value(1).run()
+    at.radio(key="explain_method").set_value("saliency").run()
+    at.slider(key="explain_opacity").set_value(0.8).run()
+    at.selectbox(key="explain_layer").set_value(0).run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    at.switch_page("pages/runs.py").run()
+    at.switch_page("pages/explain.py").run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert at.selectbox(key="explain_run").value == cnn_run
+    assert at.selectbox(key="explain_class").value == cls and at.number_input(key="explain_index").value == 1
+    assert at.radio(key="explain_method").value == "saliency" and at.slider(key="explain_opacity").value == 0.8
+    assert at.selectbox(key="explain_layer").value == 0

@@ -88,3 +88,22 @@ def test_no_run_with_a_checkpoint_says_what_to_do(tmp_path, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.switch_page("pages/evaluate.py").run()
     assert not at.exception and "No run has a checkpoint yet" in at.info[0].value
+
+
+def test_the_views_settings_survive_a_page_switch_and_the_url_names_the_run(trained, monkeypatch):
+    run_id = trained[0]
+    at = open_evaluate(trained, monkeypatch)
+    assert at.query_params["run"] == run_id  # a copied link opens this run
+    at.radio(key="evaluate_norm").set_value("recall").run()
+    at.radio(key="evaluate_order").set_value("most errors first").run()
+    last = at.multiselect(key="evaluate_pr_classes").options[-1]
+    at.multiselect(key="evaluate_pr_classes").set_value([last]).run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    at.switch_page("pages/channels.py").run()
+    assert "evaluate_norm" not in at.session_state  # Streamlit dropped the widgets: the page restores them
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert at.radio(key="evaluate_norm").value == "recall"
+    assert at.radio(key="evaluate_order").value == "most errors first"
+    assert at.multiselect(key="evaluate_pr_classes").value == [last]
+    assert at.query_params["run"] == run_id

@@ -134,3 +134,26 @@ def test_summary_aggregates_match_numpy(store):
     acc = np.array([0.5 + 0.05 * e for e in (1, 2, 3)])
     assert figures["best_val_accuracy"] == pytest.approx(acc.max()) and figures["epochs_done"] == 3
     assert figures["last_step"] == 30 and figures["samples_per_sec"] == pytest.approx(np.mean([101, 102, 103]))
+
+
+def test_filters_selection_and_chart_settings_survive_a_page_switch(store):
+    from tests.test_app_pages import APP, TIMEOUT
+
+    add_run(store, "m", lr=0.01, model="mlp")
+    c = add_run(store, "c", lr=0.03, model="cnn")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/runs.py").run()
+    at.multiselect(key="runs_model").set_value(["cnn"]).run()
+    select(at, [0])
+    at.radio(key="runs_x").set_value("epoch").run()
+    at.slider(key="runs_smoothing").set_value(0.9).run()
+    at.selectbox(key="runs_scatter_y").set_value("final_val_loss").run()
+    assert not at.exception, at.exception
+    at.switch_page("pages/channels.py").run()
+    assert "runs_model" not in at.session_state  # Streamlit dropped the widgets: the page restores them
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="runs_model").value == ["cnn"] and list(table(at)["id"]) == [c]
+    assert at.session_state["runs_selected"] == [c] and len(at.get("vega_lite_chart")) == 5
+    assert at.radio(key="runs_x").value == "epoch" and at.slider(key="runs_smoothing").value == 0.9
+    assert at.selectbox(key="runs_scatter_y").value == "final_val_loss"
