@@ -142,9 +142,16 @@ def test_penultimate_features_are_the_last_layers_input():
     assert features_and_logits(resnet, torch.zeros(2, 3, 32, 32))[0].shape == (2, 512)
 
 
-def test_pca_matches_numpy_svd_up_to_sign():
+@pytest.mark.parametrize(
+    "rows, scales",
+    [
+        (200, np.linspace(3, 0.1, 30)),  # features: a clear order of variance
+        (300, np.r_[3.0, 2.0, 1.0, np.full(3069, 0.1)]),  # pixels: wider than tall, three directions over noise
+    ],
+)
+def test_pca_matches_numpy_svd_up_to_sign(rows, scales):
     rng = np.random.default_rng(0)
-    data = rng.normal(size=(200, 30)) * np.linspace(3, 0.1, 30)  # a clear order of variance
+    data = rng.normal(size=(rows, len(scales))) * scales
     xy, shares = pca_2d(torch.from_numpy(data))
     centered = data - data.mean(0)
     u, s, vt = np.linalg.svd(centered, full_matrices=False)

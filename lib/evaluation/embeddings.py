@@ -71,21 +71,34 @@ def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
 def pca_2d(data: torch.Tensor, seed: int = 0) -> tuple[np.ndarray, tuple[float, float]]:
     """Rows of data (N, D) on their first two principal components, and each one's share of the variance.
 
-    Seeded (pca_lowrank draws a random projection); each axis's sign is fixed so its largest loading is
-    positive, so the picture does not flip between calls.
+    Seeded (the subspace iteration starts from a random projection); each axis's sign is fixed so its
+    largest loading is positive, so the picture does not flip between calls.
     """
     data = data.detach().float().cpu()  # float32, as the features are: double precision only slowed the PCA
     centered = data - data.mean(0, keepdim=True)
-    q = min(10, *data.shape)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        _, s, v = torch.pca_lowrank(centered, q=q, center=False, niter=10)
+    s, v = _top_components(centered, q=min(10, *data.shape), niter=10, seed=seed)
     v = v[:, :2] * torch.sign(v[:, :2].gather(0, v[:, :2].abs().argmax(0, keepdim=True)))
     if v.shape[1] < 2:  # one feature: the second axis is flat
         v = torch.cat([v, torch.zeros_like(v)], 1)
     total = float((centered**2).sum()) or 1.0
     shares = (s[:2] ** 2 / total).tolist() + [0.0]
     return (centered @ v).float().numpy(), (shares[0], shares[1])
+
+
+def _top_components(x: torch.Tensor, q: int, niter: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values (q,) and right singular vectors (D, q) of x (N, D), by randomized subspace iteration
+    (Halko et al. 2011, the method of torch.pca_lowrank).
+
+    Every product is written as `basis.T @ x`, never `x.T @ basis`: with QR's column-major output the
+    latter took 20x longer on CPU, and pca_lowrank spent 4 s of 4.4 on it for 10,000 x 3,072 pixels.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(x @ torch.randn(x.shape[1], q, generator=generator, dtype=x.dtype))[0]
+    for _ in range(niter):
+        row_space = torch.linalg.qr((basis.T @ x).T)[0]  # (D, q)
+        basis = torch.linalg.qr(x @ row_space)[0]  # (N, q)
+    _, s, vh = torch.linalg.svd(basis.T @ x, full_matrices=False)
+    return s, vh.T
 
 
 def pooled_pixels(images: torch.Tensor) -> torch.Tensor:
