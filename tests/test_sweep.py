@@ -1,20 +1,24 @@
 """Sweeps: the grid, the limits on the whole sweep, runs trained one after another and grouped, the winner,
-Stop ending the whole sweep, and a queued run waiting for a free slot."""
+Stop ending the whole sweep, a queued run waiting for a free slot, each run's time limit, and the driver
+ending with the app's server."""
 
 import json
 import os
 import threading
+from pathlib import Path
 
 import pytest
 from train_helpers import wait_for
 
 from lib.__main__ import main
 from lib.data.sample import sample_root
+from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.runs.sweeps import create_sweep, get_sweep, list_sweeps, request_sweep_stop, sweep_runs, sweep_winner
 from lib.settings import Settings
 from lib.training.config import TrainConfig
 from lib.training.sweep import check_sweep_limits, drive_sweep, grid, parse_values, start_sweep
+from lib.training.watch import StopEvent
 
 TINY = TrainConfig(model="mlp", image_size=8, batch_size=16, max_batches=2, epochs=1)
 
@@ -75,6 +79,10 @@ def test_stop_ends_the_whole_sweep_from_another_process(tmp_path):
     base = TrainConfig(model="mlp", image_size=8, batch_size=8, epochs=30)
     sweep_id = start_sweep(base, [["lr", [1e-3, 2e-3, 3e-3]]], sample_root(), store, "s1", settings=Settings())
     wait_for(lambda: sweep_runs(store, sweep_id) and len(store.steps(sweep_runs(store, sweep_id)[0].id)) >= 2)
+    # The driver ends with this server and gives each run the server's time limit.
+    cmdline = Path(f"/proc/{get_sweep(store, sweep_id).pid}/cmdline").read_bytes().decode().split("\0")
+    assert cmdline[cmdline.index("--parent-pid") + 1] == str(os.getpid())
+    assert float(cmdline[cmdline.index("--max-minutes") + 1]) == Settings().max_run_minutes
     request_sweep_stop(store, sweep_id)
     sweep = wait_for(lambda: (s := get_sweep(store, sweep_id)).status != "running" and s)
     assert sweep.status == "stopped", sweep.message
@@ -95,3 +103,44 @@ def test_a_queued_run_waits_for_a_free_slot(tmp_path, monkeypatch):
     store.finish(busy, "completed")
     thread.join(timeout=120)
     assert get_sweep(store, sweep_id).status == "completed" and len(sweep_runs(store, sweep_id)) == 1
+
+
+def _sweep_of(store: RunStore, lrs: list[float], epochs: int = 30) -> str:
+    base = TrainConfig(model="mlp", image_size=8, batch_size=8, epochs=epochs)
+    return create_sweep(store, base.to_dict(), [["lr", lrs]], len(lrs), root=str(sample_root()), owner="s1")
+
+
+def test_each_run_has_the_time_limit_of_its_own_and_the_sweep_goes_on(tmp_path):
+    store = RunStore(tmp_path)
+    sweep_id = _sweep_of(store, [1e-3, 2e-3])  # 30 epochs each: far longer than the 1.2 s limit
+    outcome = drive_sweep(store, sweep_id, Settings(), StopEvent(), cache_bytes=2**30, max_minutes=0.02)
+    runs = sweep_runs(store, sweep_id)
+    assert outcome.status == "completed" and get_sweep(store, sweep_id).status == "completed"
+    assert [r.status for r in runs] == ["stopped", "stopped"]  # the second run started after the first's limit
+    assert all("0.02 minutes, this server's limit per run" in r.message for r in runs), [r.message for r in runs]
+    assert all(len(store.steps(r.id)) < 30 * 64 for r in runs)
+
+
+def test_the_servers_end_interrupts_the_running_run_and_the_sweep(tmp_path):
+    store = RunStore(tmp_path)
+    sweep_id = _sweep_of(store, [1e-3, 2e-3])
+    stop = StopEvent()
+    thread = threading.Thread(target=drive_sweep, args=(store, sweep_id, Settings(), stop),
+                              kwargs={"cache_bytes": 2**30})  # fmt: skip
+    thread.start()
+    wait_for(lambda: sweep_runs(store, sweep_id) and len(store.steps(sweep_runs(store, sweep_id)[0].id)) >= 2)
+    stop.stop("The app's server stopped while the run trained; metrics up to then are kept.", Status.INTERRUPTED)
+    thread.join(timeout=120)
+    (run,) = sweep_runs(store, sweep_id)  # no second run started
+    assert run.status == "interrupted" and run.message.startswith("The app's server stopped")
+    assert get_sweep(store, sweep_id).status == "interrupted"
+
+
+def test_cli_sweep_under_a_parent_that_is_gone_ends_interrupted(tmp_path):
+    # This process is not the command's parent, as a server that exited would no longer be.
+    args = ["sweep", "sample", "--vary", "lr=1e-3,2e-3", "--model", "mlp", "--image-size", "8", "--epochs", "30"]
+    code = main([*args, "--runs-dir", str(tmp_path), "--parent-pid", str(os.getpid()), "--json"])
+    sweep = list_sweeps(RunStore(tmp_path))[0]
+    assert code == 4 and sweep.status == "interrupted"
+    assert all(r.status == "interrupted" for r in sweep_runs(RunStore(tmp_path), sweep.id))
+    assert main(["sweep", "sample", "--vary", "lr=1e-3", "--max-minutes", "0", "--runs-dir", str(tmp_path)]) == 2

@@ -1,16 +1,16 @@
 """`python -m lib sweep SOURCE --vary lr=1e-3,3e-3 [--vary batch-size=32,64] [train options]`: train a grid
 of runs one after another into the run store, grouped as one sweep. The app starts the same command with
---sweep-id for a sweep it created. Exit codes: 0 every run trained, 2 bad input, 4 stopped (SIGINT/SIGTERM
-or Stop in the app stop the running run after its batch and start no further one).
+--sweep-id for a sweep it created, --parent-pid and --max-minutes. Exit codes: 0 every run trained, 2 bad
+input, 4 stopped (SIGINT/SIGTERM, Stop in the app or the end of --parent-pid stop the running run after its
+batch and start no further one). --max-minutes ends one run, as `stopped`; the sweep goes on with the next.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import threading
 
-from lib.commands.train import add_recipe_options, config_from_args
+from lib.commands.train import add_recipe_options, add_watch_options, check_args, config_from_args
 from lib.data.sources import cli_root
 from lib.runs.status import Status
 from lib.runs.store import RunStore
@@ -18,6 +18,7 @@ from lib.runs.sweeps import create_sweep, sweep_runs, sweep_winner
 from lib.settings import load_settings
 from lib.training.config import DEFAULT_CACHE_MB
 from lib.training.sweep import SWEEPABLE, check_sweep_limits, grid, parse_values
+from lib.training.watch import ParentWatch, StopEvent
 
 
 def register(sub) -> None:
@@ -39,6 +40,7 @@ def register(sub) -> None:
     p.add_argument("--runs-dir", default=None, help="the run store folder (default: $TORCHSCOPE_RUNS_DIR)")
     p.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB, help=f"as for train (default: {DEFAULT_CACHE_MB})")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
+    add_watch_options(p)
     p.add_argument("--sweep-id", default=None, help="drive a sweep the app created in the store (default: a new one)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
     p.set_defaults(func=run, name="")
@@ -67,6 +69,7 @@ def _create(store: RunStore, args) -> str:
 
 
 def run(args) -> int:
+    check_args(args)
     store = RunStore(args.runs_dir)
     sweep_id = args.sweep_id or _create(store, args)
     import torch
@@ -75,11 +78,16 @@ def run(args) -> int:
     from lib.training.sweep import drive_sweep
 
     torch.set_num_threads(args.threads or default_threads())
-    stop = threading.Event()
+    stop = StopEvent()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = ParentWatch(args.parent_pid, stop) if args.parent_pid is not None else None
     try:
-        outcome = drive_sweep(store, sweep_id, load_settings(), stop, cache_bytes=args.cache_mb * 2**20)
+        outcome = drive_sweep(
+            store, sweep_id, load_settings(), stop, cache_bytes=args.cache_mb * 2**20, max_minutes=args.max_minutes
+        )
     finally:
+        if server:
+            server.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     runs = sweep_runs(store, sweep_id)
@@ -96,4 +104,4 @@ def run(args) -> int:
                 if acc is not None
                 else f"{r.id}  {r.name}: {r.status}"
             )
-    return 4 if outcome.status == Status.STOPPED else 0
+    return 4 if outcome.status in (Status.STOPPED, Status.INTERRUPTED) else 0

@@ -29,6 +29,7 @@ from lib.training.config import (
 )
 from lib.training.resume import continue_config, resumable
 from lib.training.timings import Timings, process_age
+from lib.training.watch import ParentWatch, StopEvent, time_limit
 
 EXIT_CODES = {Status.COMPLETED: 0, Status.FAILED: 1, Status.DIVERGED: 3, Status.STOPPED: 4, Status.INTERRUPTED: 4}
 _D = TrainConfig()  # the defaults the help text states
@@ -69,19 +70,7 @@ def register(sub) -> None:
         default=None,
         help="train a run the app already created in the store, with its stored config (default: a new run)",
     )
-    p.add_argument(
-        "--max-minutes",
-        type=float,
-        default=None,
-        help="stop the run after this many minutes of training, as `stopped` with the reason (default: no limit)",
-    )
-    p.add_argument(
-        "--parent-pid",
-        type=int,
-        default=None,
-        help="end the run as `interrupted` when process PID, which started it, exits (the app passes its own; "
-        "default: none)",
-    )
+    add_watch_options(p)
     p.add_argument(
         "--resume",
         metavar="RUN_ID",
@@ -91,6 +80,23 @@ def register(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
     p.set_defaults(func=run)
+
+
+def add_watch_options(p) -> None:
+    """What ends a run from outside (lib.training.watch): shared by `train` and `sweep` (there, per run)."""
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop a run after this many minutes of training, as `stopped` with the reason (default: no limit)",
+    )
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="end the run as `interrupted` when process PID, which started this command, exits (the app passes "
+        "its own; default: none)",
+    )
 
 
 def _augmentation_options(p) -> None:
@@ -338,57 +344,14 @@ def _index(source: str, args, store: RunStore, run_id: str | None, config: Train
     return index
 
 
-class StopEvent(threading.Event):
-    """A stop request with its reason (the engine reports `reason` as the run's message when set)."""
-
-    reason = ""
-    status = Status.STOPPED  # INTERRUPTED when its server went away
-
-    def stop(self, reason: str, status: Status = Status.STOPPED) -> None:
-        self.reason, self.status = reason, status
-        self.set()
-
-
 def _watches(store: RunStore, run_id: str, stop: StopEvent, args) -> list[threading.Timer]:
-    """Timers that end the run: the per-run time limit, and the parent-process watch."""
-    watches = []
+    """Started timers that end the run: the per-run time limit, and the parent-process watch."""
+    watches: list[threading.Timer] = []
     if args.max_minutes:
-        minutes = f"{args.max_minutes:g}"
-
-        def time_up() -> None:
-            stop.stop(f"Stopped after {minutes} minutes, this server's limit per run; the metrics so far are kept.")
-            store.request_stop(run_id)  # also ends a run that is still decoding its images
-
-        watches.append(threading.Timer(args.max_minutes * 60, time_up))
+        watches.append(time_limit(store, run_id, stop, args.max_minutes))
     if args.parent_pid is not None:
-        watches.append(_ParentWatch(args.parent_pid, stop))
-    for watch in watches:
-        watch.daemon = True
-        watch.start()
+        watches.append(ParentWatch(args.parent_pid, stop))
     return watches
-
-
-class _ParentWatch(threading.Timer):
-    """Checks every second that this trainer's parent is still `parent`; stops the run when it is not.
-
-    The parent's pid comes from the command line, so a parent that exits before the trainer started is
-    seen too. A Linux parent-death signal would fire when the starting *thread* ends, and Streamlit
-    starts runs from a script thread that ends at once; polling the parent pid works everywhere.
-    """
-
-    def __init__(self, parent: int, stop: StopEvent):
-        super().__init__(1.0, lambda: None)
-        self.parent, self.stop_event = parent, stop
-
-    def run(self) -> None:
-        while True:
-            if os.getppid() != self.parent:
-                self.stop_event.stop(
-                    "The app's server stopped while the run trained; metrics up to then are kept.", Status.INTERRUPTED
-                )
-                return
-            if self.finished.wait(self.interval):
-                return
 
 
 def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig, str, dict | None]:

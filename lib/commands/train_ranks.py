@@ -24,7 +24,7 @@ from typing import NoReturn
 
 import torch
 
-from lib.commands.train import StopEvent, _hooks, _report, _watches, check_runnable, config_from_args, open_store
+from lib.commands.train import _hooks, _report, _watches, check_runnable, config_from_args, open_store
 from lib.data.index import DatasetIndex, build_index, verify_index
 from lib.data.sources import cli_root
 from lib.runs.status import Status
@@ -36,6 +36,7 @@ from lib.training.distributed import Dist
 from lib.training.engine import Hooks, fit, idle_cores, resolve_device
 from lib.training.timings import Timings, process_age
 from lib.training.trainer import execute_run
+from lib.training.watch import StopEvent
 
 
 def run_ranks(args) -> NoReturn:

@@ -3,7 +3,9 @@
 `grid` expands a base TrainConfig and the varied values into one config per run; `check_sweep_limits`
 applies the server's limits to the whole sweep (the epoch limit to the sum of its runs' epochs);
 `drive_sweep` is the loop of the driver process (`python -m lib sweep`): before each run it waits until
-the concurrency limits allow one, and it stops when the sweep's stop flag is set.
+the concurrency limits allow one, and it stops when the sweep's stop flag is set. Each run has the
+server's time limit of its own (a run over it ends `stopped`, and the next one starts); a driver the app
+started also ends, its run `interrupted`, when the app's server does (lib.training.watch).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from lib.runs.sweeps import SweepRecord, create_sweep, finish_sweep, get_sweep, 
 from lib.settings import Settings, load_settings
 from lib.training.config import MODELS, OPTIMIZERS, SCHEDULES, TrainConfig
 from lib.training.runner import _start_lock, check_capacity, check_limits, launch
+from lib.training.watch import RunStop, time_limit
 
 MAX_RUNS = 24  # runs in one sweep
 SWEEPABLE = {  # the hyperparameters a sweep may vary, with how a typed value is read
@@ -117,7 +120,9 @@ def start_sweep(
         check_capacity(store, owner, settings)
         sweep_id = create_sweep(store, base.to_dict(), axes, len(configs), root=str(root), owner=owner)
         log = store.root / "logs" / f"{sweep_id}.log"
-        proc = launch(["sweep", "--sweep-id", sweep_id, "--runs-dir", str(store.root)], log, settings)
+        # The driver ends with this server, and each of its runs within the per-run time limit.
+        args = ["sweep", "--sweep-id", sweep_id, "--runs-dir", str(store.root), "--parent-pid", str(os.getpid())]
+        proc = launch([*args, "--max-minutes", str(settings.max_run_minutes)], log, settings)
         update_sweep(store, sweep_id, pid=proc.pid)
     threading.Thread(target=_reap, args=(proc, store, sweep_id, log), daemon=True, name=f"reap-{sweep_id}").start()
     return sweep_id
@@ -139,9 +144,18 @@ class SweepOutcome:
 
 
 def drive_sweep(
-    store: RunStore, sweep_id: str, settings: Settings, stop: threading.Event, *, cache_bytes: int
+    store: RunStore,
+    sweep_id: str,
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    cache_bytes: int,
+    max_minutes: float | None = None,
 ) -> SweepOutcome:
     """Train the sweep's runs one after another in this process; finish the sweep with its status.
+
+    `stop` ends the sweep (its reason and status, when it is a StopEvent, become the running run's);
+    `max_minutes` ends one run, and the sweep goes on with the next.
 
     Raises:
         ValueError: for an unknown sweep or a dataset without usable images.
@@ -164,9 +178,17 @@ def drive_sweep(
         )
         store.update_run(run_id, fingerprint=index.fingerprint(), classes=index.classes)
         run_ids.append(run_id)
-        execute_run(store, run_id, config, index.samples, index.classes, stop=stop, cache_bytes=cache_bytes)
-    stopped = _stopping(store, sweep_id, stop)
-    status = Status.STOPPED if stopped else Status.COMPLETED
+        run_stop = RunStop(stop)
+        timer = time_limit(store, run_id, run_stop, max_minutes) if max_minutes else None
+        try:
+            execute_run(store, run_id, config, index.samples, index.classes, stop=run_stop, cache_bytes=cache_bytes)
+        finally:
+            if timer:
+                timer.cancel()
+    if stop.is_set():  # a signal, or the app's server gone (`interrupted`)
+        status = getattr(stop, "status", Status.STOPPED)
+    else:
+        status = Status.STOPPED if _stopping(store, sweep_id, stop) else Status.COMPLETED
     finish_sweep(store, sweep_id, status, f"{len(run_ids)} of {len(configs)} runs trained.")
     return SweepOutcome(status, run_ids)
 
