@@ -74,3 +74,8 @@ def test_bad_finder_settings_are_one_sentence():
         LRFinderConfig(start_lr=1.0, end_lr=0.1)
     with pytest.raises(ValueError, match="at least 10 batches"):
         LRFinderConfig(num_batches=3)
+
+
+def test_cli_refuses_a_thread_count_below_one(capsys):
+    assert main(["lr-find", "sample", "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err

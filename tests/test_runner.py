@@ -52,3 +52,29 @@ def test_deployed_trainers_split_the_cores():
 
     two_runs = load_settings({}, env={"TORCHSCOPE_MODE": "deployed", "TORCHSCOPE_MAX_RUNS_GLOBAL": "2"})
     assert [trainer_threads(two_runs, cores) for cores in (1, 2, 16)] == [1, 1, 8]
+
+
+def test_a_learning_rate_finder_takes_a_training_slot_until_it_ends(tmp_path):
+    from lib.app.train_tools import _read_result
+    from lib.training.runner import live_finders, start_finder
+
+    store, settings = RunStore(tmp_path), Settings(max_runs_global=2, max_runs_per_visitor=1)
+    config = TrainConfig(model="mlp", image_size=8, batch_size=8)
+    out = tmp_path / "lr-find" / "alice.log"
+    proc = start_finder(config, sample_root(), store, out, "alice", settings, visitor="v1")
+    with pytest.raises(ValueError, match="learning-rate finder is still running"):
+        start_finder(config, sample_root(), store, tmp_path / "again.log", "alice", settings, visitor="v1")
+    with pytest.raises(ValueError, match="1 run\\(s\\) or learning-rate finder\\(s\\) training"):
+        start_run(config, sample_root(), store, "alice-tab-2", settings=settings, visitor="v1")  # another tab
+    run_id = start_run(
+        TrainConfig(model="mlp", epochs=100, image_size=8), sample_root(), store, "bob", settings=settings
+    )
+    with pytest.raises(ValueError, match="All 2 training slots of this server are taken"):
+        check_capacity(store, "carol", settings)  # one run and one finder fill the two slots
+    stop_run(run_id, store)
+    assert proc.wait(timeout=300) == 0
+    result = _read_result(proc.returncode, out)
+    assert len(result["lrs"]) == len(result["losses"]) >= 10 and result["suggested_lr"] in result["lrs"]
+    wait_for(lambda: _ended(store, run_id))
+    assert live_finders() == [] and store.list_runs() == [store.get_run(run_id)]  # the finder wrote no run
+    check_capacity(store, "alice", settings, "v1")  # free again: no exception

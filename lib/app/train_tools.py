@@ -12,9 +12,6 @@ output file), train_lrf_result (its JSON); "Use this learning rate" sets the sid
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import streamlit as st
@@ -29,7 +26,7 @@ from lib.runs.sweeps import get_sweep, request_sweep_stop, sweep_runs
 from lib.settings import Settings
 from lib.training.config import TrainConfig
 from lib.training.resume import RESUMABLE
-from lib.training.runner import PROJECT_ROOT, check_limits, continue_run
+from lib.training.runner import continue_run, start_finder
 
 
 def follow(run_id: str) -> None:
@@ -101,18 +98,15 @@ def sweep_panel(sweep_id: str, store: RunStore) -> None:
 
 
 def start_lr_finder(config: TrainConfig, root: str, store: RunStore, session_id: str, settings: Settings) -> None:
-    """Start `python -m lib lr-find` for config in its own process (a short training, outside the script run)."""
-    try:
-        check_limits(config, settings)
-    except ValueError as e:
-        st.warning(plain_error(e))
-        return
-    out = store.root / "lr-find" / f"{session_id}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "lib", "lr-find", str(root), "--config", json.dumps(config.to_dict()), "--json"]
-    with open(out, "wb") as stdout, open(out.with_suffix(".log"), "wb") as stderr:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
-    threading.Thread(target=proc.wait, daemon=True, name=f"reap-lr-find-{proc.pid}").start()  # no zombie
+    """Start `python -m lib lr-find` for config in its own process (a short training, outside the script run),
+    in a training slot as a run takes one.
+
+    Raises:
+        ValueError: when config is over the server's limits or no slot is free (the page says it).
+    """
+    visitor = sessions.visitor_id(session_id, st.context.ip_address, st.context.headers.get("User-Agent"))
+    out = store.root / "lr-find" / f"{session_id}.log"
+    proc = start_finder(config, root, store, out, session_id, settings, visitor)
     st.session_state.train_lrf = {"proc": proc, "out": str(out)}
     st.session_state.pop("train_lrf_result", None)
 
@@ -141,14 +135,13 @@ def lr_finder_panel() -> None:
 
 
 def _read_result(code: int | None, out: Path) -> dict:
-    """The finder's JSON, or {"error": its one-line reason}."""
-    if code == 0:
+    """The finder's JSON (its output's last line), or {"error": its one-line reason}."""
+    lines = out.read_text(errors="replace").strip().splitlines() if out.exists() else []
+    if code == 0 and lines:
         try:
-            return json.loads(out.read_text().strip().splitlines()[-1])
-        except (OSError, ValueError, IndexError):
+            return json.loads(lines[-1])
+        except ValueError:
             pass
-    log = out.with_suffix(".log")
-    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
     return {"error": lines[-1].removeprefix("error: ") if lines else f"The finder exited with code {code}."}
 
 

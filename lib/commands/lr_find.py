@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from lib.commands.train import add_recipe_options, config_from_args
+from lib.commands.train import add_recipe_options, check_args, config_from_args
 from lib.data.index import build_index
 from lib.data.sources import cli_root
 from lib.training.config import DEFAULT_CACHE_MB, TrainConfig
@@ -30,6 +30,7 @@ def register(sub) -> None:
         "--num-batches", type=int, default=_DEFAULTS["num_batches"], help="batches in the sweep (default: 100)"
     )
     p.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB, help=f"as for train (default: {DEFAULT_CACHE_MB})")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
     p.add_argument(
         "--config", default=None, help="a TrainConfig as JSON, as the app passes it; replaces the options above"
     )
@@ -39,11 +40,17 @@ def register(sub) -> None:
 
 def run(args) -> int:
     # Validated before torch loads.
+    check_args(args)
     config = TrainConfig.from_dict(json.loads(args.config)) if args.config else config_from_args(args)
     index = build_index(str(cli_root(args.source)))
     if index.num_images == 0:
         raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")
+    import torch
+
+    from lib.training.engine import default_threads
     from lib.training.lr_finder import LRFinderConfig, find_lr
+
+    torch.set_num_threads(args.threads or default_threads())
 
     finder = LRFinderConfig(start_lr=args.start_lr, end_lr=args.end_lr, num_batches=args.num_batches)
     result = find_lr(config, index.samples, index.classes, finder, cache_bytes=args.cache_mb * 2**20)

@@ -135,10 +135,11 @@ def check_args(args) -> None:
         raise ValueError(f"--threads must be at least 1, got {args.threads}; leave it out to use every core.")
     if args.cache_mb < 0:
         raise ValueError(f"--cache-mb must be zero or more, got {args.cache_mb}; 0 streams every batch from disk.")
-    if args.parent_pid is not None and args.parent_pid < 1:
-        raise ValueError(f"--parent-pid must be a process id, got {args.parent_pid}.")
-    if args.max_minutes is not None and not args.max_minutes > 0:
-        raise ValueError(f"--max-minutes must be a positive number, got {args.max_minutes}.")
+    parent_pid, max_minutes = getattr(args, "parent_pid", None), getattr(args, "max_minutes", None)  # lr-find: none
+    if parent_pid is not None and parent_pid < 1:
+        raise ValueError(f"--parent-pid must be a process id, got {parent_pid}.")
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(f"--max-minutes must be a positive number, got {max_minutes}.")
 
 
 def open_store(runs_dir: str | None) -> RunStore:

@@ -13,6 +13,7 @@ store's stop column, which the trainer reads after a batch at least every 0.2 s,
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import socket
@@ -32,6 +33,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _start_lock = threading.Lock()  # one check-then-start at a time within this server
 
 
+@dataclasses.dataclass(frozen=True)
+class _Finder:
+    proc: subprocess.Popen
+    owner: str | None
+    visitor: str | None
+
+
+_finders: list[_Finder] = []  # this server's learning-rate finders: short trainings that write no run
+
+
 def check_limits(config: TrainConfig, settings: Settings) -> None:
     """Raises ValueError when config asks for more than this server allows (deployed mode is stricter)."""
     if config.epochs > settings.max_epochs:
@@ -42,20 +53,30 @@ def check_limits(config: TrainConfig, settings: Settings) -> None:
 
 def check_capacity(store: RunStore, owner: str | None, settings: Settings, visitor: str | None = None) -> None:
     """Raises ValueError when owner (this tab) or visitor (all their tabs) already has the runs allowed
-    training, or the server is at its global cap (saying when the next slot should free up)."""
+    training, or the server is at its global cap (saying when the next slot should free up). A running
+    learning-rate finder takes a slot as a run does."""
+    finders = live_finders()
     mine = store.running(owner) if owner is not None else []
-    if len(mine) >= settings.max_runs_per_session:
+    if len(mine) + sum(f.owner == owner for f in finders if owner is not None) >= settings.max_runs_per_session:
         raise ValueError(
             f"Run {mine[0].name} is still training; stop it or wait for it to finish before starting another."
+            if mine
+            else "The learning-rate finder is still running; wait for its chart (about 100 batches) first."
         )
-    theirs = store.running_of_visitor(visitor) if visitor is not None else []
-    if len(theirs) >= settings.max_runs_per_visitor:
+    theirs = len(store.running_of_visitor(visitor)) if visitor is not None else 0
+    theirs += sum(f.visitor == visitor for f in finders if visitor is not None)
+    if theirs >= settings.max_runs_per_visitor:
         raise ValueError(
-            f"You already have {len(theirs)} run(s) training (the limit is {settings.max_runs_per_visitor}, "
-            "counted across your tabs); stop one or wait for it to finish."
+            f"You already have {theirs} run(s) or learning-rate finder(s) training (the limit is "
+            f"{settings.max_runs_per_visitor}, counted across your tabs); stop one or wait for it to finish."
         )
     here = [r for r in store.running() if r.host == socket.gethostname()]
-    if len(here) >= settings.max_runs_global:
+    if len(here) + len(finders) >= settings.max_runs_global:
+        if not here:
+            raise ValueError(
+                f"All {settings.max_runs_global} training slots of this server are taken by learning-rate "
+                "finders, which take about 100 batches; try again in a minute."
+            )
         raise ValueError(
             f"All {settings.max_runs_global} training slots of this server are taken; "
             f"{next_free_sentence(store, here, settings)}"
@@ -120,6 +141,36 @@ def _spawn(
         store.update_run(run_id, pid=proc.pid)
     threading.Thread(target=_reap, args=(proc, store, run_id, log), daemon=True, name=f"reap-{run_id}").start()
     return run_id
+
+
+def start_finder(
+    config: TrainConfig,
+    root: str | Path,
+    store: RunStore,
+    out: Path,
+    owner: str | None,
+    settings: Settings,
+    visitor: str | None = None,
+) -> subprocess.Popen:
+    """Start `python -m lib lr-find` for config, its output (the JSON line last) to `out`: within the same
+    limits and slots as a run, on its share of the cores; it writes no run.
+
+    Raises:
+        ValueError: when config is over the server's limits or no slot is free.
+    """
+    check_limits(config, settings)
+    with _start_lock:
+        check_capacity(store, owner, settings, visitor)
+        proc = launch(["lr-find", str(root), "--config", json.dumps(config.to_dict()), "--json"], out, settings)
+        _finders.append(_Finder(proc, owner, visitor))
+    threading.Thread(target=proc.wait, daemon=True, name=f"reap-lr-find-{proc.pid}").start()  # no zombie
+    return proc
+
+
+def live_finders() -> list[_Finder]:
+    """This server's learning-rate finders still running (the ended ones are forgotten)."""
+    _finders[:] = [f for f in _finders if f.proc.poll() is None]
+    return list(_finders)
 
 
 def launch(args: list[str], log: Path, settings: Settings) -> subprocess.Popen:
