@@ -130,6 +130,16 @@ def shot_charts(page, name: str) -> None:
             page.locator(CHART).nth(i).screenshot(path=f"{folder}/{name}-chart{i}.png")
 
 
+def clipped_metrics(page) -> list[str]:
+    """Metric labels and values cut short by an ellipsis: their text is wider than its box (even by a pixel,
+    "Empty classes" showed as "Empty clas…")."""
+    return page.locator("[data-testid='stMetric'] [data-testid='stMarkdownContainer']").evaluate_all(
+        """els => els.filter(e => { const r = document.createRange(); r.selectNodeContents(e);
+                                    return r.getBoundingClientRect().width > e.clientWidth + 0.5; })
+                     .map(e => e.textContent)"""
+    )
+
+
 def assert_charts_fill(page, where: str, expected_titles: set[str]) -> None:
     found = charts(page)
     assert expected_titles <= {c["title"] for c in found}, (where, found)
@@ -164,6 +174,7 @@ def test_every_chart_fills_its_container_with_whole_titles(browser, app, width):
         page.locator(f"{CHART}").nth(3).wait_for()
         page.locator("[data-testid='stImage'] img").nth(23).wait_for()  # the grid drawn, for the screenshot
         assert_charts_fill(page, "dataset", {"Images per class", "Image sizes", "Aspect ratio", "Modes and formats"})
+        assert page.locator("[data-testid='stMetric']").count() == 5 and not clipped_metrics(page)
         shot(page, f"tour-dataset-{width}")
         shot_charts(page, f"tour-dataset-{width}")
         go(page, "Channels")
