@@ -182,7 +182,7 @@ for col, picture, caption in zip(
 st.subheader("Normalized" if norm else "Not normalized ([0, 1])")
 for col, name, m, s in zip(st.columns(3), CHANNELS, view.normalized_mean(), view.normalized_std(), strict=True):
     col.metric(
-        f"{name}: {'normalized ' if norm else ''}mean",
+        f"{name} mean",  # the subheader says whether normalized; a longer label is cut short at 800 px
         f"{m:+.3f}",
         help=f"std {s:.3f}; 0 and 1 when the mean and std fit this image" if norm else f"std {s:.3f}",
     )
@@ -194,7 +194,7 @@ st.subheader("Denormalized back")
 a, b, c = st.columns(3)
 a.image(to_uint8(view.x), caption="original", width="stretch")
 b.image(to_uint8(view.reconstruction), caption="denormalize(normalize(x))", width="stretch")
-c.metric("Largest absolute difference", f"{view.max_abs_diff:.2e}", help="max |denormalized - original|, [0, 1] scale")
+c.metric("Largest difference", f"{view.max_abs_diff:.2e}", help="max |denormalized - original|, [0, 1] scale")
 
 with st.container(key="pixel_histograms"):  # .st-key-pixel_histograms
     st.altair_chart(pixel_histograms(histogram_frame(view)))

@@ -24,7 +24,6 @@ KEY_CHART_N = "class_chart_n"  # bumped to clear the bar selection
 PER_PAGE = 24
 AUTO_CHECK_MAX = 2_000  # the full check starts by itself up to this many images, on a button above
 ALL = "All classes"
-METRIC_PX = 120  # room for "Empty classes" and "200,000"
 
 root = st.session_state.get("dataset_root")
 if not root:
@@ -70,14 +69,14 @@ def check_progress() -> None:
 
 check_progress()
 
-with st.container(horizontal=True, gap="medium"):  # wraps in a narrow window: five columns clipped their labels
-    st.metric("Images", f"{index.num_images:,}", width=METRIC_PX)
-    st.metric("Classes", len(index.classes), width=METRIC_PX)
+with st.container(horizontal=True, gap="large"):  # wraps in a narrow window: five columns clipped their labels
+    st.metric("Images", f"{index.num_images:,}", width="content")
+    st.metric("Classes", len(index.classes), width="content")
     st.metric(
-        "Bad files", len(index.bad_files), help="Files that look like images but cannot be used.", width=METRIC_PX
+        "Bad files", len(index.bad_files), help="Files that look like images but cannot be used.", width="content"
     )
-    st.metric("Skipped", len(index.skipped_files), help="Files that are not images (by extension).", width=METRIC_PX)
-    st.metric("Empty classes", len(index.empty_classes), width=METRIC_PX)
+    st.metric("Skipped", len(index.skipped_files), help="Files that are not images (by extension).", width="content")
+    st.metric("Empty classes", len(index.empty_classes), width="content")
 if index.empty_classes:
     st.warning("Empty class folders: " + plain(", ".join(index.empty_classes)))
 if index.unreadable_folders:

@@ -215,11 +215,11 @@ def draw(view: RunView) -> None:
     STATUS_BOX.get(record.status, st.info)(plain(status_sentence(record)))
     if p.total_steps:
         st.progress(p.fraction, text=f"Epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.steps_per_epoch}")
-    cols = st.columns(4)
-    cols[0].metric("Epoch", f"{p.epoch}/{p.epochs}")
-    cols[1].metric("Batch", f"{p.batch}/{p.steps_per_epoch or '?'}")
-    cols[2].metric("Samples/s", f"{p.samples_per_sec:,.0f}" if p.samples_per_sec else "-")
-    cols[3].metric("ETA", format_duration(p.eta_s))
+    with st.container(horizontal=True, gap="large"):  # wraps in a narrow window: four columns clipped "100/100"
+        st.metric("Epoch", f"{p.epoch}/{p.epochs}", width="content")
+        st.metric("Batch", f"{p.batch}/{p.steps_per_epoch or '?'}", width="content")
+        st.metric("Samples/s", f"{p.samples_per_sec:,.0f}" if p.samples_per_sec else "-", width="content")
+        st.metric("ETA", format_duration(p.eta_s), width="content")
     if view.steps.empty:
         st.caption("No batch has finished yet.")
         return

@@ -58,8 +58,9 @@ def test_every_choice_draws(dataset):
         assert not at.exception and not at.error, choice
         heatmaps = RAW_HEATMAP_TITLE if choice == "None" else HEATMAP_TITLE
         assert _chart_titles(at) == [heatmaps, HISTOGRAM_TITLE], choice
-        assert "Largest absolute difference" in _metrics(at)
-    assert _metrics(at)["red: normalized mean"] != "+0.000"
+        assert "Largest difference" in _metrics(at)
+        assert at.subheader[1].value == ("Not normalized ([0, 1])" if choice == "None" else "Normalized"), choice
+    assert _metrics(at)["red mean"] != "+0.000"
 
 
 def test_custom_values_are_used(dataset):
@@ -67,10 +68,10 @@ def test_custom_values_are_used(dataset):
     at.radio(key="norm_choice").set_value("Custom").run()
     none = _page(dataset)
     none.radio(key="norm_choice").set_value("None").run()
-    raw_red = float(_metrics(none)["red: mean"])  # "None" does not call [0, 1] values normalized
+    raw_red = float(_metrics(none)["red mean"])
     at.number_input(key="norm_mean_r").set_value(0.25).run()
     at.number_input(key="norm_std_r").set_value(0.5).run()
-    assert float(_metrics(at)["red: normalized mean"]) == pytest.approx((raw_red - 0.25) / 0.5, abs=2e-3)
+    assert float(_metrics(at)["red mean"]) == pytest.approx((raw_red - 0.25) / 0.5, abs=2e-3)
 
 
 def test_dataset_choice_needs_compute_then_becomes_default(dataset):

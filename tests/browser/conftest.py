@@ -118,6 +118,16 @@ def wait_for_uploads_in_memory(url: str, below: int, timeout_s: float = 30.0) ->
         time.sleep(1)
 
 
+def clipped_metrics(page) -> list[str]:
+    """Metric labels and values cut short by an ellipsis: their text is wider than its box (even by a pixel,
+    "Empty classes" showed as "Empty clas…")."""
+    return page.locator("[data-testid='stMetric'] [data-testid='stMarkdownContainer']").evaluate_all(
+        """els => els.filter(e => { const r = document.createRange(); r.selectNodeContents(e);
+                                    return r.getBoundingClientRect().width > e.clientWidth + 0.5; })
+                     .map(e => e.textContent)"""
+    )
+
+
 def shot(page, name: str) -> None:
     """Save a screenshot when TORCHSCOPE_SCREENSHOTS names a folder (for looking at pages by eye)."""
     folder = os.environ.get("TORCHSCOPE_SCREENSHOTS")

@@ -10,7 +10,7 @@ import pytest
 from bench._app import REPO
 from lib.evaluation.predictions import stored_predictions
 from lib.runs.store import RunStore
-from tests.browser.conftest import _require_browser, shot, start_app, stop_app, wait_idle
+from tests.browser.conftest import _require_browser, clipped_metrics, shot, start_app, stop_app, wait_idle
 
 pytestmark = pytest.mark.browser
 GALLERY = ".st-key-evaluate_gallery"
@@ -67,3 +67,4 @@ def test_click_a_confusion_cell_and_see_its_images(served, page):
     page.set_viewport_size({"width": 800, "height": 1000})
     wait_idle(page)
     shot(page, "evaluate-800")
+    assert page.locator("[data-testid='stMetric']").count() == 6 and not clipped_metrics(page)

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from lib.runs.store import RunStore
-from tests.browser.conftest import _require_browser, go, shot, start_app, stop_app, wait_idle
+from tests.browser.conftest import _require_browser, clipped_metrics, go, shot, start_app, stop_app, wait_idle
 from tests.helpers import write_imagefolder
 
 pytestmark = pytest.mark.browser
@@ -130,16 +130,6 @@ def shot_charts(page, name: str) -> None:
             page.locator(CHART).nth(i).screenshot(path=f"{folder}/{name}-chart{i}.png")
 
 
-def clipped_metrics(page) -> list[str]:
-    """Metric labels and values cut short by an ellipsis: their text is wider than its box (even by a pixel,
-    "Empty classes" showed as "Empty clas…")."""
-    return page.locator("[data-testid='stMetric'] [data-testid='stMarkdownContainer']").evaluate_all(
-        """els => els.filter(e => { const r = document.createRange(); r.selectNodeContents(e);
-                                    return r.getBoundingClientRect().width > e.clientWidth + 0.5; })
-                     .map(e => e.textContent)"""
-    )
-
-
 def assert_charts_fill(page, where: str, expected_titles: set[str]) -> None:
     found = charts(page)
     assert expected_titles <= {c["title"] for c in found}, (where, found)
@@ -179,11 +169,13 @@ def test_every_chart_fills_its_container_with_whole_titles(browser, app, width):
         shot_charts(page, f"tour-dataset-{width}")
         go(page, "Channels")
         assert_charts_fill(page, "channels", {"Pixel histograms"})
+        assert not clipped_metrics(page)
         shot(page, f"tour-channels-{width}")
         shot_charts(page, f"tour-channels-{width}")
         go(page, "Train")
         page.locator(CHART).nth(2).wait_for()
         assert_charts_fill(page, "train", {"Loss", "Accuracy", "Learning rate"})
+        assert not clipped_metrics(page)
         # Integer epoch ticks; LR ticks in exponent form, none printed over another.
         assert [t["text"] for t in axis_labels(page, 1, "bottom")] == ["1", "2", "3"]
         lr_ticks = axis_labels(page, 2, "left")
