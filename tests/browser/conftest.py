@@ -88,6 +88,15 @@ def choose(page, box, option: str, attempts: int = 3) -> None:
         return
 
 
+def arrive(page, url: str) -> None:
+    """Open the app at `url` as a visitor does and wait for the router's first page. On a fresh server
+    Streamlit's first answer lists pages/ in its old navigation; a click there can be lost as the router's
+    own navigation replaces it a moment later."""
+    page.goto(url)
+    page.get_by_role("heading", name="Dataset", exact=True).wait_for()
+    wait_idle(page)
+
+
 def go(page, name: str) -> None:
     """Switch page through the sidebar navigation, as a user does. A click that lands while the page
     reruns by itself (the Dataset page does once its background check ends) can be lost: click again."""

@@ -10,7 +10,7 @@ import pytest
 from bench._app import REPO
 from lib.evaluation.predictions import stored_predictions
 from lib.runs.store import RunStore
-from tests.browser.conftest import _require_browser, clipped_metrics, shot, start_app, stop_app, wait_idle
+from tests.browser.conftest import _require_browser, arrive, clipped_metrics, go, shot, start_app, stop_app, wait_idle
 
 pytestmark = pytest.mark.browser
 GALLERY = ".st-key-evaluate_gallery"
@@ -39,10 +39,8 @@ def cell_captions(page) -> list[str]:
 
 def test_click_a_confusion_cell_and_see_its_images(served, page):
     url, runs = served
-    page.goto(url)  # through the router, as a visitor arrives; then its navigation
-    wait_idle(page)
-    page.locator("[data-testid='stSidebarNav']").get_by_text("Evaluate").click()
-    page.get_by_role("heading", name="Evaluate", exact=True).wait_for()
+    arrive(page, url)  # through the router, as a visitor arrives; then its navigation
+    go(page, "Evaluate")
     page.locator(f"{GALLERY} [data-testid='stImageCaption']").first.wait_for(timeout=120_000)  # predicted, drawn
     wait_idle(page)
     (record,) = RunStore(runs).list_runs()

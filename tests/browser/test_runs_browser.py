@@ -7,7 +7,7 @@ import pytest
 
 from lib.runs.export import bundle_bytes
 from lib.runs.store import RunStore
-from tests.browser.conftest import shot, start_app, stop_app, wait_for_uploads_in_memory, wait_idle
+from tests.browser.conftest import arrive, go, shot, start_app, stop_app, wait_for_uploads_in_memory, wait_idle
 from tests.test_page_runs import add_run
 
 pytestmark = pytest.mark.browser
@@ -37,10 +37,8 @@ def tick_row(page, row: int) -> None:
 
 def test_select_two_runs_see_both_overlaid_and_download_the_csv(page, runs_app):
     url, store, ids = runs_app
-    page.goto(url)
-    wait_idle(page)
-    page.locator("[data-testid='stSidebarNav']").get_by_text("Runs", exact=True).click()
-    page.get_by_role("heading", name="Runs", exact=True).wait_for()
+    arrive(page, url)
+    go(page, "Runs")
     wait_idle(page)
     assert page.locator("[data-testid='stVegaLiteChart']").count() == 0  # nothing selected yet
     tick_row(page, 0)  # gamma
