@@ -48,8 +48,10 @@ if job is None:
     )
     if st.button("Run the full check", key=KEY_CHECK):
         job = cache.verify_job(root, start=True)
-if job is not None and job.done:
-    st.session_state[f"checked:{root}"] = True  # this run already shows the checked index
+if job is not None and job.done and (index.verified or job.error):
+    # This run shows the check's outcome. A check that ended after `index` was read (a small folder's
+    # can end within this run) is not shown yet: check_progress below sees it and reruns the page.
+    st.session_state[f"checked:{root}"] = True
 
 
 @st.fragment(run_every=1.0 if job is not None and not job.done else None)

@@ -75,6 +75,31 @@ def test_open_folder_reports_bad_files_after_full_check(tmp_path):
     assert list(bad["path"]) == ["cats/broken.jpg"] and "truncated" in bad["reason"][0]
 
 
+def test_a_check_that_ends_while_the_page_runs_is_shown(tmp_path, monkeypatch):
+    """A small folder's full check can end after the page read its index but before it looked at the
+    check: the page must still show the check's result (it once stayed on the header check for good)."""
+    import time
+
+    from lib.app import cache
+    from tests.helpers import write_imagefolder, write_truncated_jpeg
+
+    root = write_imagefolder(tmp_path / "ds", classes=("cats",), per_class=2)
+    write_truncated_jpeg(root / "cats" / "broken.jpg")
+    started = cache.verify_job
+
+    def ends_at_once(root: str, *, start: bool = False):
+        job = started(root, start=start)
+        while job is not None and not job.done:  # the check ends right here, after `index` was read
+            time.sleep(0.01)
+        return job
+
+    monkeypatch.setattr(cache, "verify_job", ends_at_once)
+    at = open_app(source="folder", path=str(root))  # one run: no polling
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Bad files"] == "1"
+    assert list(at.dataframe[0].value["path"]) == ["cats/broken.jpg"]
+
+
 def test_missing_folder_is_one_sentence_error(tmp_path):
     at = open_app(source="folder", path=str(tmp_path / "nope"))
     assert not at.exception
