@@ -215,7 +215,6 @@ def heartbeat() -> None:
 
 def main() -> None:
     st.set_page_config(page_title="Torchscope", page_icon="🔬", layout="wide")
-    state.remember_all()  # first: a change sent with a page switch is kept before its widget is dropped
     init_session()
     heartbeat()
     sidebar()

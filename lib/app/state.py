@@ -21,8 +21,8 @@ reproduces the view; a value from the URL is outside text: `cast` parses it and 
 `valid`) must accept it, or the default is used. `set_value(key, v)` changes a kept value from a
 callback (e.g. "Use this run's settings"), where widget keys may still be written.
 
-The router calls `remember_all()` at the start of every run, so a value changed just before a page
-switch is kept too.
+`remember` refreshes every copy as each run takes the browser's values (lib.app installs it in
+Streamlit), so a value changed just before a page switch is kept too.
 
 Parameters in use: source, path, name, root, id (the router); page, class (Dataset); class, image
 (Channels); run (Train). A page reads a parameter only when it first draws in a session; after
@@ -31,7 +31,7 @@ that the session's own value wins and the URL follows it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 import streamlit as st
@@ -72,16 +72,17 @@ def keep(
     return value
 
 
-def remember_all() -> None:
-    """Copy every kept widget's newest value before anything else runs (the router calls this first).
+def remember(session: MutableMapping[str, Any]) -> None:
+    """Copy every kept widget's newest value into its kept copy.
 
-    A change sent just before a page switch arrives with the switch's run, which no longer draws that
-    widget: without this copy the change would be dropped with the widget at the end of that run.
+    Called by Streamlit's session state (see lib.app) each time a run takes the browser's values, before
+    the run can be stopped for a newer request: a choice made just before a page switch is kept even
+    though Streamlit drops the old page's widget values when the switch's run starts.
     """
-    for name in [k for k in st.session_state if isinstance(k, str) and k.startswith(PREFIX)]:
+    for name in [k for k in list(session) if isinstance(k, str) and k.startswith(PREFIX)]:
         key = name[len(PREFIX) :]
-        if key in st.session_state:
-            st.session_state[name] = st.session_state[key]
+        if key in session:
+            session[name] = session[key]
 
 
 def set_value(key: str, value: Any) -> None:

@@ -6,6 +6,7 @@ Skipped with the reason where Chromium or Playwright is missing, except under CI
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import urllib.request
@@ -69,12 +70,12 @@ def wait_idle(page) -> None:
     page.wait_for_selector(IDLE, state="attached")
 
 
-def choose(page, box, option: str, attempts: int = 3) -> None:
+def choose(page, box, option: str | re.Pattern, attempts: int = 3) -> None:
     """Pick `option` in the Streamlit selectbox `box`. A rerun that redraws the box as it opens (a fragment's
     poll, a loaded server catching up) closes its list again, so the list is opened until the option shows."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    item = page.get_by_role("option", name=option, exact=True)
+    item = page.get_by_role("option", name=option, exact=isinstance(option, str))
     for attempt in range(attempts):
         wait_idle(page)
         box.click()

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from lib.runs.store import RunStore
-from tests.browser.conftest import _require_browser, clipped_metrics, go, shot, start_app, stop_app, wait_idle
+from tests.browser.conftest import _require_browser, choose, clipped_metrics, go, shot, start_app, stop_app, wait_idle
 from tests.helpers import write_imagefolder
 
 pytestmark = pytest.mark.browser
@@ -237,8 +237,7 @@ def test_train_inputs_survive_a_page_switch_and_fill_from_a_run(page, app):
     expect(sidebar.get_by_role("spinbutton", name="Epochs")).to_have_value("7")
     # Pick a run that is not the newest: the URL names it, and its settings fill the form.
     too_hot = next(r.id for r in app[1].list_runs() if r.name == "too-hot")
-    page.locator(".st-key-train_run").click()
-    page.get_by_role("option", name=re.compile(r"^too-hot · mlp")).click()
+    choose(page, page.locator(".st-key-train_run"), re.compile(r"^too-hot · mlp"))
     page.wait_for_url(re.compile(f"run={too_hot}"))
     page.get_by_role("button", name="Use this run's settings").click()
     expect(sidebar.get_by_role("spinbutton", name="Epochs")).to_have_value("2")
@@ -253,8 +252,7 @@ def test_train_inputs_survive_a_page_switch_and_fill_from_a_run(page, app):
 def test_channels_and_dataset_keep_their_view_and_put_it_in_the_url(page, app):
     url, *_ = app
     open_page(page, f"{url}/channels", "Channels")
-    page.get_by_role("combobox", name="Class").click()
-    page.get_by_role("option", name="square", exact=True).click()
+    choose(page, page.get_by_role("combobox", name="Class"), "square")
     page.wait_for_url(re.compile(r"class=square"))
     page.get_by_label(re.compile(r"^Image \(0 to")).fill("5")
     page.get_by_label(re.compile(r"^Image \(0 to")).press("Enter")
@@ -334,8 +332,7 @@ def test_refusals_are_sentences_where_the_user_looks(page, app):
     sidebar.get_by_text(re.compile(r"at most 100 epochs")).wait_for()
     shot(page, "train-refused")
     # A diverged run says so, in the run's status box.
-    page.locator(".st-key-train_run").click()
-    page.get_by_role("option", name=re.compile(r"^too-hot")).click()
+    choose(page, page.locator(".st-key-train_run"), re.compile(r"^too-hot"))
     page.get_by_text(re.compile(r"^Diverged: The validation loss became 45,863")).wait_for()
     # Channels: statistics not computed at this size leave the page drawn, with a button that computes them.
     go(page, "Channels")
