@@ -1,5 +1,5 @@
-"""The layering rules of DESIGN.md, read from the AST of every module: streamlit only in lib/app/,
-no torch in pages/, and no package of lib/ importing one above it."""
+"""The layering rules of DESIGN.md and docs/architecture.md, read from the AST of every module: streamlit
+only in lib/app/, no torch in pages/, and no package of lib/ importing one above it."""
 
 from __future__ import annotations
 
