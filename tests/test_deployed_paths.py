@@ -38,7 +38,7 @@ def test_an_extraction_error_names_no_server_folder(monkeypatch):
     at.file_uploader(key="source_upload").set_value(("clash.zip", data, "application/zip"))
     at.run()
     error = at.session_state["source_error"]
-    assert "cannot be extracted" in error and str(cache_dir()) not in error  # was: [Errno 17] and the path
+    assert "cannot be extracted" in error and str(cache_dir()) not in error  # the reason, not the errno and path
     _no_server_path(at)
 
 

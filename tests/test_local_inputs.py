@@ -74,7 +74,7 @@ def test_a_deleted_file_is_missing_not_corrupt_and_the_fingerprint_still_answers
     index = build_index(str(root))
     before = index.fingerprint()
     (root / "a" / "a_0.png").unlink()
-    assert index.fingerprint() != before  # was: FileNotFoundError
+    assert index.fingerprint() != before  # a missing file changes the fingerprint rather than raising
     with pytest.raises(ValueError, match="^file not found .*rescan"):
         load_rgb(str(root / "a" / "a_0.png"))
     (bad,) = verify_index(index).bad_files
@@ -124,7 +124,7 @@ def test_the_channels_upload_says_and_enforces_the_apps_limit(monkeypatch):
     at = AppTest.from_file(str(ROOT / "pages" / "channels.py"), default_timeout=120)
     at.run()
     uploader = next(u for u in at.get("file_uploader") if u.proto.id.endswith("channels_upload"))
-    # Was: no per-widget limit, so the browser allowed and stated the server's 200 MB.
+    # The uploader's own limit, so the browser refuses and states max_upload_mb, not the server's 200 MB.
     assert uploader.proto.max_upload_size_mb == 3 and "up to 3 MB" in uploader.proto.label
 
 
@@ -145,5 +145,5 @@ def test_pages_say_a_vanished_file_is_missing_and_suggest_a_rescan(tmp_path):
     assert any("file not found" in t and "rescan" in t for t in markdown_texts(at))
     at.switch_page("pages/channels.py")
     at.run()
-    assert not at.exception, at.exception  # was: FileNotFoundError from the dataset's fingerprint
+    assert not at.exception, at.exception  # the dataset's fingerprint answers with files gone
     assert any("file not found" in t and "rescan" in t for t in markdown_texts(at))

@@ -88,8 +88,8 @@ def test_a_refused_upload_is_deleted_at_once_and_a_long_name_is_fine(monkeypatch
     at = _app(monkeypatch)
     _upload(at, "evil.zip", zip_bytes({"../escape/a.png": b"x"}))
     assert "'..' path component" in at.session_state["source_error"]
-    assert _session_files(at) == []  # was: kept until the session had been idle for 30 minutes
-    _upload(at, "n" * 240 + ".zip", zip_bytes(PETS))  # was: OSError "File name too long" on every page
+    assert _session_files(at) == []  # deleted at once, not when the session goes idle
+    _upload(at, "n" * 240 + ".zip", zip_bytes(PETS))  # with its hash prefix, over 255 bytes: cut, not refused
     assert at.session_state["source_error"] is None and at.session_state["source"].kind == "upload"
 
 
@@ -104,7 +104,7 @@ def test_the_sweep_keeps_files_a_running_trainer_reads(monkeypatch, tmp_path):
     past = time.time() - 10 * 3600
     os.utime(sessions.session_dir(idle) / sessions.HEARTBEAT, (past, past))
     monkeypatch.setattr(cache, "_last_sweep", [0.0])
-    assert cache.sweep_idle_sessions("8" * 32) == []  # was: deleted while the trainer read them
+    assert cache.sweep_idle_sessions("8" * 32) == []  # kept while its trainer reads them
     assert store.stop_requested(run_id) and (sessions.session_dir(idle).parent / idle).is_dir()
     store.finish(run_id, "stopped")
     monkeypatch.setattr(cache, "_last_sweep", [0.0])

@@ -21,8 +21,8 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 # Truncated files must fail loudly, not decode as grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 # `_strict_open` refuses anything over Pillow's pixel limit itself, so the warning Pillow gives between
-# one and two times the limit is only noise. (Turning it into an error with warnings.catch_warnings was
-# not thread-safe: concurrent header reads could let a bomb through or leave the filter changed.)
+# one and two times the limit is only noise. (warnings.catch_warnings, which could turn it into an error,
+# is not thread-safe: concurrent header reads could let a bomb through or leave the filter changed.)
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
@@ -69,7 +69,7 @@ def read_header(path: str) -> Header:
         with _strict_open(path) as img:
             return Header(img.width, img.height, img.mode, img.format or "")
     except Exception as e:  # noqa: BLE001 - any decoder error means "unusable", with its reason
-        # Diagnose only on failure: two extra stat calls per good file were a third of the cost.
+        # Diagnose only on failure: two extra stat calls per good file would be a third of the cost.
         raise ValueError(_missing_or_empty(path) or _reason(e)) from None
 
 
