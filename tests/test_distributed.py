@@ -1,6 +1,6 @@
 """`torchrun -m lib train|stats` with 2 processes on CPU (gloo), against the single process as the reference.
 
-Each test starts real torchrun processes, the commands the README gives, on a tiny dataset: 3 classes of
+Each test starts real torchrun processes, the commands docs/distributed.md gives, on a tiny dataset: 3 classes of
 8x8 images, a few steps. The per-step loss tolerance is 1e-5 (absolute): the two processes sum their
 halves of each batch in another order than one process does (float32), nothing else differs.
 """
@@ -51,8 +51,8 @@ def summary(done: subprocess.CompletedProcess) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_readme_gives_the_commands_these_tests_run():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_give_the_commands_these_tests_run():
+    readme = (ROOT / "docs" / "distributed.md").read_text()
     launcher = " ".join(TORCHRUN[1:])
     assert f".venv/bin/torchrun {launcher} -m lib train SOURCE {' '.join(TRAIN)}" in readme
     assert f".venv/bin/python -m torch.distributed.run {launcher} -m lib stats SOURCE --json" in readme
@@ -65,7 +65,7 @@ def test_two_processes_record_the_one_process_losses_and_accuracy(data, tmp_path
     """2 processes for `epochs` epochs, then (`more`) `--resume` of that run in one process, against one
     process training all of them: the same losses step by step and the same validation accuracy each epoch.
     Streamed, the second epoch checks the reshuffle; decoded once (where later epochs differ by design,
-    README), the resume checks that the checkpoint's generator states are one process's."""
+    docs/distributed.md), the resume checks that the checkpoint's generator states are one process's."""
     args = ["train", str(data), *TRAIN, "--val-split", "0.25", "--cache-mb", cache_mb]
     one = one_process(*args, "--epochs", str(epochs + more), "--runs-dir", str(tmp_path / "one"))
     two = two_processes(*args, "--epochs", str(epochs), "--runs-dir", str(tmp_path / "two"))
@@ -128,7 +128,7 @@ def test_distributed_stats_equal_single_process_stats_exactly(data, tmp_path):
 
 
 class LongRun:
-    """A 2-process run that would train for minutes, started as the README says, watched through its store."""
+    """A 2-process run that would train for minutes, started as docs/distributed.md says, watched through its store."""
 
     def __init__(self, data: Path, runs: Path):
         args = ["train", str(data), *TRAIN, "--epochs", "500", "--runs-dir", str(runs)]

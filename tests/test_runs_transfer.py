@@ -270,5 +270,5 @@ def test_plain_torch_snippet_rebuilds_every_model(tmp_path, name):
     assert all(torch.equal(rebuilt[k], v) for k, v in reference.state_dict().items())
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(scope["model"](x), reference.eval()(x))
-    readme = (ROOT / "README.md").read_text()
-    assert PLAIN_TORCH.format(file="RUN_ID-last.pt") in readme  # the README shows the very same lines
+    cli = (ROOT / "docs" / "cli.md").read_text()
+    assert PLAIN_TORCH.format(file="RUN_ID-last.pt") in cli  # docs/cli.md shows the very same lines
