@@ -5,7 +5,7 @@ import uuid
 
 import streamlit as st
 
-from lib.app import cache, sessions, state
+from lib.app import cache, repairs, sessions, state
 from lib.app.text import plain
 from lib.data.folders import check_disk
 from lib.data.sources import (
@@ -214,6 +214,7 @@ def heartbeat() -> None:
 
 
 def main() -> None:
+    repairs.install()
     st.set_page_config(page_title="Torchscope", page_icon="🔬", layout="wide")
     init_session()
     heartbeat()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib.app import cache
+from lib.app import cache, repairs
 from lib.app.cache import compute_stats, current_index, stored_stats
 from lib.app.state import keep, kept, set_value
 from lib.app.text import plain, plain_error
@@ -37,6 +37,8 @@ from lib.pixels.channels import (
     to_uint8,
 )
 from lib.pixels.transforms import TransformConfig
+
+repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
 
 SIZES = ("native", 32, 64, 96, 128, 224)
 AUGMENT_DEFAULTS = {

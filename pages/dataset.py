@@ -4,12 +4,14 @@ import math
 
 import streamlit as st
 
-from lib.app import cache, sessions
+from lib.app import cache, repairs, sessions
 from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
 from lib.charts import dataset as charts
 from lib.data import explore
 from lib.data.explore import short_name
+
+repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
 
 # Widget keys.
 KEY_CLASS_CHART, KEY_GRID_CLASS, KEY_SEED, KEY_PAGE, KEY_RESCAN = (

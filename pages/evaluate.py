@@ -24,7 +24,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.app import cache
+from lib.app import cache, repairs
 from lib.app.cache import run_store
 from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
@@ -41,6 +41,8 @@ from lib.data.sources import source_to_params
 from lib.evaluation.metrics import confused_pairs, images_of, top_losses
 from lib.runs.view import run_label
 from lib.settings import runs_dir
+
+repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
 
 PER_PAGE = 12
 COLUMNS = 6

@@ -23,7 +23,7 @@ import uuid
 import pandas as pd
 import streamlit as st
 
-from lib.app import cache
+from lib.app import cache, repairs
 from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.charts.explain import PICK, embedding_chart, probability_chart
@@ -31,6 +31,8 @@ from lib.evaluation.attributions import METHOD_NAMES
 from lib.evaluation.features import overlay
 from lib.runs.view import run_label
 from lib.settings import runs_dir
+
+repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
 
 MAP_KEYS = ("explain_map", "explain_pixel_map")
 SOURCES = ("the validation split", "an upload")

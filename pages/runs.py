@@ -18,7 +18,7 @@ import uuid
 import pandas as pd
 import streamlit as st
 
-from lib.app import cache, sessions
+from lib.app import cache, repairs, sessions
 from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.app.train_tools import train_more
@@ -31,6 +31,8 @@ from lib.runs.status import Status
 from lib.runs.store import StoreError
 from lib.settings import runs_dir
 from lib.training.resume import RESUMABLE
+
+repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
 
 COLUMNS = {
     "name": st.column_config.TextColumn("name"),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.app import cache, sessions
+from lib.app import cache, repairs, sessions
 from lib.app import train_tools as tools
 from lib.app.cache import run_store
 from lib.app.state import keep, set_value
@@ -45,6 +45,8 @@ from lib.settings import runs_dir
 from lib.training.config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig, validation_size
 from lib.training.runner import start_run, stop_run
 from lib.training.sweep import SWEEPABLE, parse_values, start_sweep
+
+repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
 
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0)
 STATUS_BOX = {

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetStates
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner_utils import script_requests
 from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
 from streamlit.runtime.state.common import WidgetMetadata
 from streamlit.runtime.state.safe_session_state import SafeSessionState
 from streamlit.runtime.state.session_state import SessionState
 from streamlit.testing.v1 import AppTest
 
-import lib.app  # noqa: F401 - installs its repair of Streamlit's request queue, as every page does
+from lib.app import repairs
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -46,6 +48,56 @@ def test_every_page_opens_through_the_router(path, title):
     assert not at.error, [e.value for e in at.error]
 
 
+def test_every_page_installs_the_repairs_before_it_draws():
+    """A deep link on a fresh server runs a page without the router: the page itself must leave that mode."""
+    for path, _ in navigation():
+        body = ast.parse((APP.parent / path).read_text()).body
+        first = next(i for i, node in enumerate(body) if not isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr)))
+        calls = [ast.unparse(node) for node in body[:first] if isinstance(node, ast.Expr)]
+        assert "repairs.install()" in calls, f"{path} does not call repairs.install() right after its imports"
+
+
+def test_the_pinned_streamlit_has_every_name_the_repairs_rely_on():
+    for owner, name, _ in repairs.REPAIRS:
+        assert hasattr(owner, name), f"{owner.__name__}.{name}"
+    safe = SafeSessionState(SessionState(), lambda: None)
+    assert all(hasattr(safe, a) for a in ("_lock", "_state", "_yield_callback"))  # read by _apply_then_check
+
+
+def test_install_replaces_streamlits_functions_once():
+    repairs.install()
+    repairs.install()  # again (every run does): the repair still wraps Streamlit's own, not itself
+    assert script_requests._coalesce_widget_states is repairs._carry_unsent
+    assert SafeSessionState.on_script_will_rerun is repairs._apply_then_check
+    for repair in (repairs._carry_unsent, repairs._apply_then_check):
+        assert repair.original is not repair and repair.original.__module__.startswith("streamlit.")
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"), [(o, n) for o, n, _ in repairs.REPAIRS], ids=[n for _, n, _ in repairs.REPAIRS]
+)
+def test_install_refuses_a_streamlit_without_a_name_it_relies_on(monkeypatch, owner, name):
+    monkeypatch.delattr(owner, name)
+    with pytest.raises(RuntimeError, match=f"has no .*{name}.*requirements.txt"):
+        repairs.install()
+
+
+class Rerun(Exception):
+    """st.rerun, as called outside a script run."""
+
+
+def test_install_leaves_the_old_pages_mode_with_a_rerun(monkeypatch):
+    def rerun():
+        raise Rerun
+
+    monkeypatch.setattr(PagesManager, "uses_pages_directory", True)
+    monkeypatch.setattr(repairs.st, "rerun", rerun)
+    with pytest.raises(Rerun):
+        repairs.install()
+    assert PagesManager.uses_pages_directory is False
+    repairs.install()  # the mode is off: no second rerun
+
+
 def _states(**values) -> WidgetStates:
     """Widget values as the browser sends them: ints as int_value, True as a fired button's trigger."""
     states = WidgetStates()
@@ -59,8 +111,9 @@ def _states(**values) -> WidgetStates:
 
 
 def test_a_choice_sent_just_before_a_page_switch_reaches_the_switch_run():
-    """Streamlit's request queue, with lib.app imported: a radio change still pending when a page switch
+    """Streamlit's request queue, repaired: a radio change still pending when a page switch
     (which names only the router's widgets) arrives is carried into the switch's run, not dropped."""
+    repairs.install()
     queue = ScriptRequests()
     queue.request_rerun(RerunData(widget_states=_states(norm_choice=2, channels_image=5, stop=True)))
     queue.request_rerun(RerunData(widget_states=_states(channels_image=7, source_kind=0), page_script_hash="dataset"))
@@ -76,9 +129,10 @@ class Switched(Exception):
 
 
 def test_a_choice_whose_run_is_cut_short_by_a_page_switch_is_still_kept():
-    """Streamlit's session state, with lib.app imported: the radio's run is taken, then the switch's
+    """Streamlit's session state, repaired: the radio's run is taken, then the switch's
     request arrives before it begins (Streamlit then drops the page's widget values): the kept copy
     already holds the new value."""
+    repairs.install()
     state = SessionState()
     for wid in ("norm_choice", "channels_image", "channels_upload"):  # drawn by an earlier, finished run
         state.register_widget(WidgetMetadata(wid, lambda v: v, lambda v: v, "int_value"), user_key=wid)

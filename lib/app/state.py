@@ -21,8 +21,8 @@ reproduces the view; a value from the URL is outside text: `cast` parses it and 
 `valid`) must accept it, or the default is used. `set_value(key, v)` changes a kept value from a
 callback (e.g. "Use this run's settings"), where widget keys may still be written.
 
-`remember` refreshes every copy as each run takes the browser's values (lib.app installs it in
-Streamlit), so a value changed just before a page switch is kept too.
+`remember` refreshes every copy as each run takes the browser's values (lib/app/repairs.py installs it
+in Streamlit), so a value changed just before a page switch is kept too.
 
 Parameters in use: source, path, name, root, id (the router); page, class (Dataset); class, image
 (Channels); run (Train). A page reads a parameter only when it first draws in a session; after
@@ -75,7 +75,7 @@ def keep(
 def remember(session: MutableMapping[str, Any]) -> None:
     """Copy every kept widget's newest value into its kept copy.
 
-    Called by Streamlit's session state (see lib.app) each time a run takes the browser's values, before
+    Called by Streamlit's session state (see lib/app/repairs.py) each time a run takes the browser's values, before
     the run can be stopped for a newer request: a choice made just before a page switch is kept even
     though Streamlit drops the old page's widget values when the switch's run starts.
     """
