@@ -33,6 +33,15 @@ def test_the_rule_picks_the_steepest_descent_before_the_minimum():
     assert suggest_lr([], []) is None
 
 
+def test_a_stretch_under_three_points_falls_back_to_the_minimums_lr_over_ten():
+    lrs = np.logspace(-6, -4, 9)
+    # The stretch runs from the warm-up's end (index 5) to the minimum: 2 points here, 3 below.
+    two = [5, 4, 3, 2, 1.5, 1.2, 1.0, 2, 3]
+    assert suggest_lr(lrs, two) == pytest.approx(lrs[6] / 10)
+    three = [5, 4, 3, 2, 1.5, 1.2, 1.0, 0.5, 2]
+    assert suggest_lr(lrs, three) == pytest.approx(lrs[7])  # slopes -0.2, -0.35, -0.5 per step: the last
+
+
 def test_the_sweep_grows_exponentially_and_stops_when_the_loss_blows_up(sample):
     finder = LRFinderConfig(start_lr=1e-5, end_lr=1e3, num_batches=60)
     result = find_lr(TrainConfig(model="mlp", image_size=8, optimizer="sgd", batch_size=32), sample.samples,
@@ -65,7 +74,8 @@ def test_cli_json_has_the_curve_and_writes_no_run(tmp_path, capsys, monkeypatch)
     code = main(["lr-find", "sample", "--model", "mlp", "--image-size", "8", "--num-batches", "20", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert len(out["lrs"]) == len(out["losses"]) <= 20 and out["suggested_lr"] in out["lrs"] or out["suggested_lr"]
+    assert len(out["lrs"]) == len(out["losses"]) <= 20
+    assert out["suggested_lr"] in out["lrs"]  # the rule picks one of the rates it tried
     assert not (tmp_path / "runs" / "runs.sqlite").exists()
 
 
