@@ -10,8 +10,9 @@ from lib.evaluation import metrics as M
 from lib.evaluation.predictions import Predictions
 
 
-def make_predictions(probs: np.ndarray, targets: np.ndarray) -> Predictions:
-    order = np.argsort(-probs, axis=1, kind="stable")
+def make_predictions(probs: np.ndarray, targets: np.ndarray, top: int | None = None) -> Predictions:
+    """Predictions as a run stores them: every probability, or only the `top` largest (above 20 classes)."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
     n, k = probs.shape
     return Predictions(
         "run", "last", "key", [f"class{i}" for i in range(k)], np.array([f"class{t}/{i}.png" for i, t in enumerate(targets)]),
@@ -20,15 +21,25 @@ def make_predictions(probs: np.ndarray, targets: np.ndarray) -> Predictions:
     )  # fmt: skip
 
 
-@pytest.fixture
-def fixture():
-    """300 images, 7 classes; the model leans towards the truth so every metric is far from trivial."""
-    rng = np.random.default_rng(3)
-    n, k = 300, 7
+def leaning(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 softmax probabilities (n, k), targets) of a model that leans towards the truth, so every
+    metric is far from trivial."""
+    rng = np.random.default_rng(seed)
     targets = rng.integers(0, k, n)
     logits = rng.normal(0, 1.5, (n, k))
     logits[np.arange(n), targets] += rng.uniform(0, 3, n)
-    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return np.exp(logits) / np.exp(logits).sum(1, keepdims=True), targets
+
+
+@pytest.fixture
+def raw():
+    """300 images, 7 classes: the model's probabilities before they are stored."""
+    return leaning(300, 7, seed=3)
+
+
+@pytest.fixture
+def fixture(raw):
+    probs, targets = raw
     return make_predictions(probs.astype(np.float32), targets)
 
 
@@ -56,7 +67,7 @@ def reference_ece(conf, correct, bins=15):
     return total
 
 
-def test_every_metric_matches_numpy(fixture):
+def test_every_metric_matches_numpy(fixture, raw):
     p, k = fixture, 7
     probs = p.probabilities()
     t, y = p.targets, probs.argmax(1)
@@ -75,7 +86,8 @@ def test_every_metric_matches_numpy(fixture):
     top5 = np.argsort(-probs, 1)[:, :5]
     assert m.top5_accuracy == pytest.approx((top5 == t[:, None]).any(1).mean())
     assert m.balanced_accuracy == pytest.approx(recall.mean()) and m.macro_f1 == pytest.approx(f1.mean())
-    assert m.nll == pytest.approx(-np.log(probs[np.arange(len(t)), t]).mean(), rel=1e-6)
+    raw_probs, _ = raw  # float64, before storage: not the stored losses the metric reads
+    assert m.nll == pytest.approx(-np.log(raw_probs[np.arange(len(t)), t]).mean(), rel=1e-6)
     aps = [reference_ap(probs[:, j], t == j) for j in range(k)]
     assert np.allclose(pc["average_precision"], aps, atol=1e-6)
     conf = probs.max(1)
@@ -152,6 +164,33 @@ def test_summary_is_json_ready(fixture):
     back = json.loads(json.dumps(s))
     assert back["confusion"][0] == M.compute_metrics(fixture).confusion[0].tolist()
     assert set(back["per_class"][0]) == {"class", "precision", "recall", "f1", "support"}
-    assert isinstance(back["per_class"][0]["support"], int) and isinstance(
-        pd.DataFrame(back["per_class"]), pd.DataFrame
-    )
+    assert isinstance(back["per_class"][0]["support"], int)
+    table, expected = pd.DataFrame(back["per_class"]), M.compute_metrics(fixture).per_class
+    assert list(table["class"]) == list(expected["class"]) and list(table["support"]) == list(expected["support"])
+    np.testing.assert_allclose(table[["precision", "recall", "f1"]], expected[["precision", "recall", "f1"]])
+
+
+def test_above_twenty_classes_accuracy_top5_pr_and_ap_come_from_the_top_ten():
+    """25 classes: a run stores each image's 10 largest probabilities and, through its loss, the true
+    class's; every other probability is unknown and reads 0, below every known one."""
+    probs, t = leaning(400, 25, seed=5)
+    probs = probs.astype(np.float32)  # what the model outputs
+    p = make_predictions(probs, t, top=10)
+    assert not p.complete and p.top_probs.shape == (400, 10)
+    m = M.compute_metrics(p)
+    ranked = np.argsort(-probs, 1)
+    assert m.accuracy == pytest.approx((ranked[:, 0] == t).mean())
+    assert m.top5_accuracy == pytest.approx((ranked[:, :5] == t[:, None]).any(1).mean())
+    known, rows = np.zeros_like(probs), np.arange(len(t))
+    known[rows, t] = np.exp(np.log(probs[rows, t]))  # float32 through the stored loss: a last bit may move
+    known[rows[:, None], ranked[:, :10]] = probs[rows[:, None], ranked[:, :10]]
+    # A positive's own score is always known, so the zeros (negatives only) rank below every positive.
+    aps = [reference_ap(known[:, j].astype(np.float64), t == j) for j in range(25)]
+    np.testing.assert_allclose(m.per_class["average_precision"], aps, atol=1e-5)
+    scores, positive = known[:, 3], t == 3
+    curve = M.pr_curve(p, 3)
+    assert len(curve) > 10
+    for threshold, precision, recall in curve[["threshold", "precision", "recall"]].itertuples(index=False):
+        chosen = scores >= np.float32(threshold)
+        assert precision == pytest.approx(positive[chosen].mean(), abs=1e-6)
+        assert recall == pytest.approx(positive[chosen].sum() / positive.sum(), abs=1e-6)

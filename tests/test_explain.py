@@ -74,7 +74,8 @@ def test_occlusion_marks_the_only_region_the_model_reads():
     x = torch.ones(1, 3, 16, 16)
     heat = attribute(model, x, 0, "occlusion")  # 2 x 2 windows, stride 1
     assert heat[:4, :4].min() > 0 and np.all(heat[5:, :] == 0) and np.all(heat[:, 5:] == 0)
-    assert np.unravel_index(heat.argmax(), heat.shape) < (4, 4)
+    row, col = np.unravel_index(heat.argmax(), heat.shape)
+    assert row < 4 and col < 4  # each on its own: a tuple comparison passes for any row under 4
 
 
 def test_models_without_conv_get_the_gradient_methods_and_a_reason():
