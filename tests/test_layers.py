@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first: a package may import itself and those before it, never those after it.
-ORDER = ("settings", "charts", "data", "pixels", "runs", "training", "evaluation", "commands", "app")
+ORDER = ("settings", "charts", "data", "pixels", "runs", "training", "evaluation", "health", "commands", "app")
 RANK = {name: i for i, name in enumerate(ORDER)}
 
 

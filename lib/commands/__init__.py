@@ -1,3 +1,3 @@
 """Sub-commands of `python -m lib`: each module has `register(subparsers)` that sets `func=run`."""
 
-COMMANDS = ("inspect", "stats", "train", "runs", "transfer", "lr-find", "sweep", "evaluate", "explain")
+COMMANDS = ("inspect", "stats", "train", "runs", "transfer", "lr-find", "sweep", "evaluate", "explain", "health")

@@ -39,6 +39,8 @@ def run(args) -> int:
     index = build_index(str(cli_root(args.source)))
     if index.num_images == 0:
         raise ValueError(f"{args.source} has no usable images; check it with `python -m lib inspect {args.source}`.")
+    if index.left_out:  # marked by the user (lib.data.marks): say so, on stderr so --json stays one object
+        print(f"left out {len(index.left_out)} marked file(s)", file=sys.stderr)
     paths = [p for p, _ in index.samples]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun with several processes
         stats = stats_over_ranks(paths, config)
@@ -47,7 +49,7 @@ def run(args) -> int:
     else:
         stats = channel_stats(paths, config)
     if args.json:
-        print(json.dumps({"root": index.root, **stats.to_dict()}))
+        print(json.dumps({"root": index.root, **stats.to_dict(), "left_out": len(index.left_out)}))
         return 0
     print(f"{index.root}: {stats.num_images:,} images, {stats.num_pixels:,} pixels a channel")
     for name, values in (("mean", stats.mean), ("std", stats.std), ("min", stats.min), ("max", stats.max)):

@@ -305,6 +305,7 @@ def run(args) -> int:
             cache_bytes=args.cache_mb * 2**20,
             decoding=decoding,
             start=start,
+            note=left_out_note(index),
         )
     finally:
         for sig, handler in previous.items():
@@ -316,6 +317,14 @@ def run(args) -> int:
     record = store.get_run(run_id)
     _report(run_id, result, args.json, timings, record.checkpoint if record else None)
     return EXIT_CODES[result.status]
+
+
+def left_out_note(index) -> str:
+    """What the run's message says about files the user marked to leave out (lib.data.marks), or nothing."""
+    n = len(index.left_out)
+    if not n:
+        return ""
+    return f"Left out {n} marked file{'s' if n > 1 else ''}: trained on {index.num_images:,} images."
 
 
 def _import_dynamo() -> None:
@@ -333,6 +342,8 @@ def _index(source: str, args, store: RunStore, run_id: str | None, config: Train
         index = build_index(str(cli_root(source)), headers=False)
         if index.num_images == 0:
             raise ValueError(f"{source} has no usable images; run `python -m lib inspect` to see why.")
+        if index.left_out:
+            print(left_out_note(index), file=sys.stderr)
         if not fits_in_memory(index.num_images, config.image_size, args.cache_mb * 2**20):
             index = verify_index(build_index(index.root))
             for bad in index.bad_files:

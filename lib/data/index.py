@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from lib.data.images import Header, is_image_file, load_rgb, read_header
+from lib.data.marks import apply_marks, read_marks
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -41,6 +42,7 @@ class DatasetIndex:
     special_files: list[str] = field(default_factory=list)  # FIFOs, devices, sockets: never opened
     unreadable_folders: list[str] = field(default_factory=list)  # folders that could not be listed
     verified: bool = False  # True once every image was fully decoded
+    left_out: list[str] = field(default_factory=list)  # marked by the user to leave out (lib.data.marks)
 
     @property
     def num_images(self) -> int:
@@ -81,6 +83,7 @@ class DatasetIndex:
             "special_files": self.special_files,
             "unreadable_folders": self.unreadable_folders,
             "verified": self.verified,
+            "left_out": self.left_out,
         }
 
 
@@ -98,11 +101,14 @@ def find_classes(root: str) -> tuple[list[str], dict[str, int]]:
     return classes, {c: i for i, c in enumerate(classes)}
 
 
-def build_index(root: str, *, workers: int = 8, progress: Progress | None = None, headers: bool = True) -> DatasetIndex:
-    """Walk `root/<class>/**` and check each image's header.
+def build_index(
+    root: str, *, workers: int = 8, progress: Progress | None = None, headers: bool = True, marks: bool = True
+) -> DatasetIndex:
+    """Walk `root/<class>/**` and check each image's header; files the user marked are left out (`left_out`).
 
     headers=False skips the header reads (index.headers stays empty, nothing is checked): for a caller
-    that decodes every image next anyway and reports what fails then (the trainer).
+    that decodes every image next anyway and reports what fails then (the trainer). marks=False keeps
+    marked files (the app applies each visitor's own marks on top of one shared index).
 
     Raises:
         ValueError: when root is missing, not a folder, or has no class folders.
@@ -131,7 +137,7 @@ def build_index(root: str, *, workers: int = 8, progress: Progress | None = None
     if not headers:
         index.samples = candidates
         index.empty_classes = _empty_classes(index)
-        return index
+        return apply_marks(index, read_marks(root)) if marks else index
     # Header reads are file I/O and short: threads overlap the waiting.
     results = _map(_try_header, [p for p, _ in candidates], workers, progress, io_only=True)
     for (path, target), result in zip(candidates, results, strict=True):
@@ -141,7 +147,7 @@ def build_index(root: str, *, workers: int = 8, progress: Progress | None = None
         else:
             index.bad_files.append(BadFile(index.relpath(path), result))
     index.empty_classes = _empty_classes(index)
-    return index
+    return apply_marks(index, read_marks(root)) if marks else index
 
 
 def verify_index(index: DatasetIndex, *, workers: int = 4, progress: Progress | None = None) -> DatasetIndex:

@@ -64,12 +64,13 @@ def execute_run(
     decoding=None,
     start: dict | None = None,
     dist: Dist = SINGLE,
+    note: str = "",
 ) -> FitResult:
     """Train in this process, writing to the store; checkpoints are saved by the hooks as epochs end.
 
     Whatever the outcome, the run keeps its newest checkpoint: a diverged or failed run keeps the one of
     its last whole epoch, a stopped run the one where it stopped. With `start` (a checkpoint) the run
-    continues from it (lib/training/resume.py). With several processes (torchrun) only rank 0 calls this,
+    continues from it (lib/training/resume.py). `note` is added to the final message. With several processes (torchrun) only rank 0 calls this,
     and a failure is recorded with the failing rank's reason.
     """
     hooks = hooks or StoreHooks(store, run_id)
@@ -77,6 +78,8 @@ def execute_run(
     result = fit(config, samples, classes, hooks, stop, **loading)
     if result.status == Status.FAILED:
         result.message = dist.failure_reason(result.message)
+    if note:  # e.g. the marked files left out: the run's final message says so
+        result.message = f"{result.message} {note}"
     hooks.close()
     last = store.checkpoint_path(run_id, "last")
     store.finish(run_id, result.status, result.message, str(last) if last.exists() else None)

@@ -1,0 +1,119 @@
+"""`python -m lib health SOURCE [--json] [--folds K] [--model NAME] [--image-size N] [--threshold T] [--run RUN_ID]`:
+duplicates, likely wrong labels and outliers of a dataset (lib/health), computed once and stored beside the
+cache; with --run, the duplicate groups that span that run's training and validation split (leaks)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from lib.data.index import build_index
+from lib.data.marks import read_marks
+from lib.data.sources import cli_root
+
+
+def register(sub) -> None:
+    from lib.health.duplicates import MAX_THRESHOLD, NEAR_THRESHOLD
+    from lib.health.labels import MODELS
+
+    p = sub.add_parser("health", help="find duplicates, likely wrong labels and outliers in a dataset")
+    p.add_argument("source", help="an ImageFolder folder, a .zip of one, or 'sample'")
+    p.add_argument("--json", action="store_true", help="print one JSON object (default: a text summary)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for the label check (default: 5)")
+    p.add_argument("--model", choices=MODELS, default="linear", help="the label check's quick model (default: linear)")
+    p.add_argument("--image-size", type=int, default=16, help="side images are resized to for features (default: 16)")
+    p.add_argument(
+        "--threshold",
+        type=int,
+        default=NEAR_THRESHOLD,
+        help=f"near duplicates: perceptual hashes at most this many bits apart, 0-{MAX_THRESHOLD} (default: {NEAR_THRESHOLD})",
+    )
+    p.add_argument(
+        "--run", dest="run_id", default=None, help="also list duplicates across this run's split, leaks (default: none)"
+    )
+    p.add_argument(
+        "--runs-dir", default=None, help="the run store's folder (default: TORCHSCOPE_RUNS_DIR, else <cache>/runs)"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from lib.health.findings import HealthConfig
+
+    config = HealthConfig(args.folds, args.model, args.image_size, args.threshold)
+    index = build_index(str(cli_root(args.source)), marks=False)  # marked files too: they can be unmarked
+    if index.num_images == 0:
+        raise ValueError(f"{args.source} has no usable images; check it with `python -m lib inspect {args.source}`.")
+    findings = dataset_findings(index, config, progress=None if args.json else _print_progress)
+    report = findings.report()
+    report["marked"] = read_marks(index.root)
+    if args.run_id is not None:
+        report["leaks"] = run_leaks(args.run_id, args.runs_dir, index.root, findings.duplicates, report["marked"])
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    _print_summary(report)
+    return 0
+
+
+def dataset_findings(index, config, progress=None):
+    """The stored findings for this index and options, else computed now and stored."""
+    from lib.health.findings import check_health, findings_path, load_findings, save_findings
+
+    path = findings_path(index, config)
+    found = load_findings(path)
+    if found is None:
+        found = check_health(index, config, progress)
+        save_findings(found, path)
+    if found.threshold != config.threshold:
+        found.duplicates, found.threshold = found.regroup(config.threshold), config.threshold
+    return found
+
+
+def run_leaks(run_id: str, runs_dir: str | None, root: str, groups: list[dict], marked: list[str]) -> list[dict]:
+    """Duplicate groups with images in both the run's validation split and its training images.
+
+    Raises:
+        ValueError: for an unknown run, one without a checkpoint, or one trained on another dataset.
+    """
+    from pathlib import Path
+
+    from lib.health.duplicates import leaks
+    from lib.runs.store import RunStore
+
+    store = RunStore(runs_dir)
+    record = store.get_run(run_id)
+    if record is None:
+        raise ValueError(f"No run {run_id} in {store.root}; list the runs with `python -m lib runs`.")
+    if record.root and Path(record.root).resolve() != Path(root).resolve():
+        raise ValueError(f"Run {run_id} trained on {record.root}, not this dataset; name the dataset it trained on.")
+    ckpt = store.load_checkpoint(run_id, "last")
+    left_out = set(marked)  # marked files were in neither split
+    kept = [{**g, "paths": [p for p in g["paths"] if p not in left_out]} for g in groups]
+    return [{k: g[k] for k in ("kind", "paths", "classes")} for g in leaks(kept, set(ckpt.get("val_paths", [])))]
+
+
+def _print_progress(done: int, total: int) -> None:
+    if total and (done == total or done % max(1, total // 10) == 0):
+        print(f"checking: {100 * done // total}%", file=sys.stderr, flush=True)
+
+
+def _print_summary(report: dict) -> None:
+    dups = report["duplicates"]
+    print(f"{report['root']}: {report['num_images']:,} images")
+    print(
+        f"duplicate groups: {sum(g['kind'] == 'exact' for g in dups)} exact, {sum(g['kind'] == 'near' for g in dups)} near"
+    )
+    for g in dups:
+        conflict = " (label conflict)" if len(set(g["classes"])) > 1 else ""
+        print(f"  {g['kind']}{conflict}: {', '.join(g['paths'])}")
+    print(f"likely wrong labels: {len(report['label_issues'])}")
+    for issue in report["label_issues"]:
+        print(f"  {issue['path']}: labeled {issue['given']}, looks like {issue['suggested']} ({issue['score']:.2f})")
+    print(f"outliers: {len(report['outliers'])}")
+    for o in report["outliers"]:
+        print(f"  {o['path']}: {o['reason']}")
+    for note in report["notes"]:
+        print(note, file=sys.stderr)
+    if "leaks" in report:
+        print(f"leaks (duplicates across the run's split): {len(report['leaks'])}")

@@ -1,0 +1,1 @@
+"""Dataset health: duplicates, likely wrong labels and outliers (issue 19). Imports no torch."""

@@ -1,0 +1,129 @@
+"""lib/health and `python -m lib health`: planted duplicates, flipped labels and outliers found; marks honoured."""
+
+from __future__ import annotations
+
+import json
+
+import imagehash
+import numpy as np
+import pytest
+from cleanlab.filter import find_label_issues
+from PIL import Image
+
+from lib.__main__ import main
+from lib.data.images import load_rgb
+from lib.data.index import build_index
+from lib.data.marks import read_marks, toggle_marks
+from lib.health.duplicates import near_pairs
+from lib.health.labels import label_issues
+from lib.health.outliers import plain_outliers
+from lib.health.scan import perceptual_hashes, scan
+from lib.runs.store import RunStore
+from tests.health_helpers import PER_CLASS, blobs, planted_folder
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("health") / "ds"
+    return root, planted_folder(root)
+
+
+def health_json(root, capsys, *args) -> dict:
+    assert main(["health", str(root), "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_planted_duplicates_and_flipped_labels_are_found(planted, capsys):
+    root, faults = planted
+    report = health_json(root, capsys)
+    assert report["num_images"] == 3 * PER_CLASS + 7
+    groups = {(g["kind"], tuple(g["paths"])) for g in report["duplicates"]}
+    assert {("exact", pair) for pair in faults["exact"]} <= groups  # a re-saved PNG is still a copy
+    assert {("near", pair) for pair in faults["near"]} <= groups  # noise, JPEG re-encode, 1-pixel resize
+    assert len(groups) == len(faults["exact"]) + len(faults["near"])  # and nothing else
+    conflict = next(g for g in report["duplicates"] if tuple(g["paths"]) == faults["conflict"])
+    assert conflict["classes"] == ["a", "b"]
+    issues = report["label_issues"]
+    top = {i["path"]: i["suggested"] for i in issues[: len(faults["flipped"])]}
+    assert top == faults["flipped"]  # the flips first, each with the class it came from
+    assert [i["score"] for i in issues] == sorted((i["score"] for i in issues), reverse=True)
+
+
+def test_findings_are_stored_and_the_threshold_regroups(planted, capsys):
+    root, faults = planted
+    again = health_json(root, capsys, "--threshold", "0")
+    assert {tuple(g["paths"]) for g in again["duplicates"]} == set(faults["exact"])  # near copies need bits
+
+
+def test_perceptual_hash_is_imagehash_phash(planted):
+    root, _ = planted
+    paths = sorted(str(p) for p in root.rglob("*.*"))[:12]
+    found = scan(paths)
+    ours = perceptual_hashes(found.grey)
+    assert [int(h) for h in ours] == [int(str(imagehash.phash(load_rgb(p))), 16) for p in paths]
+
+
+def test_near_pairs_match_every_pair_counted_by_imagehash():
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(0, 2**63, 300, dtype=np.int64).astype(np.uint64)
+    hashes[7] = hashes[200] ^ np.uint64(0b1011)  # 3 bits apart
+    found = {(i, j, d) for i, j, d in near_pairs(hashes, 20).tolist()}
+    as_hash = [imagehash.hex_to_hash(f"{int(h):016x}") for h in hashes]
+    expected = {(i, j, as_hash[i] - as_hash[j]) for i in range(300) for j in range(i + 1, 300)}
+    assert found == {e for e in expected if e[2] <= 20} and (7, 200, 3) in found
+
+
+def test_confident_learning_on_a_matrix_worked_by_hand():
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    probs = np.array(
+        [[.9, .05, .05], [.8, .1, .1], [.1, .8, .1], [.1, .8, .1], [.2, .7, .1],
+         [.7, .2, .1], [.1, .1, .8], [.1, .1, .8], [.1, .2, .7]]
+    )  # fmt: skip
+    # Thresholds, the mean probability of each class over its own labels: t0 = 0.6, t1 = 0.567, t2 = 0.767.
+    # Image 2 (labeled 0) has p1 = 0.8 >= t1: an issue, suggests 1. Image 5 (labeled 1) has p0 = 0.7 >= t0.
+    # Image 8 reaches no threshold (0.7 < t2), image 4 only its own: not issues. Ranked by self-confidence
+    # (0.1 before 0.2).
+    assert label_issues(labels, probs) == [(2, 1, pytest.approx(0.9)), (5, 0, pytest.approx(0.8))]
+    ranked = find_label_issues(
+        labels, probs, filter_by="confident_learning", return_indices_ranked_by="self_confidence"
+    )
+    assert list(ranked) == [2, 5]
+
+
+def test_plain_outliers_by_their_thresholds():
+    grey = np.full((4, 32, 32), 128, dtype=np.uint8)
+    grey[1:] = np.random.default_rng(0).integers(60, 200, (3, 32, 32))
+    grey[2] = np.random.default_rng(1).integers(0, 15, (32, 32))  # mean 7 of 255, std 4: dark, not constant
+    sizes = np.array([[32, 32], [4, 32], [32, 32], [30, 200]])
+    found = {(i, reason.split(" (")[0]) for i, reason, _ in plain_outliers(grey, sizes)}
+    assert found == {(0, "near-constant"), (1, "tiny"), (1, "extreme aspect ratio"), (2, "extremely dark"),
+                     (3, "extreme aspect ratio")}  # fmt: skip
+
+
+def test_marks_are_left_out_by_the_index_stats_and_training(tmp_path, capsys):
+    root = tmp_path / "ds"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            blobs(rng, (200, 40, 40) if name == "a" else (40, 40, 200), 16).save(root / name / f"{i}.png")
+    assert toggle_marks(root, ["a/3.png"], True) == ["a/3.png"] == read_marks(root)
+    index = build_index(str(root))
+    assert index.num_images == 11 and index.left_out == ["a/3.png"]
+    assert build_index(str(root), marks=False).num_images == 12
+    assert main(["stats", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_images"] == 11
+    args = ["train", str(root), "--model", "mlp", "--epochs", "1", "--image-size", "16", "--runs-dir", str(tmp_path)]
+    assert main([*args, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = RunStore(tmp_path).get_run(summary["run_id"])
+    assert "Left out 1 marked file: trained on 11 images." in record.message
+    assert "a/3.png" not in RunStore(tmp_path).load_checkpoint(summary["run_id"], "last")["val_paths"]
+    assert toggle_marks(root, ["a/3.png"], False) == [] and build_index(str(root)).num_images == 12
+
+
+def test_unusable_source_and_bad_options_exit_2(tmp_path, capsys):
+    assert main(["health", str(tmp_path / "nope")]) == 2
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert main(["health", "sample", "--folds", "1"]) == 2
+    assert "folds" in capsys.readouterr().err
