@@ -12,13 +12,13 @@ tests/test_router.py checks the names and that each is replaced.
    every visitor until someone opens `/`. The first script run of the server (router or page) turns the
    old mode off and reruns, and the router then draws the linked page as usual.
 
-2. and 3. A setting lost. A page switch sends only the router's widget values, and Streamlit drops the old
-   page's values when the switch's run starts, so a choice made on a page is kept (`state.keep` copies
-   it under a key of ours) only if a run took it first. A choice made just before clicking another page,
-   while the server was busy, was lost 1 time in 20 on a loaded machine: its run was stopped for the
-   switch before the page's script got to copy it, or before it applied the values at all, or its
-   request was still queued and the switch's request replaced its values. So a run applies the
-   browser's values and copies them (`state.remember`) before it checks for a newer request
+2. and 3. A choice kept across a page switch. A page switch sends only the router's widget values, and
+   Streamlit drops the old page's values when the switch's run starts, so a choice made on a page is kept
+   (`state.keep` copies it under a key of ours) only if a run took it first. A choice made just before
+   clicking another page, while the server is busy, can miss that three ways: its run is stopped for the
+   switch before the page's script copies it, or before it applies the values at all, or its request is
+   still queued and the switch's request replaces its values. So a run applies the browser's values and
+   copies them (`state.remember`) before it checks for a newer request
    (`SafeSessionState.on_script_will_rerun`), and queued values the newer request does not name are
    carried into it (`script_requests._coalesce_widget_states`).
 """
@@ -48,7 +48,8 @@ def _carry_unsent(old, new):
 
 def _apply_then_check(self, *args, **kwargs) -> None:
     """SafeSessionState.on_script_will_rerun: take the browser's values and copy the kept ones, then
-    check for a newer request (Streamlit checked first, and a stopped run lost the values)."""
+    check for a newer request (Streamlit's own checks first, so a run stopped for a newer request never
+    takes the values)."""
     with self._lock:
         self._state.on_script_will_rerun(*args, **kwargs)
         state.remember(self._state)
