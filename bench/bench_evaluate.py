@@ -79,7 +79,7 @@ def stored_run(runs: Path, root: Path, n: int) -> str:
     """A run whose checkpoint and stored predictions (n images, 10 classes) are in place: no model runs."""
     store = RunStore(runs)
     run_id = store.create_run({"model": "cnn", "image_size": 32}, root=str(root), classes=CLASSES)
-    store.save_checkpoint(run_id, {"config": {}, "classes": CLASSES})  # only its key matters here
+    store.files.save_checkpoint(run_id, {"config": {}, "classes": CLASSES})  # only its key matters here
     store.finish(run_id, "completed")
     rng = np.random.default_rng(0)
     targets = rng.integers(0, 10, n)
@@ -93,7 +93,7 @@ def stored_run(runs: Path, root: Path, n: int) -> str:
     preds = Predictions(run_id, "last", checkpoint_key(store, run_id), CLASSES, paths, targets, probs.argmax(1),
                         -np.log(probs[np.arange(n), targets]).astype(np.float32), order,
                         np.take_along_axis(probs, order, 1).astype(np.float32))  # fmt: skip
-    store.save_predictions(run_id, preds.to_arrays())
+    store.files.save_predictions(run_id, preds.to_arrays())
     return run_id
 
 

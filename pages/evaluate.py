@@ -54,7 +54,7 @@ st.title("Evaluate")
 settings = cache.settings()
 store = run_store(str(runs_dir()))
 owner = st.session_state.get("session_id") if settings.deployed else None
-runs = [r for r in store.list_runs(owner) if store.checkpoint_path(r.id).exists()]
+runs = [r for r in store.list_runs(owner) if store.files.checkpoint_path(r.id).exists()]
 if not runs:
     st.info("No run has a checkpoint yet: train one on the Train page (a run saves one at the end of each epoch).")
     st.stop()

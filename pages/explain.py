@@ -44,7 +44,7 @@ store = cache.run_store(str(runs_dir()))
 if "session_id" not in st.session_state:
     st.session_state.session_id = uuid.uuid4().hex
 owner = st.session_state.session_id if settings.deployed else None  # a visitor sees only their runs
-runs = [r for r in store.list_runs(owner) if store.checkpoint_path(r.id, "last").exists()]
+runs = [r for r in store.list_runs(owner) if store.files.checkpoint_path(r.id, "last").exists()]
 if not runs:
     st.info("No run has a checkpoint yet: train one on the Train page, then come back.")
     st.stop()

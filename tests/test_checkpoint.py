@@ -63,7 +63,7 @@ def test_a_fresh_process_reproduces_the_recorded_validation_exactly(trained):
 
 def test_the_checkpoint_holds_the_whole_recipe(trained):
     run_id, data, runs = trained
-    ckpt = RunStore(runs).load_checkpoint(run_id)
+    ckpt = RunStore(runs).files.load_checkpoint(run_id)
     config = TrainConfig.from_dict(ckpt["config"])
     assert (config.model, config.epochs, config.image_size) == ("cnn", 3, 16)
     assert ckpt["classes"] == sorted(p.name for p in data.iterdir() if p.is_dir()) and (
@@ -88,11 +88,11 @@ def test_load_model_answers_bad_input_with_one_sentence(tmp_path, trained):
     with pytest.raises(ValueError, match="No run nope"):
         load_model("nope", runs_dir=tmp_path)
     run_id, _, runs = trained
-    ckpt = RunStore(runs).load_checkpoint(run_id)
+    ckpt = RunStore(runs).files.load_checkpoint(run_id)
     ckpt["config"]["model"] = "mlp"  # weights of a cnn under an mlp's name: strict load refuses
     store = RunStore(tmp_path)
     other = store.create_run(ckpt["config"])
-    store.save_checkpoint(other, ckpt)
+    store.files.save_checkpoint(other, ckpt)
     with pytest.raises(ValueError, match="does not fit a mlp model"):
         load_model(other, runs_dir=tmp_path)
 

@@ -53,7 +53,7 @@ def moved_dataset(trained, tmp_path, root: str):
     copy = tmp_path / "runs"
     shutil.copytree(runs, copy)
     store = RunStore(copy)
-    store.save_checkpoint(run_id, {**store.load_checkpoint(run_id), "root": root})
+    store.files.save_checkpoint(run_id, {**store.files.load_checkpoint(run_id), "root": root})
     return run_id, copy
 
 
@@ -61,7 +61,7 @@ def test_an_image_that_no_longer_decodes_is_named_and_left_out(trained, tmp_path
     data = tmp_path / "data"
     shutil.copytree(trained[1], data)
     run_id, runs = moved_dataset(trained, tmp_path, str(data))
-    broken = RunStore(runs).load_checkpoint(run_id)["val_paths"][0]
+    broken = RunStore(runs).files.load_checkpoint(run_id)["val_paths"][0]
     (data / broken).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     done = cli("evaluate", run_id, "--runs-dir", str(runs), "--json")
     assert done.returncode == 0, done.stderr

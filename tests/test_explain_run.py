@@ -64,7 +64,7 @@ def linear_run(store_dir: Path, data: Path, like) -> str:
     )
     store = RunStore(store_dir)
     run_id = store.create_run(config.to_dict(), root=str(data), classes=like.classes, name="linear")
-    store.save_checkpoint(run_id, relative_to_root(state, data))
+    store.files.save_checkpoint(run_id, relative_to_root(state, data))
     store.finish(run_id, "completed")
     return run_id
 

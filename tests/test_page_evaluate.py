@@ -73,7 +73,7 @@ def test_headline_gallery_pairs_and_channels_link(trained, monkeypatch):
 def test_predictions_are_stored_once_and_reused_by_a_new_session(trained, monkeypatch):
     run_id, _, runs = trained
     open_evaluate(trained, monkeypatch)
-    path = RunStore(runs).predictions_path(run_id)
+    path = RunStore(runs).files.predictions_path(run_id)
     before = path.stat().st_mtime_ns
     import lib.evaluation.predictions as P
 

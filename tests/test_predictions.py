@@ -42,7 +42,7 @@ def test_predictions_agree_with_the_recorded_validation_and_plain_torch(trained)
     assert len(found) == 128 and found.bad == []
     assert float(np.mean(found.preds == found.targets)) == row["val_accuracy"]  # exactly: same batches, same model
     assert float(np.mean(found.loss, dtype=np.float64)) == pytest.approx(row["val_loss"], rel=1e-5)
-    ckpt = RunStore(runs).load_checkpoint(run_id)
+    ckpt = RunStore(runs).files.load_checkpoint(run_id)
     assert list(found.paths) == ckpt["val_paths"] and list(found.targets) == ckpt["val_targets"]
     logits = plain_torch_outputs(ckpt, data, ckpt["val_paths"])
     probs = found.probabilities()
@@ -57,7 +57,7 @@ def test_stored_once_reused_then_redone_when_the_checkpoint_changes(trained, mon
     run_id, _, runs = trained
     first = P.run_predictions(run_id, runs_dir=runs)
     store = RunStore(runs)
-    assert store.predictions_path(run_id).is_file()
+    assert store.files.predictions_path(run_id).is_file()
 
     def no_model(*a, **k):
         raise AssertionError("the stored predictions should have been reused")
@@ -67,7 +67,7 @@ def test_stored_once_reused_then_redone_when_the_checkpoint_changes(trained, mon
     assert again.key == first.key and np.array_equal(again.top_probs, first.top_probs)
     assert list(again.paths) == list(first.paths)
     monkeypatch.undo()
-    path = store.checkpoint_path(run_id)
+    path = store.files.checkpoint_path(run_id)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # the checkpoint was rewritten
     calls = []
     real = P.load_model
@@ -97,9 +97,9 @@ def test_predictions_go_with_the_run(trained, tmp_path):
     shutil.copytree(runs, copy)
     P.run_predictions(run_id, runs_dir=copy)
     store = RunStore(copy)
-    assert store.load_predictions(run_id) is not None
-    store.delete_checkpoints(run_id)
-    assert store.load_predictions(run_id) is None and not store.predictions_path(run_id).exists()
+    assert store.files.load_predictions(run_id) is not None
+    store.files.delete(run_id)
+    assert store.files.load_predictions(run_id) is None and not store.files.predictions_path(run_id).exists()
     with pytest.raises(ValueError, match="no last checkpoint"):
         P.run_predictions(run_id, runs_dir=copy)
 

@@ -47,7 +47,7 @@ def runs(tmp_path_factory) -> tuple[Path, list[str]]:
     store.finish(long, "stopped", "Stopped on request.")
     store.set_note(long, "lr 0.1 *too* high? [x](http://e.x)")
     store.rename_run(trained, "baseline")
-    store.save_predictions(trained, {"predicted": np.arange(4), "paths": np.array(["a/1.png", "b/2.png"])})
+    store.files.save_predictions(trained, {"predicted": np.arange(4), "paths": np.array(["a/1.png", "b/2.png"])})
     return folder, [trained, long]
 
 

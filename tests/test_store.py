@@ -108,23 +108,23 @@ def test_checkpoint_round_trip(tmp_path):
     store = RunStore(tmp_path)
     run_id = store.create_run({})
     with pytest.raises(ValueError, match="no last checkpoint"):
-        store.load_checkpoint(run_id)
+        store.files.load_checkpoint(run_id)
     state = {"model": {"w": torch.arange(6.0).view(2, 3)}, "classes": ["a", "b"], "mean": [0.5] * 3}
-    path = store.save_checkpoint(run_id, state, "best")
-    assert path.endswith(f"{run_id}/best.pt") and not store.checkpoint_path(run_id, "last").exists()
-    loaded = store.load_checkpoint(run_id, "best")
+    path = store.files.save_checkpoint(run_id, state, "best")
+    assert path.endswith(f"{run_id}/best.pt") and not store.files.checkpoint_path(run_id, "last").exists()
+    loaded = store.files.load_checkpoint(run_id, "best")
     assert torch.equal(loaded["model"]["w"], state["model"]["w"])
     assert (loaded["classes"], loaded["mean"]) == (["a", "b"], [0.5] * 3)
     with pytest.raises(ValueError, match="choose one of last, best"):
-        store.checkpoint_path(run_id, "first")
+        store.files.checkpoint_path(run_id, "first")
 
 
 def test_a_checkpoint_that_would_run_code_on_load_is_refused(tmp_path):
     store = RunStore(tmp_path)
     run_id = store.create_run({})
-    store.save_checkpoint(run_id, {"model": {}, "hook": print})  # a pickled function, not plain data
+    store.files.save_checkpoint(run_id, {"model": {}, "hook": print})  # a pickled function, not plain data
     with pytest.raises(pickle.UnpicklingError):
-        store.load_checkpoint(run_id)
+        store.files.load_checkpoint(run_id)
 
 
 def test_sigkill_mid_run_leaves_a_consistent_store_and_an_interrupted_run(tmp_path):

@@ -16,6 +16,7 @@ from train_helpers import wait_for
 from lib.app.sessions import visitor_id
 from lib.runs.status import Status
 from lib.runs.store import RunStore, StoreError
+from lib.runs.sweeps import create_sweep, list_sweeps
 from lib.settings import Settings
 from lib.training.runner import check_capacity, interrupt_orphans, next_free_sentence
 from tests.helpers import run_unprivileged, world_readable_dir
@@ -33,6 +34,7 @@ def test_a_deleted_database_gets_its_tables_back(tmp_path):
     store.create_run({"model": "mlp"})
     for suffix in ("", "-wal", "-shm"):
         Path(f"{store.path}{suffix}").unlink(missing_ok=True)
+    assert list_sweeps(store) == []  # every table comes back, the sweeps' too
     assert store.list_runs() == []  # was: sqlite3.OperationalError "no such table: runs"
     run_id = store.create_run({"model": "cnn"})
     assert [r.id for r in store.list_runs()] == [run_id]
@@ -54,6 +56,14 @@ def test_a_damaged_database_is_moved_aside_and_named(tmp_path):
     assert "damaged" in again.notice and again.list_runs() == []
 
 
+def _leave_read_only(store: RunStore) -> None:
+    """Every row in the database file itself, and no file writable but by its owner (root)."""
+    with sqlite3.connect(store.path) as con:  # checkpoint the WAL so the file alone holds every row
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for p in store.root.iterdir():
+        p.chmod(0o644)
+
+
 def test_a_read_only_runs_folder_still_lists_runs_without_writing(tmp_path):
     folder = world_readable_dir("ts-ro-store-")
     try:
@@ -61,10 +71,7 @@ def test_a_read_only_runs_folder_still_lists_runs_without_writing(tmp_path):
         done = store.create_run({"model": "mlp"}, name="done")
         store.finish(done, Status.COMPLETED)
         dead = store.create_run({"model": "cnn"}, name="dead", pid=_dead_pid())
-        with sqlite3.connect(store.path) as con:  # checkpoint the WAL so the file alone holds every row
-            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        for p in folder.iterdir():
-            p.chmod(0o644)
+        _leave_read_only(store)
         code = f"""
 import json
 from lib.runs.store import RunStore, StoreError
@@ -187,3 +194,32 @@ def test_when_all_slots_are_taken_the_sentence_says_when_the_next_frees_up(tmp_p
     assert "in about 1 min" in sentence and time.strftime("%H:%M", time.gmtime(now + 60)) in sentence
     with pytest.raises(ValueError, match="All 1 training slots of this server are taken; the next one"):
         check_capacity(store, "someone", settings)
+
+
+def test_a_read_only_runs_folder_lists_sweeps_and_refuses_new_ones_in_one_sentence():
+    folder = world_readable_dir("ts-ro-sweeps-")
+    try:
+        store = RunStore(folder)
+        gone = create_sweep(store, {"model": "mlp"}, [["lr", [1e-3]]], 1, root="data", owner="s", pid=_dead_pid())
+        _leave_read_only(store)
+        code = f"""
+import json
+from lib.runs.store import RunStore, StoreError
+from lib.runs.sweeps import create_sweep, list_sweeps
+s = RunStore({str(folder)!r})
+out = {{"sweeps": {{w.id: w.status for w in list_sweeps(s)}}}}
+try:
+    create_sweep(s, {{}}, [], 0, root="data", owner=None)
+except StoreError as e:
+    out["write"] = str(e)
+print(json.dumps(out))
+"""
+        done = run_unprivileged(code)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        out = json.loads(done.stdout)
+        assert out["sweeps"] == {gone: "interrupted"}  # its driver is gone: read as such, without writing
+        assert "read-only" in out["write"]
+        with sqlite3.connect(f"file:{store.path}?mode=ro", uri=True) as con:
+            assert con.execute("SELECT status FROM sweeps WHERE id = ?", (gone,)).fetchone()[0] == "running"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -330,7 +330,7 @@ def checkpoint_key(run_id: str) -> int:
     Raises:
         ValueError: when the run has no checkpoint yet.
     """
-    path = run_store(str(runs_dir())).checkpoint_path(run_id, "last")
+    path = run_store(str(runs_dir())).files.checkpoint_path(run_id, "last")
     try:
         return path.stat().st_mtime_ns
     except OSError:

@@ -46,7 +46,7 @@ def train_more(
 ) -> None:
     """For a stopped, completed or interrupted run: N more epochs from its last checkpoint, as a new run.
     Widget keys are `{key}_more_epochs` and `{key}_more`; with switch the Train page opens on the new run."""
-    if record.status not in RESUMABLE or not store.checkpoint_path(record.id, "last").exists():
+    if record.status not in RESUMABLE or not store.files.checkpoint_path(record.id, "last").exists():
         return
     left, right = st.columns([1, 3], vertical_alignment="bottom")
     more = left.number_input("More epochs", 1, settings.max_epochs, 1, key=f"{key}_more_epochs")

@@ -373,11 +373,11 @@ def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig, str, dic
         record = store.get_run(args.run_id)
         if record is None:
             raise ValueError(f"No run {args.run_id} in {store.root}; leave out --run-id to start a new run.")
-        start = store.load_checkpoint(record.parent, "last") if record.parent else None
+        start = store.files.load_checkpoint(record.parent, "last") if record.parent else None
         return args.run_id, TrainConfig.from_dict(record.config), args.source or record.root, start
     if args.resume is not None:
         parent = resumable(store, args.resume)
-        start = store.load_checkpoint(parent.id, "last")
+        start = store.files.load_checkpoint(parent.id, "last")
         return None, continue_config(start, args.epochs, name=args.name), parent.root, start
     if args.source is None:
         raise ValueError("Name a dataset to train on (a folder, a .zip, or `sample`), or --resume RUN_ID.")

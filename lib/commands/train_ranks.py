@@ -128,7 +128,7 @@ def _record_for_rank0(runs_dir: str | None, run_id: str, reason: str) -> None:
     store = RunStore(path)
     record = store.get_run(run_id)
     if record is not None and record.status in (Status.RUNNING, Status.INTERRUPTED):
-        last = store.checkpoint_path(run_id, "last")
+        last = store.files.checkpoint_path(run_id, "last")
         store.finish(run_id, Status.FAILED, reason, str(last) if last.exists() else None)
 
 

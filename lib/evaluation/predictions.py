@@ -7,7 +7,7 @@ softmax probabilities (all of them up to MAX_FULL classes, the top TOP_K above) 
 
 `run_predictions(run_id)` is what pages and the command line call: it reads the stored predictions
 when they were made from the checkpoint as it is now (same file size and modification time), and
-otherwise predicts and stores them (`RunStore.save_predictions`, a file beside the checkpoint,
+otherwise predicts and stores them (`RunFiles.save_predictions`, a file beside the checkpoint,
 deleted with it).
 """
 
@@ -76,7 +76,7 @@ class Predictions:
         return probs
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """What RunStore.save_predictions writes (numbers and strings only: no pickle to load it)."""
+        """What RunFiles.save_predictions writes (numbers and strings only: no pickle to load it)."""
         bad = np.array(self.bad, dtype=str).reshape(-1, 2)
         meta = np.array([str(FORMAT), self.run_id, self.which, self.key])
         return dict(meta=meta, classes=np.array(self.classes, dtype=str), paths=self.paths, targets=self.targets,
@@ -99,7 +99,7 @@ def checkpoint_key(store: RunStore, run_id: str, which: str = "last") -> str:
         ValueError: when the run has no such checkpoint.
     """
     try:
-        st = store.checkpoint_path(run_id, which).stat()
+        st = store.files.checkpoint_path(run_id, which).stat()
     except FileNotFoundError:
         raise ValueError(f"Run {run_id} has no {which} checkpoint; train at least one epoch.") from None
     return f"{st.st_size}:{st.st_mtime_ns}"
@@ -130,7 +130,7 @@ def run_predictions(
         return stored
     loaded = load_model(run_id, runs_dir=store.root, which=which, device=device or run_device(record.config))
     found = predict(loaded, progress=progress, which=which, key=key)
-    store.save_predictions(run_id, found.to_arrays(), which)
+    store.files.save_predictions(run_id, found.to_arrays(), which)
     return found
 
 
@@ -144,7 +144,7 @@ def run_device(config: dict) -> torch.device:
 
 def stored_predictions(store: RunStore, run_id: str, which: str = "last") -> Predictions | None:
     """What is stored for the run (maybe from an older checkpoint: compare `key`), or None."""
-    arrays = store.load_predictions(run_id, which)
+    arrays = store.files.load_predictions(run_id, which)
     if arrays is None:
         return None
     try:

@@ -139,7 +139,7 @@ def run_json(store: RunStore, run_id: str) -> dict:
 
 def checkpoint_files(store: RunStore, run_id: str) -> dict[str, Path]:
     """{file name: path} of every file in a run's checkpoint folder (a legacy single file as last.pt)."""
-    folder = store.checkpoint_path(run_id).parent
+    folder = store.files.folder(run_id)
     files = {p.name: p for p in sorted(folder.iterdir()) if p.is_file()} if folder.is_dir() else {}
     legacy = store.root / "checkpoints" / f"{run_id}.pt"
     if "last.pt" not in files and legacy.is_file():

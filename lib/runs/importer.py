@@ -223,7 +223,7 @@ def _new_ids(store: RunStore, ids: list[str], rename: bool, name: str) -> dict[s
     """{bundle id: store id}: the same id, or a new one for a taken id when renaming is asked for."""
     out = {}
     for run_id in ids:
-        taken = store.run_row(run_id) is not None or store.checkpoint_path(run_id).parent.exists()
+        taken = store.run_row(run_id) is not None or store.files.folder(run_id).exists()
         if taken and not rename:
             raise ValueError(
                 f"{name} was refused: run {run_id} is already in {store.root}; "
@@ -238,7 +238,7 @@ def _add(store: RunStore, runs: list[_Run], ids: dict[str, str], owner: str | No
     moved = []
     try:
         for run in runs:
-            src, dest = run.folder / "checkpoints", store.checkpoint_path(ids[run.row["id"]]).parent
+            src, dest = run.folder / "checkpoints", store.files.folder(ids[run.row["id"]])
             if src.is_dir():
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 src.rename(dest)  # same file system: the temp folder is inside the runs folder
@@ -266,6 +266,6 @@ def _store_row(store: RunStore, run: _Run, ids: dict[str, str], owner: str | Non
         row["parent"] = ids[row["parent"]]
     if row["status"] == Status.RUNNING:
         row.update(status=str(Status.INTERRUPTED), message=IMPORTED_RUNNING)
-    last = store.checkpoint_path(new)
+    last = store.files.checkpoint_path(new)
     row["checkpoint"] = str(last) if last.exists() else None
     return row

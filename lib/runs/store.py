@@ -1,11 +1,13 @@
-"""The run store: every run's config, status and metrics in SQLite, checkpoints as files beside it.
+"""The run store: every run's config, status and metrics, and every sweep, in SQLite; a run's checkpoints
+and predictions are files beside it (lib/runs/files.py), reached through `RunStore.files`.
 
 Trainers (a subprocess started by the app, or `python -m lib train` on any machine sharing the folder)
 write; pages read. Each call opens its own short-lived connection (a trainer's step metrics go through
 one StepWriter), the database is in WAL mode (readers never block the writer) and every write is one
 short transaction, so a trainer killed with SIGKILL leaves the database consistent. A run still marked
-`running` whose process is gone (same host) or whose heartbeat is stale (another host) reads back as
-`interrupted`. Stop is a column the trainer reads with each flush of steps, so it works across processes.
+`running` whose process is gone (same host) or whose heartbeat is stale (another host, see
+lib/runs/liveness.py) reads back as `interrupted`. Stop is a column the trainer reads with each flush of
+steps, so it works across processes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import socket
 import sqlite3
 import time
@@ -24,14 +25,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lib.runs.files import RunFiles
+from lib.runs.liveness import trainer_alive
 from lib.runs.status import FINAL_STATUSES, Status
 from lib.settings import runs_dir
 
 if TYPE_CHECKING:
     import pandas as pd
 
-CHECKPOINTS = ("last", "best")
-STALE_AFTER_S = 300.0  # heartbeat age after which another host's run counts as interrupted
 INTERRUPTED_MESSAGE = (
     "The trainer ended without finishing (its process was killed or crashed); metrics up to then are kept."
 )
@@ -48,6 +49,10 @@ CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT, epoch INTEGER, train_loss REAL, val_loss REAL, val_accuracy REAL, lr REAL, samples_per_sec REAL,
     PRIMARY KEY (run_id, epoch));
 CREATE TABLE IF NOT EXISTS notes (run_id TEXT PRIMARY KEY, note TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY, created REAL, owner TEXT, root TEXT, base TEXT, axes TEXT, total INTEGER,
+    pid INTEGER, host TEXT, heartbeat REAL, status TEXT, message TEXT, stop_requested INTEGER NOT NULL DEFAULT 0,
+    ended REAL);
 """
 # Columns added after the first release: an older store gets them on opening (guarded ALTER TABLE).
 # visitor: who started a run; parent: the run a continued run resumed from; sweep: the sweep grouping it.
@@ -63,8 +68,9 @@ class StoreError(RuntimeError):
     """The run store cannot be read or written; the message is one sentence saying what to do."""
 
 
-def _heals(method):
-    """Run a store method; when the database lost its tables or is not a database, heal it once and retry.
+def heals(method):
+    """Run a store method, or a function whose first argument is the store (lib/runs/sweeps.py); when the
+    database lost its tables or is not a database, heal it once and retry.
 
     Any sqlite error left (a read-only folder, a full disk) becomes a one-sentence StoreError.
     """
@@ -139,6 +145,7 @@ class RunStore:
         """
         self.root = Path(root) if root else runs_dir()
         self.path = self.root / "runs.sqlite"
+        self.files = RunFiles(self.root)
         self.notice = ""  # one sentence about a store that was healed on opening, for the page to show
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -151,9 +158,9 @@ class RunStore:
         if not self.read_only:
             self._create()
 
-    @_heals
+    @heals
     def _create(self) -> None:
-        with self._db() as con:
+        with self.transaction() as con:
             con.execute("PRAGMA journal_mode=WAL")  # persistent: set once, readers never block the writer
             con.executescript(_SCHEMA)
             _add_columns(con)
@@ -208,7 +215,8 @@ class RunStore:
         return con
 
     @contextmanager
-    def _db(self):
+    def transaction(self):
+        """One short-lived connection and one transaction on it; wrap its caller in `heals`."""
         con = self.connect()
         try:
             with con:  # one transaction: commit on success, roll back on error
@@ -218,7 +226,7 @@ class RunStore:
 
     # --- writes (trainer) -------------------------------------------------------------------------
 
-    @_heals
+    @heals
     def create_run(
         self,
         config: dict,
@@ -241,7 +249,7 @@ class RunStore:
         """
         run_id = new_run_id()
         now = time.time()
-        with self._db() as con:
+        with self.transaction() as con:
             con.execute(
                 "INSERT INTO runs (id, name, created, config, fingerprint, root, classes, status, message, owner,"
                 " pid, host, heartbeat, visitor, parent, sweep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)",
@@ -265,7 +273,7 @@ class RunStore:
             )
         return run_id
 
-    @_heals
+    @heals
     def update_run(self, run_id: str, **values) -> None:
         """Set columns of a run (pid, message, total_steps, fingerprint, classes) and beat its heartbeat."""
         allowed = {"pid", "message", "total_steps", "fingerprint", "classes", "root", "host"}
@@ -275,16 +283,16 @@ class RunStore:
             values["classes"] = json.dumps(values["classes"])
         values["heartbeat"] = time.time()
         cols = ", ".join(f"{k} = ?" for k in values)
-        with self._db() as con:
+        with self.transaction() as con:
             con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*values.values(), run_id))
 
-    @_heals
+    @heals
     def record_step(
         self, run_id: str, step: int, epoch: int, train_loss: float, lr: float, samples_per_sec: float
     ) -> bool:
         """Append one step's metrics, beat the heartbeat, and return whether a stop was requested."""
         now = time.time()
-        with self._db() as con:
+        with self.transaction() as con:
             con.execute(
                 "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, step, epoch, train_loss, lr, samples_per_sec),
@@ -297,7 +305,7 @@ class RunStore:
         """A buffered writer for a trainer's step metrics (see StepWriter)."""
         return StepWriter(self, run_id, flush_s)
 
-    @_heals
+    @heals
     def record_epoch(
         self,
         run_id: str,
@@ -308,37 +316,37 @@ class RunStore:
         lr: float,
         samples_per_sec: float,
     ) -> None:
-        with self._db() as con:
+        with self.transaction() as con:
             con.execute(
                 "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (run_id, epoch, train_loss, val_loss, val_accuracy, lr, samples_per_sec),
             )
             con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
 
-    @_heals
+    @heals
     def finish(self, run_id: str, status: str, message: str = "", checkpoint: str | None = None) -> None:
         """Set a final status (and the checkpoint's path, if one was saved)."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"Unknown final status {status!r}; use one of {', '.join(FINAL_STATUSES)}.")
-        with self._db() as con:
+        with self.transaction() as con:
             con.execute(
                 "UPDATE runs SET status = ?, message = ?, checkpoint = ?, ended = ?, heartbeat = ? WHERE id = ?",
                 (status, message, checkpoint, time.time(), time.time(), run_id),
             )
 
-    @_heals
+    @heals
     def request_stop(self, run_id: str) -> None:
         """Ask the run's trainer, in whatever process, to stop after its current batch."""
-        with self._db() as con:
+        with self.transaction() as con:
             con.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run_id,))
 
-    @_heals
+    @heals
     def stop_requested(self, run_id: str) -> bool:
-        with self._db() as con:
+        with self.transaction() as con:
             row = con.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
 
-    @_heals
+    @heals
     def delete_owner_runs(self, owner: str) -> int:
         """Remove an owner's finished runs with their metrics and checkpoints; ask running ones to stop.
 
@@ -352,31 +360,31 @@ class RunStore:
         self.delete_runs(done)
         return len(done)
 
-    @_heals
+    @heals
     def delete_runs(self, run_ids: list[str]) -> None:
         """Remove runs with their metrics, notes and checkpoint folders (the caller checks none is running)."""
-        with self._db() as con:
+        with self.transaction() as con:
             for run_id in run_ids:
                 for table, column in (("steps", "run_id"), ("epochs", "run_id"), ("notes", "run_id"), ("runs", "id")):
                     con.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
         for run_id in run_ids:
-            self.delete_checkpoints(run_id)
+            self.files.delete(run_id)
 
-    @_heals
+    @heals
     def rename_run(self, run_id: str, name: str) -> None:
         """Give a run a new display name (its id never changes); an empty name shows the id."""
-        with self._db() as con:
+        with self.transaction() as con:
             con.execute("UPDATE runs SET name = ? WHERE id = ?", (name.strip() or run_id, run_id))
 
-    @_heals
+    @heals
     def set_note(self, run_id: str, note: str) -> None:
         """Keep a free-text note with a run (an empty note removes it)."""
-        with self._db() as con:
+        with self.transaction() as con:
             con.execute("DELETE FROM notes WHERE run_id = ?", (run_id,))
             if note.strip():
                 con.execute("INSERT INTO notes VALUES (?, ?)", (run_id, note))
 
-    @_heals
+    @heals
     def insert_runs(self, runs: list[dict], steps: list[tuple], epochs: list[tuple], notes: dict[str, str]) -> None:
         """Add whole runs as they were (an import) in one transaction: all of them, or none.
 
@@ -388,7 +396,7 @@ class RunStore:
         Raises:
             ValueError: when a run id is already in the store (nothing is written).
         """
-        with self._db() as con:
+        with self.transaction() as con:
             known = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
             for row in runs:
                 if con.execute("SELECT 1 FROM runs WHERE id = ?", (row["id"],)).fetchone():
@@ -404,10 +412,10 @@ class RunStore:
 
     # --- reads (pages, CLI) -----------------------------------------------------------------------
 
-    @_heals
+    @heals
     def run_row(self, run_id: str) -> dict | None:
         """A run's row of the runs table as stored ({column: value}), for export."""
-        with self._db() as con:
+        with self.transaction() as con:
             row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return dict(row) if row else None
 
@@ -428,33 +436,33 @@ class RunStore:
     def running(self, owner: str | None = None) -> list[RunRecord]:
         return [r for r in self.list_runs(owner) if r.status == Status.RUNNING]
 
-    @_heals
+    @heals
     def steps(self, run_id: str, since_step: int = -1) -> pd.DataFrame:
         """Step metrics (STEP_COLUMNS) after since_step, in order."""
         import pandas as pd  # here, not at the top: a trainer that never reads a frame starts faster
 
         if self.read_only and not self.path.exists():
             return pd.DataFrame(columns=STEP_COLUMNS, dtype="float64")
-        with self._db() as con:
+        with self.transaction() as con:
             rows = con.execute(
                 f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE run_id = ? AND step > ? ORDER BY step",
                 (run_id, since_step),
             ).fetchall()
         return pd.DataFrame([tuple(r) for r in rows], columns=STEP_COLUMNS, dtype="float64")
 
-    @_heals
+    @heals
     def epochs(self, run_id: str) -> pd.DataFrame:
         import pandas as pd
 
         if self.read_only and not self.path.exists():
             return pd.DataFrame(columns=EPOCH_COLUMNS, dtype="float64")
-        with self._db() as con:
+        with self.transaction() as con:
             rows = con.execute(
                 f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
             ).fetchall()
         return pd.DataFrame([tuple(r) for r in rows], columns=EPOCH_COLUMNS, dtype="float64")
 
-    @_heals
+    @heals
     def aggregates(self, run_ids: list[str] | None = None) -> dict[str, dict]:
         """Per-run figures computed in SQL, so a table of many runs never loads their steps.
 
@@ -465,7 +473,7 @@ class RunStore:
         if self.read_only and not self.path.exists():
             return {}
         where = f"WHERE r.id IN ({', '.join('?' * len(run_ids))})" if run_ids is not None else ""
-        with self._db() as con:
+        with self.transaction() as con:
             rows = con.execute(
                 "SELECT r.id, MAX(e.val_accuracy) AS best_val_accuracy, MIN(e.val_loss) AS best_val_loss,"
                 " COUNT(e.epoch) AS epochs_done, AVG(e.samples_per_sec) AS samples_per_sec,"
@@ -476,11 +484,11 @@ class RunStore:
             ).fetchall()
         return {row["id"]: {k: row[k] for k in row.keys() if k != "id"} for row in rows}
 
-    @_heals
+    @heals
     def _select(self, where: str, params: tuple) -> list[RunRecord]:
         if self.read_only and not self.path.exists():
             return []
-        with self._db() as con:
+        with self.transaction() as con:
             if not self.read_only:
                 self._mark_interrupted(con)
             rows = con.execute(
@@ -503,79 +511,6 @@ class RunStore:
                     "UPDATE runs SET status = ?, message = ?, ended = ? WHERE id = ? AND status = ?",
                     (Status.INTERRUPTED, INTERRUPTED_MESSAGE, time.time(), row["id"], Status.RUNNING),
                 )
-
-    # --- checkpoints ------------------------------------------------------------------------------
-
-    def checkpoint_path(self, run_id: str, which: str = "last") -> Path:
-        """Where a run's `last` (end of its latest epoch, or where it stopped) or `best` checkpoint lives."""
-        if which not in CHECKPOINTS:
-            raise ValueError(f"Unknown checkpoint {which!r}; choose one of {', '.join(CHECKPOINTS)}.")
-        return self.root / "checkpoints" / run_id / f"{which}.pt"
-
-    def save_checkpoint(self, run_id: str, state: dict, which: str = "last") -> str:
-        """Write a checkpoint dict atomically (temp file, then rename) and return its path.
-
-        `state` holds only tensors, numbers, strings and lists/dicts of them, so it loads back with
-        `torch.load(..., weights_only=True)`: see lib/training/checkpoint.py for its keys.
-        """
-        import torch
-
-        path = self.checkpoint_path(run_id, which)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        return str(path)
-
-    def load_checkpoint(self, run_id: str, which: str = "last") -> dict:
-        """The checkpoint dict, loaded with weights_only=True onto the CPU.
-
-        Raises:
-            ValueError: when the run has no such checkpoint (it ended before its first epoch did).
-        """
-        import torch
-
-        path = self.checkpoint_path(run_id, which)
-        legacy = self.root / "checkpoints" / f"{run_id}.pt"  # before checkpoints had a folder per run
-        if not path.exists() and which == "last" and legacy.exists():
-            path = legacy
-        if not path.exists():
-            raise ValueError(
-                f"Run {run_id} has no {which} checkpoint; a run saves one at the end of each epoch "
-                "and when it is stopped, so train at least one epoch."
-            )
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-    def predictions_path(self, run_id: str, which: str = "last") -> Path:
-        """Where the predictions of a run's `which` checkpoint are stored: beside it, deleted with it."""
-        return self.checkpoint_path(run_id, which).with_name(f"predictions-{which}.npz")
-
-    def save_predictions(self, run_id: str, arrays: dict, which: str = "last") -> Path:
-        """Write named numpy arrays (numbers and strings only) atomically; lib.evaluation.predictions says which."""
-        import numpy as np
-
-        path = self.predictions_path(run_id, which)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-        return path
-
-    def load_predictions(self, run_id: str, which: str = "last") -> dict | None:
-        """The stored arrays (loaded without pickle), or None when none are stored or the file is unreadable."""
-        import numpy as np
-
-        try:
-            with np.load(self.predictions_path(run_id, which), allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError):  # missing, or cut short: predict again
-            return None
-
-    def delete_checkpoints(self, run_id: str) -> None:
-        """Remove a run's checkpoints and the predictions stored beside them."""
-        shutil.rmtree(self.root / "checkpoints" / run_id, ignore_errors=True)
-        (self.root / "checkpoints" / f"{run_id}.pt").unlink(missing_ok=True)
 
 
 class StepWriter:
@@ -624,28 +559,6 @@ class StepWriter:
 def new_run_id() -> str:
     """A fresh run id: creation time to the second, then 6 random hex digits (sortable by time)."""
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-
-
-def trainer_alive(pid: int | None, host: str | None, heartbeat: float | None) -> bool:
-    """Whether a running run's trainer may still be working: its pid lives (same host) or it beat recently."""
-    if pid is not None and host == socket.gethostname():
-        return pid_alive(pid)
-    return heartbeat is not None and time.time() - heartbeat < STALE_AFTER_S
-
-
-def pid_alive(pid: int) -> bool:
-    """True when process pid exists and is not a zombie (a killed child not yet reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True  # no /proc (macOS): the kill check is all we have
 
 
 def _read_only(folder: Path, db: Path) -> bool:

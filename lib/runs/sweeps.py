@@ -1,4 +1,4 @@
-"""Sweeps in the run store: one row per sweep (its base recipe and the values it varies, owner, driver
+"""Sweeps in the run store (the `sweeps` table, created and healed with the rest): one row per sweep (its base recipe and the values it varies, owner, driver
 process, status, stop flag); each of its runs carries the sweep's id in `runs.sweep`.
 
 A sweep's runs train one after another in one driver process (`python -m lib sweep`), so the queue lives
@@ -13,18 +13,12 @@ import secrets
 import socket
 import sqlite3
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from lib.runs.liveness import trainer_alive
 from lib.runs.status import Status
-from lib.runs.store import RunRecord, RunStore, trainer_alive
+from lib.runs.store import RunRecord, RunStore, heals
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sweeps (
-    id TEXT PRIMARY KEY, created REAL, owner TEXT, root TEXT, base TEXT, axes TEXT, total INTEGER,
-    pid INTEGER, host TEXT, heartbeat REAL, status TEXT, message TEXT, stop_requested INTEGER NOT NULL DEFAULT 0,
-    ended REAL);
-"""
 DRIVER_GONE = "The sweep's driver process ended without finishing (killed or crashed); its finished runs are kept."
 
 
@@ -42,26 +36,23 @@ class SweepRecord:
     status: str
     message: str
     stop_requested: bool
+    heartbeat: float | None = None
+
+    def driver_gone(self) -> bool:
+        """Whether the sweep is marked running but its driver process has ended."""
+        if self.status != Status.RUNNING or self.pid is None:
+            return False
+        return not trainer_alive(self.pid, self.host, self.heartbeat)
 
 
-@contextmanager
-def _db(store: RunStore):
-    con = store.connect()
-    try:
-        with con:
-            con.executescript(_SCHEMA)
-            yield con
-    finally:
-        con.close()
-
-
+@heals
 def create_sweep(
     store: RunStore, base: dict, axes: list, total: int, *, root: str, owner: str | None, pid: int | None = None
 ) -> str:
     """Add a sweep with status `running` and return its id."""
     sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     now = time.time()
-    with _db(store) as con:
+    with store.transaction() as con:
         con.execute(
             "INSERT INTO sweeps (id, created, owner, root, base, axes, total, pid, host, heartbeat, status, message)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
@@ -71,26 +62,29 @@ def create_sweep(
     return sweep_id
 
 
+@heals
 def update_sweep(store: RunStore, sweep_id: str, **values) -> None:
     """Set pid and/or message of a sweep."""
     if not set(values) <= {"pid", "message"}:
         raise ValueError(f"Cannot update {sorted(values)} of a sweep; only pid and message.")
     cols = ", ".join(f"{k} = ?" for k in values)
-    with _db(store) as con:
+    with store.transaction() as con:
         con.execute(f"UPDATE sweeps SET {cols}, heartbeat = ? WHERE id = ?", (*values.values(), time.time(), sweep_id))
 
 
+@heals
 def finish_sweep(store: RunStore, sweep_id: str, status: str, message: str = "") -> None:
-    with _db(store) as con:
+    with store.transaction() as con:
         con.execute(
             "UPDATE sweeps SET status = ?, message = ?, ended = ? WHERE id = ?",
             (status, message, time.time(), sweep_id),
         )
 
 
+@heals
 def request_sweep_stop(store: RunStore, sweep_id: str) -> None:
     """Stop the whole sweep: no further run starts, and its running run stops after the current batch."""
-    with _db(store) as con:
+    with store.transaction() as con:
         con.execute("UPDATE sweeps SET stop_requested = 1 WHERE id = ?", (sweep_id,))
     for run in sweep_runs(store, sweep_id):
         if run.status == Status.RUNNING:
@@ -121,23 +115,27 @@ def sweep_winner(runs: list[RunRecord]) -> str | None:
     return max(scored, key=lambda r: (r.final["val_accuracy"], -(r.final.get("val_loss") or 0.0))).id
 
 
+@heals
 def _select(store: RunStore, where: str, params: tuple) -> list[SweepRecord]:
-    with _db(store) as con:
-        _mark_interrupted(con)
+    if store.read_only and not store.path.exists():
+        return []
+    with store.transaction() as con:
         rows = con.execute(f"SELECT * FROM sweeps {where} ORDER BY created DESC", params).fetchall()
-    return [_record(row) for row in rows]
+        records = [_record(row) for row in rows]
+        gone = {r.id for r in records if r.driver_gone()}
+        if not store.read_only:
+            _mark_interrupted(con, gone)
+    # Read-only too: a dead driver's sweep reads as interrupted, written or not.
+    return [replace(r, status=Status.INTERRUPTED, message=DRIVER_GONE) if r.id in gone else r for r in records]
 
 
-def _mark_interrupted(con: sqlite3.Connection) -> None:
-    """A sweep marked running whose driver is gone becomes `interrupted`."""
-    for row in con.execute(
-        "SELECT id, pid, host, heartbeat FROM sweeps WHERE status = ?", (Status.RUNNING,)
-    ).fetchall():
-        if row["pid"] is not None and not trainer_alive(row["pid"], row["host"], row["heartbeat"]):
-            con.execute(
-                "UPDATE sweeps SET status = ?, message = ?, ended = ? WHERE id = ? AND status = ?",
-                (Status.INTERRUPTED, DRIVER_GONE, time.time(), row["id"], Status.RUNNING),
-            )
+def _mark_interrupted(con: sqlite3.Connection, sweep_ids: set[str]) -> None:
+    """Sweeps whose driver is gone become `interrupted` (written, so it sticks)."""
+    for sweep_id in sweep_ids:
+        con.execute(
+            "UPDATE sweeps SET status = ?, message = ?, ended = ? WHERE id = ? AND status = ?",
+            (Status.INTERRUPTED, DRIVER_GONE, time.time(), sweep_id, Status.RUNNING),
+        )
 
 
 def _record(row: sqlite3.Row) -> SweepRecord:
@@ -154,4 +152,5 @@ def _record(row: sqlite3.Row) -> SweepRecord:
         status=row["status"],
         message=row["message"] or "",
         stop_requested=bool(row["stop_requested"]),
+        heartbeat=row["heartbeat"],
     )

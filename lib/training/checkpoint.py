@@ -121,7 +121,7 @@ def load_model(
     record = store.get_run(run_id)
     if record is None:
         raise ValueError(f"No run {run_id} in {store.root}; list the runs with `python -m lib runs`.")
-    ckpt = store.load_checkpoint(run_id, which)
+    ckpt = store.files.load_checkpoint(run_id, which)
     if "model" not in ckpt:  # the first checkpoints: weights and normalization only, no split
         ckpt = {"model": ckpt["model_state"], "val_paths": [], "val_targets": [], "epoch": 0, "step": 0, **ckpt}
     config = TrainConfig.from_dict(ckpt["config"])

@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lib.runs.store import pid_alive
+from lib.runs.liveness import pid_alive
 
 TIMEOUT_S = 1800.0  # a collective waits this long for a rank that is alive but silent (a dead one fails at once)
 _KEY = "torchscope/{what}/{rank}"

@@ -70,7 +70,7 @@ def resumable(store: RunStore, run_id: str) -> RunRecord:
         raise ValueError(f"No run {run_id} in {store.root}; list the runs with `python -m lib runs`.")
     if record.status == Status.RUNNING:
         raise ValueError(f"Run {run_id} is still training; wait for it to end or stop it, then continue it.")
-    if not store.checkpoint_path(run_id, "last").exists():
+    if not store.files.checkpoint_path(run_id, "last").exists():
         raise ValueError(f"Run {run_id} has no checkpoint to continue from; it ended before its first epoch did.")
     return record
 

@@ -42,9 +42,9 @@ class StoreHooks(Hooks):
         """Save `last` (and `best` when validation loss improved), validation paths relative to the root."""
         if self.root:
             state = relative_to_root(state, self.root)
-        self.store.save_checkpoint(self.run_id, state, "last")
+        self.store.files.save_checkpoint(self.run_id, state, "last")
         if best:
-            self.store.save_checkpoint(self.run_id, state, "best")
+            self.store.files.save_checkpoint(self.run_id, state, "best")
 
     def close(self) -> None:
         """Write the steps still buffered (called before the final status)."""
@@ -81,6 +81,6 @@ def execute_run(
     if note:  # e.g. the marked files left out: the run's final message says so
         result.message = f"{result.message} {note}"
     hooks.close()
-    last = store.checkpoint_path(run_id, "last")
+    last = store.files.checkpoint_path(run_id, "last")
     store.finish(run_id, result.status, result.message, str(last) if last.exists() else None)
     return result
