@@ -1,13 +1,17 @@
 """Every metric of lib.evaluation.metrics against numpy written here, on predictions we choose."""
 
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from lib.evaluation import metrics as M
 from lib.evaluation.predictions import Predictions
+from lib.training.engine import evaluate
 
 
 def make_predictions(probs: np.ndarray, targets: np.ndarray, top: int | None = None) -> Predictions:
@@ -96,6 +100,36 @@ def test_every_metric_matches_numpy(fixture, raw):
     assert m.ece == pytest.approx(
         float(multiclass_calibration_error(torch.from_numpy(probs), torch.from_numpy(t), k, n_bins=15)), abs=1e-6
     )
+
+
+def test_count_metrics_are_exact_fractions_equal_to_the_engines_accuracy():
+    # 66 of 359 right: float32 rounds 66/359 to 0.18384401500225067, float64 to 0.18384401114206128.
+    rng = np.random.default_rng(5)
+    n, k = 359, 7
+    targets = rng.integers(0, k, n)
+    preds = (targets + rng.integers(1, k, n)) % k  # all wrong ...
+    right = rng.choice(n, 66, replace=False)
+    preds[right] = targets[right]  # ... but 66
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), preds] = logits.max(1) + 1  # the argmax is preds, by a clear margin
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    m = M.compute_metrics(make_predictions(probs.astype(np.float32), targets))
+    assert float(np.float32(66 / 359)) != float(Fraction(66, 359))  # a case where a float32 shows
+    assert m.accuracy == float(Fraction(66, 359)) == 0.18384401114206128
+    _, recorded = evaluate(nn.Identity(), torch.device("cpu"), [(torch.from_numpy(logits), torch.from_numpy(targets))],
+                           lambda x, train: x)  # fmt: skip
+    assert m.accuracy == recorded  # the engine's validation accuracy on the same outputs, with ==
+    # Per class, from the confusion counts: exact fractions too (F1 = 2 tp / (2 tp + fp + fn)).
+    c = reference_confusion(targets, preds, k)
+    tp, fp, fn = np.diag(c), c.sum(0) - np.diag(c), c.sum(1) - np.diag(c)
+    pc = m.per_class
+    assert list(pc["precision"]) == [float(Fraction(int(a), int(a + b))) for a, b in zip(tp, fp)]
+    assert list(pc["recall"]) == [float(Fraction(int(a), int(a + b))) for a, b in zip(tp, fn)]
+    assert list(pc["f1"]) == [float(Fraction(2 * int(a), int(2 * a + b + d))) for a, b, d in zip(tp, fp, fn)]
+    assert m.balanced_accuracy == pytest.approx(float(sum(Fraction(int(a), int(a + b)) for a, b in zip(tp, fn)) / k),
+                                                rel=1e-15)  # fmt: skip
+    top5 = np.argsort(-probs, 1)[:, :5]
+    assert m.top5_accuracy == float(Fraction(int((top5 == targets[:, None]).any(1).sum()), n))
 
 
 def test_reliability_bins_count_each_image_once_in_its_right_closed_bin():

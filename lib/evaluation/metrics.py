@@ -1,7 +1,10 @@
-"""Metrics of a run's stored predictions, with torchmetrics where it has them, and the tables the
-Evaluate page and `python -m lib evaluate` show: confusion, per class, confused pairs, images of a cell.
+"""Metrics of a run's stored predictions, and the tables the Evaluate page and `python -m lib evaluate`
+show: confusion, per class, confused pairs, images of a cell.
 
-Conventions: the confusion matrix has true classes as rows and predictions as columns. Calibration
+Every count-based metric (accuracy, top-5, per-class precision, recall and F1, balanced accuracy, macro
+F1) is a float64 fraction of integer counts (lib.training.counts.fraction, as training's validation
+accuracy is), so accuracy equals the run's recorded val_accuracy exactly; torchmetrics computes the
+ranking ones (average precision, PR curves). Conventions: the confusion matrix has true classes as rows and predictions as columns. Calibration
 uses confidence = the max softmax probability and 15 equal-width bins (0, 1/15], ..., (14/15, 1]
 (Guo et al. 2017); ECE is the image-weighted mean of |accuracy - mean confidence| over the bins.
 """
@@ -13,17 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from torchmetrics.functional.classification import (
-    binary_precision_recall_curve,
-    multiclass_accuracy,
-    multiclass_average_precision,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-)
+from torchmetrics.functional.classification import binary_precision_recall_curve, multiclass_average_precision
 
 from lib.evaluation.predictions import Predictions
+from lib.training.counts import fraction
 
 ECE_BINS = 15
 TOP5_MIN_CLASSES = 6  # top-5 accuracy says something only with more than 5 classes
@@ -59,31 +55,37 @@ class Metrics:
 def compute_metrics(p: Predictions) -> Metrics:
     """Every metric of the module docstring, from stored predictions (one pass, no model)."""
     k = len(p.classes)
-    probs, target, pred = torch.from_numpy(p.probabilities()), torch.from_numpy(p.targets), torch.from_numpy(p.preds)
-    confusion = multiclass_confusion_matrix(pred, target, k).numpy().astype(np.int64)
-    support = confusion.sum(1)
-    recall = multiclass_recall(pred, target, k, average=None).numpy()
+    confusion = confusion_matrix(p.targets, p.preds, k)
+    hits, support, predicted = np.diag(confusion), confusion.sum(1), confusion.sum(0)
+    recall = fraction(hits, support)
+    f1 = fraction(2 * hits, support + predicted)  # 2 tp / (2 tp + fp + fn); 0 for a class never seen nor guessed
+    probs = torch.from_numpy(p.probabilities())
     per_class = pd.DataFrame({
-        "class": p.classes,
-        "precision": multiclass_precision(pred, target, k, average=None).numpy(),
-        "recall": recall,
-        "f1": multiclass_f1_score(pred, target, k, average=None).numpy(),
-        "support": support,
-        "errors": support - np.diag(confusion),
-        "average_precision": average_precisions(probs, target, support),
+        "class": p.classes, "precision": fraction(hits, predicted), "recall": recall, "f1": f1,
+        "support": support, "errors": support - hits,
+        "average_precision": average_precisions(probs, torch.from_numpy(p.targets), support),
     })  # fmt: skip
     reliability = reliability_bins(p.confidence, p.preds == p.targets)
     return Metrics(
-        num_images=len(p), classes=list(p.classes),
-        accuracy=float(multiclass_accuracy(pred, target, k, average="micro")),
-        top5_accuracy=float(multiclass_accuracy(probs, target, k, average="micro", top_k=5))
-        if k >= TOP5_MIN_CLASSES else None,
+        num_images=len(p), classes=list(p.classes), accuracy=fraction(hits.sum(), len(p)),
+        top5_accuracy=top_k_accuracy(p, 5) if k >= TOP5_MIN_CLASSES else None,
         balanced_accuracy=float(recall[support > 0].mean()),
-        macro_f1=float(multiclass_f1_score(pred, target, k, average="macro")),
+        macro_f1=float(f1[support + predicted > 0].mean()),  # over the classes that were seen or guessed
         nll=float(np.mean(p.loss, dtype=np.float64)),
         ece=expected_calibration_error(reliability),
         confusion=confusion, per_class=per_class, reliability=reliability,
     )  # fmt: skip
+
+
+def confusion_matrix(targets: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) int64 counts, rows the true class, columns the predicted one."""
+    return np.bincount(targets * k + preds, minlength=k * k).reshape(k, k).astype(np.int64)
+
+
+def top_k_accuracy(p: Predictions, top: int) -> float:
+    """The share of images whose true class is among their `top` most probable (stored ranking)."""
+    hits = (p.top_classes[:, :top] == p.targets[:, None]).any(axis=1).sum()
+    return fraction(hits, len(p))
 
 
 def average_precisions(probs: torch.Tensor, target: torch.Tensor, support: np.ndarray) -> np.ndarray:

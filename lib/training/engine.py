@@ -39,6 +39,7 @@ from lib.pixels.transforms import (
 from lib.runs.status import Status
 from lib.training.checkpoint import LoadedRun, make_checkpoint
 from lib.training.config import DEFAULT_CACHE_MB, TrainConfig, fits_in_memory, held_out
+from lib.training.counts import fraction
 from lib.training.distributed import Dist, ShardBatchSampler, ShardTensorBatches, batch_slices, tensor_order
 from lib.training.models import build_model
 from lib.training.resume import resume_point, same_split
@@ -374,7 +375,7 @@ def evaluate(
             correct += (output.argmax(1) == target).sum().item()
             seen += len(target)
     loss_sum, correct, seen = dist.sums([loss_sum, correct, seen])
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
+    return loss_sum / max(seen, 1), fraction(correct, seen)  # exact: Evaluate recomputes it with ==
 
 
 # --- wiring a config ---------------------------------------------------------------------------------
