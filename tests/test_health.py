@@ -118,7 +118,7 @@ def test_marks_are_left_out_by_the_index_stats_and_training(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     record = RunStore(tmp_path).get_run(summary["run_id"])
     assert "Left out 1 marked file: trained on 11 images." in record.message
-    assert "a/3.png" not in RunStore(tmp_path).load_checkpoint(summary["run_id"], "last")["val_paths"]
+    assert "a/3.png" not in RunStore(tmp_path).files.load_checkpoint(summary["run_id"], "last")["val_paths"]
     assert toggle_marks(root, ["a/3.png"], False) == [] and build_index(str(root)).num_images == 12
 
 

@@ -87,7 +87,7 @@ def run_leaks(run_id: str, runs_dir: str | None, root: str, groups: list[dict], 
         raise ValueError(f"No run {run_id} in {store.root}; list the runs with `python -m lib runs`.")
     if record.root and Path(record.root).resolve() != Path(root).resolve():
         raise ValueError(f"Run {run_id} trained on {record.root}, not this dataset; name the dataset it trained on.")
-    ckpt = store.load_checkpoint(run_id, "last")
+    ckpt = store.files.load_checkpoint(run_id, "last")
     left_out = set(marked)  # marked files were in neither split
     kept = [{**g, "paths": [p for p in g["paths"] if p not in left_out]} for g in groups]
     return [{k: g[k] for k in ("kind", "paths", "classes")} for g in leaks(kept, set(ckpt.get("val_paths", [])))]
