@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,13 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._data import image_folder  # noqa: E402
 from lib.data.sample import CLASSES, make_sample_image  # noqa: E402
+from lib.settings import default_threads  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def timed(cmd: list[str]) -> tuple[float, dict]:
@@ -52,7 +48,7 @@ def bench_throughput(n: int, epochs: int, model: str, device: str, runs_dir: Pat
     args += ["--device", device, "--runs-dir", str(runs_dir), "--json"]
     one_s, one = timed([sys.executable, *args])
     two_s, two = timed([*TORCHRUN, *args])
-    print(f"(a) {model}, {n} images of 32 px, {epochs} epochs, global batch 128, {device}, {cores()} cores:")
+    print(f"(a) {model}, {n} images of 32 px, {epochs} epochs, global batch 128, {device}, {default_threads()} cores:")
     print(f"    1 process:   {one['samples_per_sec']:8.0f} samples/s, whole command {one_s:5.1f} s")
     print(f"    2 processes: {two['samples_per_sec']:8.0f} samples/s, whole command {two_s:5.1f} s")
     print(
@@ -81,7 +77,7 @@ def worker(model_name: str, device_name: str, steps: int) -> None:
     import torch.nn.functional as F
 
     from lib.training import distributed
-    from lib.training.engine import batch_loss
+    from lib.training.loop import batch_loss
     from lib.training.models import build_model
 
     ctx = distributed.from_environment()
@@ -135,7 +131,7 @@ def main() -> None:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.worker:
         return worker(args.model, device, args.steps)
-    print(f"torch {torch.__version__}, {cores()} CPU cores, CUDA devices: {torch.cuda.device_count()}")
+    print(f"torch {torch.__version__}, {default_threads()} CPU cores, CUDA devices: {torch.cuda.device_count()}")
     if device == "cuda" and torch.cuda.device_count() < 2:
         print("2 processes need 2 GPUs (NCCL gives each rank its own); only 1 here: measuring on the CPU.")
         device = "cpu"

@@ -27,7 +27,7 @@ from bench._data import image_folder, noise  # noqa: E402
 from lib.evaluation.predictions import Predictions, checkpoint_key, predict_tensors  # noqa: E402
 from lib.pixels.transforms import normalize  # noqa: E402
 from lib.runs.store import RunStore  # noqa: E402
-from lib.training.engine import batch_preparer  # noqa: E402
+from lib.training.batches import batch_preparer  # noqa: E402
 from lib.training.models import build_model  # noqa: E402
 
 MEAN_STD = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.evaluation.attributions import attribute  # noqa: E402
 from lib.evaluation.embeddings import embed_tensors, pca_2d  # noqa: E402
-from lib.training.engine import batch_preparer, resolve_device  # noqa: E402
+from lib.training.batches import batch_preparer  # noqa: E402
+from lib.training.device import resolve_device  # noqa: E402
 from lib.training.models import build_model  # noqa: E402
 
 MEAN_STD = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))

@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._data import image_folder  # noqa: E402
 from lib.data.sample import CLASSES, make_sample_image  # noqa: E402
 from lib.runs.store import RunStore  # noqa: E402
+from lib.settings import default_threads  # noqa: E402
 from lib.training.config import TrainConfig  # noqa: E402
-from lib.training.engine import default_threads, fit  # noqa: E402
+from lib.training.engine import fit  # noqa: E402
 from lib.training.models import build_model  # noqa: E402
 from lib.training.trainer import StoreHooks  # noqa: E402
 
@@ -100,7 +101,7 @@ def bench_overhead(batches: int, repeats: int) -> None:
     """Engine and bare loop alternate `repeats` times and the best of each counts: a shared, noisy machine
     slows whichever happens to run during a burst, and the best pass is the closest to the hardware."""
     from lib.data.index import build_index
-    from lib.training.engine import decode_images
+    from lib.training.batches import decode_images
 
     index = build_index(str(make_images(4000)))
     batch = 32

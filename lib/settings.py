@@ -1,4 +1,4 @@
-"""Where the app keeps its files, and the one settings object for modes and limits."""
+"""Where the app keeps its files, the cores it may use, and the one settings object for modes and limits."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ def runs_dir() -> Path:
     path = Path(os.environ.get("TORCHSCOPE_RUNS_DIR") or cache_dir() / "runs")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def default_threads() -> int:
+    """The CPU cores this process may use: the default for torch threads and decode workers.
+
+    Here, below every package, so that lib/pixels (which imports no torch) and lib/training share one answer.
+    """
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

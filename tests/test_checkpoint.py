@@ -12,7 +12,8 @@ from lib.data.sample import sample_root
 from lib.runs.store import RunStore
 from lib.training.checkpoint import load_model
 from lib.training.config import TrainConfig
-from lib.training.engine import evaluate_checkpoint, make_optimizer
+from lib.training.engine import evaluate_checkpoint
+from lib.training.optim import make_optimizer
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ["--model", "cnn", "--epochs", "3", "--max-batches", "3", "--batch-size", "16", "--image-size", "16"]

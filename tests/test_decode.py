@@ -7,7 +7,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 import lib.pixels.decode as decode
-from lib.training.engine import decode_images
+from lib.training.batches import decode_images
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import lib.training.engine as engine
 from lib.data.images import load_rgb
 from lib.data.index import build_index
 from lib.data.sample import sample_root
+from lib.training.batches import TensorBatches, batch_preparer, decode_images, stratified_split
 from lib.training.config import TrainConfig
-from lib.training.engine import (
-    Hooks,
-    TensorBatches,
-    batch_preparer,
-    evaluate,
-    fit,
-    stratified_split,
-)
+from lib.training.device import idle_cores, resolve_device
+from lib.training.engine import Hooks, fit
+from lib.training.loop import Diverged, check_validation_loss, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +152,7 @@ def test_an_image_that_does_not_decode_is_left_out_not_a_failed_run(tmp_path):
     result = fit(config, index.samples, index.classes)
     assert result.status == "completed", result.message
     bad: list = []
-    decoded = engine.decode_images([p for p, _ in index.samples], 16, bad=bad)
+    decoded = decode_images([p for p, _ in index.samples], 16, bad=bad)
     assert [index.samples[i][0].endswith("broken.jpg") for i, _ in bad] == [True]
     assert "truncated" in bad[0][1] and decoded.shape[0] == 25
 
@@ -187,7 +182,7 @@ def test_imagenet_normalization_feeds_the_model_the_published_mean_and_std(tmp_p
     assert result.mean_std == (tuple(mean), tuple(std))
     # The first forward is the one training batch: every training image, in the shuffled order, so compare sorted.
     fed = np.sort(seen[0].double().numpy().reshape(len(seen[0]), -1), axis=0)
-    train, _ = engine.stratified_split([t for _, t in index.samples], 0.25, 0)
+    train, _ = stratified_split([t for _, t in index.samples], 0.25, 0)
     pixels = np.stack([np.asarray(load_rgb(index.samples[i][0])).transpose(2, 0, 1) for i in train]) / 255.0
     expected = (pixels - mean[:, None, None]) / std[:, None, None]  # (N, 3, 8, 8)
     np.testing.assert_allclose(fed, np.sort(expected.reshape(len(train), -1), axis=0), rtol=0, atol=1e-6)
@@ -208,25 +203,25 @@ class FakeAccelerator:
 def test_resolve_device_asks_torch_accelerator(monkeypatch, found):
     monkeypatch.setattr(torch, "accelerator", FakeAccelerator(found))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # only torch.accelerator may answer
-    assert engine.resolve_device("auto") == torch.device(found or "cpu")
-    assert engine.resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device(found or "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
     for name in ("cuda", "mps"):
         if name == found:
-            assert engine.resolve_device(name) == torch.device(name)
+            assert resolve_device(name) == torch.device(name)
         else:
             with pytest.raises(ValueError, match=f"Device {name} is not available"):
-                engine.resolve_device(name)
+                resolve_device(name)
 
 
 def test_resolve_device_without_torch_accelerator_falls_back_to_cuda_then_mps(monkeypatch):
     monkeypatch.delattr(torch, "accelerator")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert engine.resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("auto") == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert engine.resolve_device("auto") == torch.device("mps")
+    assert resolve_device("auto") == torch.device("mps")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert engine.resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cpu")
 
 
 class _ExplodesInEval(nn.Module):
@@ -256,13 +251,13 @@ def test_an_exploding_or_nan_validation_loss_is_diverged_with_the_epoch_kept(sam
 
 
 def test_a_high_but_plausible_validation_loss_is_not_diverged():
-    engine.check_validation_loss(10.0, 4, 1)  # overfit and confident: bad, not diverged
-    with pytest.raises(engine.Diverged, match="45,863 at epoch 1"):
-        engine.check_validation_loss(45_863.0, 4, 1)
+    check_validation_loss(10.0, 4, 1)  # overfit and confident: bad, not diverged
+    with pytest.raises(Diverged, match="45,863 at epoch 1"):
+        check_validation_loss(45_863.0, 4, 1)
 
 
 @pytest.mark.parametrize(("load", "cores", "threads"), [(0.3, 2, 2), (1.2, 2, 1), (14.0, 2, 1), (2.5, 8, 6)])
 def test_trainer_threads_leave_out_the_busy_cores(monkeypatch, load, cores, threads):
-    monkeypatch.setattr(engine.os, "getloadavg", lambda: (load, load, load))
-    monkeypatch.setattr(engine, "default_threads", lambda: cores)
-    assert engine.idle_cores() == threads
+    monkeypatch.setattr("lib.training.device.os.getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr("lib.training.device.default_threads", lambda: cores)
+    assert idle_cores() == threads

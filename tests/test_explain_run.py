@@ -19,9 +19,9 @@ from lib.evaluation.attributions import attribute, model_input
 from lib.evaluation.embeddings import embed_run
 from lib.evaluation.predictions import predict
 from lib.runs.store import RunStore
+from lib.training.batches import decode_one
 from lib.training.checkpoint import load_model, make_checkpoint, relative_to_root
 from lib.training.config import TrainConfig
-from lib.training.engine import decode_one
 from lib.training.models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import torch
 
 from lib.evaluation.attributions import attribute
 from lib.evaluation.embeddings import embed_tensors, pca_2d
-from lib.training.engine import batch_preparer, decode_images
+from lib.training.batches import batch_preparer, decode_images
 from tests.explain_fixture import SQUARE, train_on_squares
 
 MARGIN = 2  # pixels around the square that still count as a hit

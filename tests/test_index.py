@@ -256,7 +256,7 @@ def test_threaded_chunks_keep_order_and_results(tmp_path, monkeypatch):
 
 def test_without_headers_the_trainers_one_decode_finds_what_the_header_pass_and_full_check_find(bad_tree):
     """The trainer skips the header pass: its single decode must leave out exactly what the two passes report."""
-    from lib.training.engine import decode_images
+    from lib.training.batches import decode_images
 
     full = verify_index(build_index(str(bad_tree)))
     quick = build_index(str(bad_tree), headers=False)

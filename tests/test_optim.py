@@ -7,7 +7,8 @@ import torch
 
 from lib.data.index import build_index
 from lib.training.config import TrainConfig
-from lib.training.engine import Hooks, fit, make_optimizer
+from lib.training.engine import Hooks, fit
+from lib.training.optim import make_optimizer
 from tests.helpers import write_imagefolder
 
 LR, EPOCHS, PER_EPOCH = 0.1, 3, 5  # 40 training images / batch 8 = 5 steps an epoch

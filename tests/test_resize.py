@@ -9,7 +9,7 @@ from torchvision.transforms import v2
 from lib.pixels.resize import resize
 from lib.pixels.stats import StatsConfig, channel_stats, decoded_stats
 from lib.pixels.transforms import TransformConfig, to_uint8_tensor
-from lib.training.engine import dataset_mean_std, decode_images, decode_one
+from lib.training.batches import dataset_mean_std, decode_images, decode_one
 
 
 def _noise(w: int, h: int, seed: int = 0) -> Image.Image:

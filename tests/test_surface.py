@@ -21,8 +21,8 @@ from lib.data.explore import short_name, size_counts
 from lib.data.sources import Source, find_upload, source_from_params, source_to_params, upload_path
 from lib.runs.store import RunStore
 from lib.settings import load_settings
+from lib.training.batches import stratified_split
 from lib.training.config import validation_size
-from lib.training.engine import stratified_split
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "pages" / "train.py")

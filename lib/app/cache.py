@@ -30,8 +30,9 @@ from lib.pixels.stats import ChannelStats, Progress, StatsConfig, channel_stats
 from lib.runs import compare
 from lib.runs.store import RunStore
 from lib.settings import Settings, cache_dir, load_settings, runs_dir
+from lib.training.batches import decode_one
 from lib.training.checkpoint import LoadedRun, load_model
-from lib.training.engine import decode_one, resolve_device
+from lib.training.device import resolve_device
 
 if TYPE_CHECKING:  # imported where used: torchmetrics and Captum (with matplotlib) load only once a page needs them
     from lib.evaluation.attributions import ModelFacts

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.training.batches import decode_one
 from lib.training.checkpoint import LoadedRun, load_model
-from lib.training.engine import decode_one, resolve_device
+from lib.training.device import resolve_device
 
 # Captum (and the matplotlib it imports) load only when this command runs, not for every `python -m lib`.
 METHODS = ("gradcam", "ig", "saliency", "occlusion")  # lib.evaluation.attributions.METHODS

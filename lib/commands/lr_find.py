@@ -47,7 +47,7 @@ def run(args) -> int:
         raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")
     import torch
 
-    from lib.training.engine import default_threads
+    from lib.settings import default_threads
     from lib.training.lr_finder import LRFinderConfig, find_lr
 
     torch.set_num_threads(args.threads or default_threads())

@@ -74,7 +74,7 @@ def run(args) -> int:
     sweep_id = args.sweep_id or _create(store, args)
     import torch
 
-    from lib.training.engine import default_threads
+    from lib.settings import default_threads
     from lib.training.sweep import drive_sweep
 
     torch.set_num_threads(args.threads or default_threads())

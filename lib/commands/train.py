@@ -172,7 +172,7 @@ def check_runnable(index, config: TrainConfig) -> None:
             "so add images or remove the class folder."
         )
     if config.device not in ("auto", "cpu"):  # those always resolve: torch is not imported for them here
-        from lib.training.engine import resolve_device
+        from lib.training.device import resolve_device
 
         resolve_device(config.device)
 
@@ -278,7 +278,7 @@ def run(args) -> int:
     with timings("imports"):
         import torch  # only now: `runs`, --help and bad input answer without loading torch
 
-        from lib.training.engine import idle_cores
+        from lib.training.device import idle_cores
         from lib.training.trainer import execute_run
 
         _import_dynamo()  # torch.optim imports it at the first optimizer: here it overlaps the decode

@@ -32,8 +32,9 @@ from lib.runs.store import RunStore
 from lib.settings import runs_dir as runs_folder
 from lib.training import distributed
 from lib.training.config import fits_in_memory
+from lib.training.device import idle_cores, resolve_device
 from lib.training.distributed import Dist
-from lib.training.engine import Hooks, fit, idle_cores, resolve_device
+from lib.training.engine import Hooks, fit
 from lib.training.timings import Timings, process_age
 from lib.training.trainer import execute_run
 from lib.training.watch import StopEvent

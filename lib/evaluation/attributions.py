@@ -22,8 +22,8 @@ import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 from torch import nn
 
+from lib.training.batches import batch_preparer
 from lib.training.checkpoint import LoadedRun
-from lib.training.engine import batch_preparer
 
 METHODS = ("gradcam", "ig", "saliency", "occlusion")
 METHOD_NAMES = {

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from lib.training.batches import batch_preparer, decode_images
 from lib.training.checkpoint import LoadedRun
-from lib.training.engine import batch_preparer, decode_images
 
 PIXEL_SIDE = 32  # raw pixels are pooled to at most this many pixels a side before PCA
 THUMB_PX = 40

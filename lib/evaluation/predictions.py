@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.runs.store import RunStore
+from lib.training.batches import batch_preparer, decode_images
 from lib.training.checkpoint import LoadedRun, load_model
-from lib.training.engine import batch_preparer, decode_images, resolve_device
+from lib.training.device import resolve_device
 
 FORMAT = 1
 MAX_FULL = 20  # up to this many classes every probability is kept; above, the TOP_K largest

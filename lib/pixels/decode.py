@@ -8,7 +8,6 @@ which pays no pool start-up. Imports no torch.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
@@ -17,6 +16,7 @@ import numpy as np
 from lib.data.images import load_rgb
 from lib.pixels.resize import resize
 from lib.pixels.stats import MIN_IMAGES_FOR_POOL, worker_pool
+from lib.settings import default_threads
 
 CHUNK = 256  # images per task: few enough futures that their overhead is nothing beside a decode
 
@@ -43,11 +43,6 @@ def decode_chunk(paths: Sequence[str], size: int) -> tuple[bytes, list[tuple[int
     return out.tobytes(), failed
 
 
-def cores() -> int:
-    """The CPU cores this process may use."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 class Decoding:
     """A decode in flight: made at once, it returns while workers decode; `chunks()` hands the results over.
 
@@ -56,7 +51,7 @@ class Decoding:
 
     def __init__(self, paths: Sequence[str], size: int, *, workers: int = 0):
         self.paths, self.size = list(paths), size
-        workers = workers or cores()
+        workers = workers or default_threads()
         pooled = workers > 1 and len(self.paths) >= MIN_IMAGES_FOR_POOL
         self._threads = None if pooled else ThreadPoolExecutor(min(4, workers))
         pool: Executor = worker_pool(workers) if pooled else self._threads

@@ -1,1 +1,1 @@
-"""Training: the TrainConfig dataclass, the model zoo, the engine (fit), the trainer process that writes to the run store, and the runner that starts and stops trainers outside the Streamlit script run."""
+"""Training: the TrainConfig dataclass, the model zoo, the engine (fit) and its rooms (batches, loop, optim, device), the trainer process that writes to the run store, and the runner that starts and stops trainers outside the Streamlit script run."""

@@ -166,6 +166,9 @@ class Dist:
         return None
 
 
+SINGLE = Dist()  # one process: the collectives are the identity
+
+
 def lost_peer(message: str) -> bool:
     """Whether an error is a collective failing because another rank went away (not a cause of its own)."""
     return bool(_PEER_ERROR.search(message or ""))
@@ -291,7 +294,7 @@ def tensor_order(n: int, generator: torch.Generator | None) -> torch.Tensor:
 class ShardBatchSampler:
     """A DataLoader batch_sampler: this rank's part of every global batch of the epoch's permutation.
 
-    DistributedSampler's split, with a global batch and one process's draws: the permutation is engine.EpochOrder's
+    DistributedSampler's split, with a global batch and one process's draws: the permutation is batches.EpochOrder's
     (one torch.randperm from the seeded generator per epoch), cut into global batches, so the generator is drawn
     when one process's would be and the ranks' batches together are exactly one process's, reshuffled every epoch.
     """
@@ -304,7 +307,7 @@ class ShardBatchSampler:
         return self.batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = iter(tensor_order(self.n, self.generator).tolist())  # engine.EpochOrder's one draw per epoch
+        order = iter(tensor_order(self.n, self.generator).tolist())  # batches.EpochOrder's one draw per epoch
         for _ in range(self.batches):
             batch = list(islice(order, self.batch_size))
             if part := batch[self.ctx.rank :: self.ctx.world_size]:  # only an evaluation batch can be empty here

@@ -23,17 +23,12 @@ import torch.nn.functional as F
 
 from lib.charts.series import ema
 from lib.pixels.transforms import augmentation_generator
+from lib.training.batches import DEFAULT_CACHE_BYTES, batch_preparer, prepare_data
 from lib.training.config import TrainConfig
-from lib.training.engine import (
-    DEFAULT_CACHE_BYTES,
-    Batch,
-    Hooks,
-    batch_preparer,
-    make_optimizer,
-    prepare_data,
-    resolve_device,
-)
+from lib.training.device import resolve_device
+from lib.training.loop import Batch
 from lib.training.models import build_model
+from lib.training.optim import make_optimizer
 
 RULE = "steepest descent of the smoothed loss against log(lr), before its minimum (else the minimum's lr / 10)"
 
@@ -102,7 +97,7 @@ def find_lr(
     """
     finder = finder or LRFinderConfig()
     device = resolve_device(config.device)
-    data = prepare_data(config, samples, Hooks(), cache_bytes=cache_bytes, workers=workers, device=device)
+    data = prepare_data(config, samples, cache_bytes=cache_bytes, workers=workers, device=device)
     torch.manual_seed(config.seed)
     model = build_model(config.model, len(classes), config.image_size, pretrained=config.pretrained).to(device)
     optimizer = make_optimizer(config, model.parameters())

@@ -9,10 +9,11 @@ import threading
 
 from lib.runs.status import Status
 from lib.runs.store import RunStore
+from lib.training.batches import DEFAULT_CACHE_BYTES
 from lib.training.checkpoint import relative_to_root
 from lib.training.config import TrainConfig
-from lib.training.distributed import Dist
-from lib.training.engine import DEFAULT_CACHE_BYTES, SINGLE, FitResult, Hooks, fit
+from lib.training.distributed import SINGLE, Dist
+from lib.training.engine import FitResult, Hooks, fit
 
 
 class StoreHooks(Hooks):
