@@ -11,7 +11,7 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 
 from lib.evaluation import metrics as M
 from lib.evaluation.predictions import Predictions
-from lib.training.engine import evaluate
+from lib.training.loop import evaluate
 
 
 def make_predictions(probs: np.ndarray, targets: np.ndarray, top: int | None = None) -> Predictions:

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 
 from lib.data.images import load_rgb
-from lib.pixels.decode import cores
 from lib.pixels.resize import resize
 from lib.pixels.stats import MIN_IMAGES_FOR_POOL, worker_pool
+from lib.settings import default_threads
 
 Progress = Callable[[int, int], None]  # (done, total)
 HASH_SIDE = 32  # the perceptual hash's grey thumbnail, as imagehash.phash makes it (hash_size 8, factor 4)
@@ -60,7 +60,7 @@ def scan_chunk(paths: Sequence[str], size: int) -> tuple:
 def scan(paths: Sequence[str], size: int = 16, *, workers: int = 0, progress: Progress | None = None) -> Scan:
     """Decode every image once (in parallel) and collect its hashes, thumbnails and size."""
     paths = list(paths)
-    workers = workers or cores()
+    workers = workers or default_threads()
     pooled = workers > 1 and len(paths) >= MIN_IMAGES_FOR_POOL
     threads = None if pooled else ThreadPoolExecutor(min(4, workers))
     pool: Executor = worker_pool(workers) if pooled else threads
