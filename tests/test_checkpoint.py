@@ -18,7 +18,7 @@ from lib.training.optim import make_optimizer
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ["--model", "cnn", "--epochs", "3", "--max-batches", "3", "--batch-size", "16", "--image-size", "16"]
 
-# What the README's Command line section shows, run in a process of its own.
+# What docs/cli.md's Checkpoints section shows, run in a process of its own.
 EVALUATE = """
 import json, sys
 from lib.training.checkpoint import load_model

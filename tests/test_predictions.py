@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
 
 
 def plain_torch_outputs(ckpt: dict, root: Path, paths: list[str]) -> torch.Tensor:
-    """Logits by hand, as the README's three lines of plain torch would: PIL resize, /255, (x - mean) / std."""
+    """Logits by hand, as docs/cli.md's three lines of plain torch would: PIL resize, /255, (x - mean) / std."""
     model = build_model(ckpt["config"]["model"], len(ckpt["classes"]), ckpt["config"]["image_size"])
     model.load_state_dict(ckpt["model"])
     size = ckpt["config"]["image_size"]

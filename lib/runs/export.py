@@ -32,7 +32,7 @@ CSV_COLUMNS = ["run_id", "kind", "step", "epoch", "train_loss", "val_loss", "val
 MANIFEST = "torchscope-bundle.json"
 BUNDLE_FORMAT = 1
 JSON_COLUMNS = ("config", "classes")  # stored as JSON text in the runs table, written as JSON values
-# Rebuilds a checkpoint's model in plain torch (shown beside the checkpoint download and in the README;
+# Rebuilds a checkpoint's model in plain torch (shown beside the checkpoint download and in docs/cli.md;
 # tests/test_runs_transfer.py runs it for every model). `{file}` is the checkpoint's file name.
 PLAIN_TORCH = """import torch
 from torch import nn
