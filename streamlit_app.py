@@ -225,6 +225,7 @@ def main() -> None:
                 "pages/dataset.py", title="Dataset", icon=":material/photo_library:", url_path="dataset", default=True
             ),
             st.Page("pages/channels.py", title="Channels", icon=":material/palette:", url_path="channels"),
+            st.Page("pages/health.py", title="Health", icon=":material/health_and_safety:", url_path="health"),
             st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
             st.Page("pages/runs.py", title="Runs", icon=":material/compare_arrows:", url_path="runs"),
             st.Page("pages/evaluate.py", title="Evaluate", icon=":material/grid_on:", url_path="evaluate"),

@@ -81,6 +81,7 @@ with st.container(horizontal=True, gap="large"):  # wraps in a narrow window: fi
     )
     st.metric("Skipped", len(index.skipped_files), help="Files that are not images (by extension).", width="content")
     st.metric("Empty classes", len(index.empty_classes), width="content")
+    st.metric("Marked", len(index.left_out), help="Files marked on the Health page to leave out.", width="content")
 if index.empty_classes:
     st.warning("Empty class folders: " + plain(", ".join(index.empty_classes)))
 if index.unreadable_folders:
@@ -92,6 +93,11 @@ if index.special_files:
     st.info(
         f"{len(index.special_files)} special file{'s' if len(index.special_files) > 1 else ''} "
         "(pipes, devices, sockets) skipped without being opened: " + plain(", ".join(index.special_files[:20]))
+    )
+if index.left_out:
+    st.info(
+        f"{len(index.left_out)} file{'s' if len(index.left_out) > 1 else ''} marked on the Health page "
+        "to leave out: not counted here, and skipped by training, statistics and evaluation."
     )
 if index.num_images == 0:
     st.error("This dataset has no usable images; check the bad-file report below and open another source.")

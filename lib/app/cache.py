@@ -12,6 +12,7 @@ import io
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -24,6 +25,7 @@ from lib.app import sessions, text
 from lib.app.jobs import BackgroundJob
 from lib.data import explore, images
 from lib.data.index import DatasetIndex, build_index, verify_index
+from lib.data.marks import apply_marks, read_marks, session_marks_root
 from lib.evaluation.embeddings import embed_run, embedding_frame
 from lib.pixels.channels import load_upload
 from lib.pixels.stats import ChannelStats, Progress, StatsConfig, channel_stats
@@ -58,7 +60,6 @@ def settings() -> Settings:
 def server_folders(s: Settings) -> list[str]:
     """Folders of this server that deployed-mode text never names."""
     import sys
-    from pathlib import Path
 
     folders = [cache_dir(), runs_dir(), Path(__file__).resolve().parents[2], Path(sys.prefix), Path.home()]
     return [str(f) for f in folders] + [str(Path(f).resolve()) for f in folders] + [s.builtin_root]
@@ -104,7 +105,14 @@ def sweep_idle_sessions(current_session: str) -> list[str]:
 
 @st.cache_resource(show_spinner="Indexing the dataset (headers only)…", max_entries=16)
 def header_index(root: str) -> DatasetIndex:
-    return build_index(root)
+    # Shared by every visitor: marks (each visitor's own when deployed) are applied by current_index.
+    return build_index(root, marks=False)
+
+
+def marks_base() -> Path | None:
+    """Where this visitor's marks and health findings live: their session's folder when deployed, else the
+    default (`<cache>/health`, shared with the command line)."""
+    return session_marks_root(st.session_state.get("session_id")) if settings().deployed else None
 
 
 @st.cache_resource(show_spinner=False)
@@ -126,10 +134,12 @@ def verify_job(root: str, *, start: bool = False) -> BackgroundJob | None:
         return jobs.get(root)
 
 
-def current_index(root: str) -> DatasetIndex:
-    """The fully checked index once its background check is done, the header index until then."""
+def current_index(root: str, *, marked: bool = False) -> DatasetIndex:
+    """The fully checked index once its background check is done, the header index until then; without the
+    files this visitor marked to leave out (`left_out` names them), or with them when `marked`."""
     job = verify_job(root)
-    return job.result if job and job.done and job.result is not None else header_index(root)
+    index = job.result if job and job.done and job.result is not None else header_index(root)
+    return index if marked else apply_marks(index, read_marks(root, marks_base()))
 
 
 def forget_dataset(root: str) -> None:

@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from lib.health.findings import HealthConfig
+    from lib.health.findings import HealthConfig, dataset_findings
 
     config = HealthConfig(args.folds, args.model, args.image_size, args.threshold)
     index = build_index(str(cli_root(args.source)), marks=False)  # marked files too: they can be unmarked
@@ -54,20 +54,6 @@ def run(args) -> int:
         return 0
     _print_summary(report)
     return 0
-
-
-def dataset_findings(index, config, progress=None):
-    """The stored findings for this index and options, else computed now and stored."""
-    from lib.health.findings import check_health, findings_path, load_findings, save_findings
-
-    path = findings_path(index, config)
-    found = load_findings(path)
-    if found is None:
-        found = check_health(index, config, progress)
-        save_findings(found, path)
-    if found.threshold != config.threshold:
-        found.duplicates, found.threshold = found.regroup(config.threshold), config.threshold
-    return found
 
 
 def run_leaks(run_id: str, runs_dir: str | None, root: str, groups: list[dict], marked: list[str]) -> list[dict]:

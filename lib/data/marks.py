@@ -24,6 +24,14 @@ def marks_root() -> Path:
     return Path(os.environ.get("TORCHSCOPE_MARKS_DIR") or cache_dir() / "health")
 
 
+def session_marks_root(session_id: str | None) -> Path | None:
+    """A deployed visitor's own marks and findings, under their session's folder (lib/app/sessions.py);
+    None for anything that is not a session id (never a path)."""
+    if not (session_id and len(session_id) == 32 and all(c in "0123456789abcdef" for c in session_id)):
+        return None
+    return cache_dir() / "sessions" / session_id / "health"
+
+
 def dataset_folder(root: str | Path, base: Path | None = None) -> Path:
     """The folder of one dataset's marks and findings, named by a hash of its absolute root."""
     key = hashlib.sha1(os.path.abspath(str(root)).encode()).hexdigest()[:16]

@@ -142,6 +142,18 @@ def _label_checks(findings: Findings, images: np.ndarray, targets: np.ndarray, c
     ]
 
 
+def dataset_findings(index, config: HealthConfig, progress: Progress | None = None, base: Path | None = None):
+    """The stored findings for this index and options (at config's threshold), else computed now and stored."""
+    path = findings_path(index, config, base)
+    found = load_findings(path)
+    if found is None:
+        found = check_health(index, config, progress)
+        save_findings(found, path)
+    if found.threshold != config.threshold:
+        found.duplicates, found.threshold = found.regroup(config.threshold), config.threshold
+    return found
+
+
 def findings_path(index, config: HealthConfig, base: Path | None = None) -> Path:
     """Where a dataset's findings for these options are kept: keyed by its fingerprint (changes with the files)."""
     key = hashlib.sha1(f"{index.fingerprint()}|{config.key()}|v{VERSION}".encode()).hexdigest()[:16]

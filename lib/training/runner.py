@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from lib.data.marks import session_marks_root
 from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.settings import Settings, load_settings
@@ -137,7 +138,9 @@ def _spawn(
         # The trainer ends with this server, and within the per-run time limit.
         args = ["train", str(root), "--run-id", run_id, "--runs-dir", str(store.root)]
         args += ["--parent-pid", str(os.getpid()), "--max-minutes", str(settings.max_run_minutes)]
-        proc = launch(args, log, settings)
+        # Deployed, each visitor's marks (files left out) are their own: the trainer reads that session's.
+        marks = session_marks_root(owner) if settings.deployed else None
+        proc = launch(args, log, settings, marks_dir=marks)
         store.update_run(run_id, pid=proc.pid)
     threading.Thread(target=_reap, args=(proc, store, run_id, log), daemon=True, name=f"reap-{run_id}").start()
     return run_id
@@ -173,8 +176,10 @@ def live_finders() -> list[_Finder]:
     return list(_finders)
 
 
-def launch(args: list[str], log: Path, settings: Settings) -> subprocess.Popen:
-    """Start `python -m lib ARGS` in its own session, output to log (deployed: its share of the cores)."""
+def launch(args: list[str], log: Path, settings: Settings, marks_dir: Path | None = None) -> subprocess.Popen:
+    """Start `python -m lib ARGS` in its own session, output to log (deployed: its share of the cores).
+
+    marks_dir: where the process reads the files marked to leave out (TORCHSCOPE_MARKS_DIR; lib.data.marks)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "lib", *args]
     if settings.deployed:  # concurrent trainers share the cores, and leave the server its share
@@ -184,6 +189,7 @@ def launch(args: list[str], log: Path, settings: Settings) -> subprocess.Popen:
         **os.environ,
         "TORCHSCOPE_MAX_IMAGE_PIXELS": str(settings.max_image_pixels),
         "TORCHSCOPE_MAX_IMAGE_FRAMES": str(settings.max_image_frames),
+        **({"TORCHSCOPE_MARKS_DIR": str(marks_dir)} if marks_dir else {}),
     }
     with open(log, "wb") as out:
         return subprocess.Popen(
