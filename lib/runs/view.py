@@ -73,6 +73,8 @@ def status_sentence(record: RunRecord) -> str:
     """The run's state in words, saying why for diverged, failed and interrupted runs."""
     final = record.final
     accuracy = f" Validation accuracy {final['val_accuracy']:.1%}." if final.get("val_accuracy") is not None else ""
+    if "Left out " in (record.message or ""):  # files marked on the Health page: say what the run trained on
+        accuracy += " Left out " + record.message.split("Left out ", 1)[1]
     words = {
         Status.RUNNING: f"Training. {record.message}" if record.message not in ("", "training") else "Training.",
         Status.COMPLETED: f"Completed.{accuracy}",
