@@ -2,8 +2,11 @@
 
 The long CSV has one row per recorded step (kind `step`) and one per finished epoch (kind `epoch`):
 
-    run_id, kind, step, epoch, train_loss, val_loss, val_accuracy, lr, samples_per_sec
+    run_id, kind, step, epoch, train_loss, val_loss, val_accuracy, lr, samples_per_sec, metric, value
 
+then one row per value of an extra metric (kind `metric`: a logged or imported run's other metrics,
+named in `metric`, its step, epoch and `value`; the store's columns left empty). Bundles written
+before extra metrics had the first nine columns only; import reads both.
 Step rows leave val_loss and val_accuracy empty, as is any value the store holds as NULL (SQLite keeps
 a NaN loss as NULL); an epoch row's step is the last step recorded in that
 epoch (empty when none was). Floats are written with Python's shortest round-trip repr, so reading them
@@ -28,7 +31,9 @@ from pathlib import Path
 
 from lib.runs.store import RunStore
 
-CSV_COLUMNS = ["run_id", "kind", "step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr", "samples_per_sec"]
+CSV_COLUMNS = [
+    "run_id", "kind", "step", "epoch", "train_loss", "val_loss", "val_accuracy", "lr", "samples_per_sec", "metric", "value",
+]  # fmt: skip
 MANIFEST = "torchscope-bundle.json"
 BUNDLE_FORMAT = 1
 JSON_COLUMNS = ("config", "classes")  # stored as JSON text in the runs table, written as JSON values
@@ -68,14 +73,17 @@ LOCAL_COLUMNS = ("pid", "host", "heartbeat", "stop_requested", "checkpoint")  # 
 
 
 def metric_rows(store: RunStore, run_id: str) -> Iterator[list]:
-    """The long-CSV rows of one run: its steps in order, then its epochs in order."""
+    """The long-CSV rows of one run: its steps in order, then its epochs, then its extra metrics by name."""
     steps, epochs = store.steps(run_id), store.epochs(run_id)
     for s in steps.itertuples(index=False):
-        yield [run_id, "step", int(s.step), int(s.epoch), s.train_loss, None, None, s.lr, s.samples_per_sec]
+        yield [run_id, "step", int(s.step), int(s.epoch), s.train_loss, None, None, s.lr, s.samples_per_sec, None, None]
     last = steps.groupby("epoch")["step"].max() if len(steps) else {}
     for e in epochs.itertuples(index=False):
         step = int(last[e.epoch]) if e.epoch in last else None
-        yield [run_id, "epoch", step, int(e.epoch), e.train_loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_sec]
+        yield [run_id, "epoch", step, int(e.epoch), e.train_loss, e.val_loss, e.val_accuracy, e.lr, e.samples_per_sec,
+               None, None]  # fmt: skip
+    for m in store.metrics(run_id).itertuples(index=False):
+        yield [run_id, "metric", int(m.step), int(m.epoch), None, None, None, None, None, m.name, m.value]
 
 
 def write_csv(store: RunStore, run_ids: Iterable[str], out: io.TextIOBase) -> int:

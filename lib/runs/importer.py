@@ -28,6 +28,7 @@ from lib.runs.store import RunStore, new_run_id
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # also a safe folder name
 FILE_TYPES = (".pt", ".json", ".csv", ".npz", ".npy")  # what a checkpoint folder may hold
 REQUIRED = {"id": str, "name": str, "created": (int, float), "status": str, "config": dict, "classes": list}
+MAX_METRIC_NAME = 200  # characters of an extra metric's name
 IMPORTED_RUNNING = "Imported while it was still training; the metrics up to the export are kept."
 
 
@@ -45,6 +46,7 @@ class _Run:
     note: str
     steps: list[tuple]
     epochs: list[tuple]
+    metrics: list[tuple]
     folder: Path  # the extracted run folder
 
 
@@ -126,34 +128,41 @@ def _read_run(folder: Path, run_id: str, name: str) -> _Run:
             raise ValueError(f"{name} was refused: {where} field {key[:40]!r} is not a plain value.")
     if not isinstance(note, str):
         raise ValueError(f"{name} was refused: {where} has a note that is not text.")
-    steps, epochs = _read_metrics(folder / "metrics.csv", run_id, name)
+    steps, epochs, metrics = _read_metrics(folder / "metrics.csv", run_id, name)
     for path in sorted((folder / "checkpoints").glob("*")):
         _check_checkpoint_file(path, f"{run_id}/checkpoints/{path.name}", name)
-    return _Run(row, note, steps, epochs, folder)
+    return _Run(row, note, steps, epochs, metrics, folder)
 
 
-def _read_metrics(path: Path, run_id: str, name: str) -> tuple[list[tuple], list[tuple]]:
-    """Step and epoch rows (run id first, as the store's tables) from a run's long CSV."""
+def _read_metrics(path: Path, run_id: str, name: str) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Step, epoch and extra-metric rows (run id first, as the store's tables) from a run's long CSV."""
     where = f"{run_id}/metrics.csv"
     if not path.is_file():
         raise ValueError(f"{name} was refused: {where} is missing.")
-    steps, epochs = [], []
+    steps, epochs, metrics = [], [], []
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
-            if next(reader, None) != CSV_COLUMNS:
+            header = next(reader, None)
+            if header not in (CSV_COLUMNS, CSV_COLUMNS[:9]):  # 9: written before extra metrics
                 raise ValueError("its header is not the long-CSV header")
             for row in reader:
-                rid, kind, step, epoch, train, val_loss, val_acc, lr, sps = row  # exactly 9 fields
-                if rid != run_id or kind not in ("step", "epoch"):
+                if len(row) != len(header):
+                    raise ValueError(f"a row has {len(row)} fields, not {len(header)}")
+                rid, kind, step, epoch, train, val_loss, val_acc, lr, sps, metric, value = [*row, "", ""][:11]
+                if rid != run_id or kind not in ("step", "epoch", "metric"):
                     raise ValueError(f"a row names run {rid[:40]!r} or kind {kind[:10]!r}")
                 if kind == "step":
                     steps.append((run_id, int(step), int(epoch), _num(train), _num(lr), _num(sps)))
-                else:
+                elif kind == "epoch":
                     epochs.append((run_id, int(epoch), _num(train), _num(val_loss), _num(val_acc), _num(lr), _num(sps)))
+                elif 0 < len(metric) <= MAX_METRIC_NAME:
+                    metrics.append((run_id, int(step), int(epoch), metric, _num(value)))
+                else:
+                    raise ValueError(f"a metric row has no name or one over {MAX_METRIC_NAME} characters")
     except (ValueError, UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{name} was refused: {where} is not valid ({str(e)[:80]}).") from None
-    return steps, epochs
+    return steps, epochs, metrics
 
 
 def _num(text: str) -> float | None:
@@ -249,6 +258,7 @@ def _add(store: RunStore, runs: list[_Run], ids: dict[str, str], owner: str | No
             [(ids[s[0]], *s[1:]) for run in runs for s in run.steps],
             [(ids[e[0]], *e[1:]) for run in runs for e in run.epochs],
             {ids[run.row["id"]]: run.note for run in runs},
+            [(ids[m[0]], *m[1:]) for run in runs for m in run.metrics],
         )
     except BaseException:
         for dest in moved:

@@ -53,12 +53,16 @@ CREATE TABLE IF NOT EXISTS sweeps (
     id TEXT PRIMARY KEY, created REAL, owner TEXT, root TEXT, base TEXT, axes TEXT, total INTEGER,
     pid INTEGER, host TEXT, heartbeat REAL, status TEXT, message TEXT, stop_requested INTEGER NOT NULL DEFAULT 0,
     ended REAL);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT, step INTEGER, epoch INTEGER, name TEXT, value REAL, PRIMARY KEY (run_id, step, name));
 """
+# metrics: the extra metrics of a logged or imported run (any name the logger was given), one row per value.
 # Columns added after the first release: an older store gets them on opening (guarded ALTER TABLE).
 # visitor: who started a run; parent: the run a continued run resumed from; sweep: the sweep grouping it.
 _ADDED_COLUMNS = {"visitor": "TEXT", "parent": "TEXT", "sweep": "TEXT"}
 STEP_COLUMNS = ["step", "epoch", "train_loss", "lr", "samples_per_sec"]
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "samples_per_sec"]
+METRIC_COLUMNS = ["step", "epoch", "name", "value"]
 
 
 log = logging.getLogger(__name__)
@@ -275,12 +279,13 @@ class RunStore:
 
     @heals
     def update_run(self, run_id: str, **values) -> None:
-        """Set columns of a run (pid, message, total_steps, fingerprint, classes) and beat its heartbeat."""
-        allowed = {"pid", "message", "total_steps", "fingerprint", "classes", "root", "host"}
+        """Set columns of a run (pid, message, total_steps, fingerprint, classes, config) and beat its heartbeat."""
+        allowed = {"pid", "message", "total_steps", "fingerprint", "classes", "root", "host", "config"}
         if not set(values) <= allowed:
             raise ValueError(f"Cannot update {sorted(set(values) - allowed)}; only {sorted(allowed)}.")
-        if "classes" in values:
-            values["classes"] = json.dumps(values["classes"])
+        for key in ("classes", "config"):
+            if key in values:
+                values[key] = json.dumps(values[key])
         values["heartbeat"] = time.time()
         cols = ", ".join(f"{k} = ?" for k in values)
         with self.transaction() as con:
@@ -341,6 +346,20 @@ class RunStore:
             con.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run_id,))
 
     @heals
+    def write_logged(self, run_id: str, steps: list[tuple], epochs: list[tuple], metrics: list[tuple]) -> bool:
+        """Write a logger's buffered rows and beat the heartbeat in one transaction; return whether a stop
+        was requested. Rows are run id first, then STEP_COLUMNS / EPOCH_COLUMNS / METRIC_COLUMNS; a None
+        value does not overwrite a value already stored for the same step or epoch (two calls may fill
+        one row)."""
+        with self.transaction() as con:
+            con.executemany(_upsert("steps", STEP_COLUMNS), steps)
+            con.executemany(_upsert("epochs", EPOCH_COLUMNS), epochs)
+            con.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", metrics)
+            con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
+            row = con.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    @heals
     def stop_requested(self, run_id: str) -> bool:
         with self.transaction() as con:
             row = con.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -365,7 +384,9 @@ class RunStore:
         """Remove runs with their metrics, notes and checkpoint folders (the caller checks none is running)."""
         with self.transaction() as con:
             for run_id in run_ids:
-                for table, column in (("steps", "run_id"), ("epochs", "run_id"), ("notes", "run_id"), ("runs", "id")):
+                for table, column in (
+                    ("steps", "run_id"), ("epochs", "run_id"), ("metrics", "run_id"), ("notes", "run_id"), ("runs", "id")
+                ):  # fmt: skip
                     con.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
         for run_id in run_ids:
             self.files.delete(run_id)
@@ -385,12 +406,20 @@ class RunStore:
                 con.execute("INSERT INTO notes VALUES (?, ?)", (run_id, note))
 
     @heals
-    def insert_runs(self, runs: list[dict], steps: list[tuple], epochs: list[tuple], notes: dict[str, str]) -> None:
+    def insert_runs(
+        self,
+        runs: list[dict],
+        steps: list[tuple],
+        epochs: list[tuple],
+        notes: dict[str, str],
+        metrics: list[tuple] = (),
+    ) -> None:
         """Add whole runs as they were (an import) in one transaction: all of them, or none.
 
         Args:
             runs: rows of the runs table as {column: value}; columns this store lacks are dropped.
-            steps, epochs: rows in table order, run id first (STEP_COLUMNS / EPOCH_COLUMNS after it).
+            steps, epochs, metrics: rows in table order, run id first (STEP_COLUMNS / EPOCH_COLUMNS /
+                METRIC_COLUMNS after it).
             notes: {run_id: note}.
 
         Raises:
@@ -408,6 +437,7 @@ class RunStore:
                 )
             con.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?)", steps)
             con.executemany("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)", epochs)
+            con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", metrics)
             con.executemany("INSERT INTO notes VALUES (?, ?)", [(k, v) for k, v in notes.items() if v.strip()])
 
     # --- reads (pages, CLI) -----------------------------------------------------------------------
@@ -461,6 +491,20 @@ class RunStore:
                 f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
             ).fetchall()
         return pd.DataFrame([tuple(r) for r in rows], columns=EPOCH_COLUMNS, dtype="float64")
+
+    @heals
+    def metrics(self, run_id: str) -> pd.DataFrame:
+        """A run's extra metrics (METRIC_COLUMNS: step, epoch, name, value), by name then step."""
+        import pandas as pd
+
+        if self.read_only and not self.path.exists():
+            return pd.DataFrame(columns=METRIC_COLUMNS)
+        with self.transaction() as con:
+            rows = con.execute(
+                "SELECT step, epoch, name, value FROM metrics WHERE run_id = ? ORDER BY name, step", (run_id,)
+            ).fetchall()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=METRIC_COLUMNS)
+        return frame.astype({"step": "float64", "epoch": "float64", "value": "float64"})
 
     @heals
     def aggregates(self, run_ids: list[str] | None = None) -> dict[str, dict]:
@@ -570,6 +614,16 @@ def _interrupted_if_dead(record: RunRecord) -> RunRecord:
     if record.status != Status.RUNNING or trainer_alive(record.pid, record.host, record.heartbeat):
         return record
     return replace(record, status=Status.INTERRUPTED, message=INTERRUPTED_MESSAGE)
+
+
+def _upsert(table: str, columns: list[str]) -> str:
+    """INSERT of (run_id, *columns) that, on a row already there, keeps its values where the new ones are NULL."""
+    key, rest = columns[0], columns[1:]
+    keep = ", ".join(f"{c} = COALESCE(excluded.{c}, {c})" for c in rest)
+    return (
+        f"INSERT INTO {table} (run_id, {', '.join(columns)}) VALUES ({', '.join('?' * (len(columns) + 1))})"
+        f" ON CONFLICT (run_id, {key}) DO UPDATE SET {keep}"
+    )
 
 
 def _add_columns(con: sqlite3.Connection) -> None:

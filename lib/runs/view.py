@@ -62,9 +62,10 @@ def run_progress(record: RunRecord, steps: pd.DataFrame) -> Progress:
         return Progress(record.status, 0, epochs, 0, per_epoch, 0, total, None, None)
     step, epoch = int(steps["step"].iloc[-1]), int(steps["epoch"].iloc[-1])
     sps = float(steps["samples_per_sec"].iloc[-RECENT_STEPS:].median())
+    sps = None if sps != sps else sps  # NaN: a logged run that did not record samples/s
     batch = step - (epoch - 1) * per_epoch if per_epoch else step
     eta = None
-    if record.status == Status.RUNNING and total and sps > 0:
+    if record.status == Status.RUNNING and total and sps is not None and sps > 0:
         eta = (total - step) * int(record.config.get("batch_size", 1)) / sps
     return Progress(record.status, epoch, epochs, batch, per_epoch, step, total, sps, eta)
 
