@@ -17,9 +17,19 @@ RUNS_DIR_HELP = "the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="write runs' metrics as one long CSV (.csv) or run bundles (.zip)")
+    p = sub.add_parser("export", help="write runs' metrics as one long CSV, run bundles or TensorBoard event files")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="the runs to export (see `python -m lib runs`)")
-    p.add_argument("--out", required=True, help="FILE.csv for every metric at full resolution, FILE.zip for bundles")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="FILE.csv for every metric at full resolution, FILE.zip for bundles, DIR for tensorboard",
+    )
+    p.add_argument(
+        "--format",
+        choices=("csv", "zip", "tensorboard"),
+        default=None,
+        help="csv, zip (bundles) or tensorboard (event files in DIR/<run name>); default: from --out's suffix",
+    )
     p.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
     p.set_defaults(func=export)
     p = sub.add_parser("import", help="add the runs of a bundle (.zip from `export`) to the run store")
@@ -31,9 +41,14 @@ def register(sub) -> None:
 
 def export(args) -> int:
     out = Path(args.out)
-    if out.suffix.lower() not in (".csv", ".zip"):
-        raise ValueError(f"--out {out.name} must end in .csv (long metrics CSV) or .zip (run bundles).")
     store = RunStore(args.runs_dir)
+    if args.format == "tensorboard":
+        return export_tensorboard(store, args.run_ids, out)
+    if out.suffix.lower() not in (".csv", ".zip") or args.format not in (None, out.suffix.lower()[1:]):
+        raise ValueError(
+            f"--out {out.name} must end in .csv (long metrics CSV) or .zip (run bundles), as --format says;"
+            " give a folder with --format tensorboard."
+        )
     tmp = out.with_name(out.name + ".part")  # a failed export leaves no half-written file behind
     try:
         if out.suffix.lower() == ".csv":
@@ -47,6 +62,18 @@ def export(args) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     print(f"wrote {what} of {len(set(args.run_ids))} run(s) to {out}")
+    return 0
+
+
+def export_tensorboard(store: RunStore, run_ids: list[str], out: Path) -> int:
+    """Event files TensorBoard opens, one folder per run under out."""
+    from lib.runs.export import known_runs
+    from lib.runs.tensorboard import write_event_files
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out.name} is a file; --format tensorboard writes a folder of runs.")
+    folders = write_event_files(store, known_runs(store, run_ids), out)
+    print(f"wrote TensorBoard event files of {len(folders)} run(s) to {out} (tensorboard --logdir {out})")
     return 0
 
 

@@ -92,7 +92,7 @@ def write_csv(store: RunStore, run_ids: Iterable[str], out: io.TextIOBase) -> in
     Raises:
         ValueError: for a run id the store does not have.
     """
-    run_ids = _known(store, run_ids)
+    run_ids = known_runs(store, run_ids)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     n = 0
@@ -116,7 +116,7 @@ def write_bundle(store: RunStore, run_ids: Iterable[str], out: str | Path | io.B
     Raises:
         ValueError: for a run id the store does not have.
     """
-    run_ids = _known(store, run_ids)
+    run_ids = known_runs(store, run_ids)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(MANIFEST, json.dumps({"format": BUNDLE_FORMAT, "runs": run_ids}, indent=1))
         for run_id in run_ids:
@@ -155,7 +155,7 @@ def checkpoint_files(store: RunStore, run_id: str) -> dict[str, Path]:
     return {k: v for k, v in files.items() if not k.endswith(".tmp")}  # a save in progress is not a file yet
 
 
-def _known(store: RunStore, run_ids: Iterable[str]) -> list[str]:
+def known_runs(store: RunStore, run_ids: Iterable[str]) -> list[str]:
     run_ids = list(dict.fromkeys(run_ids))
     if not run_ids:
         raise ValueError("No runs to export; give at least one run id (list them with `python -m lib runs`).")
