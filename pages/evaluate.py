@@ -120,7 +120,7 @@ st.caption(
     + (f" Train recorded {recorded:.1%} validation accuracy at epoch {record.final['epoch']:.0f}." if recorded is not None else "")
 )  # fmt: skip
 if preds.bad:
-    with st.expander(f"{len(preds.bad)} validation images no longer decode and are left out"):
+    with st.expander(f"{len(preds.bad)} validation images are left out (marked, or no longer decode)"):
         st.dataframe({"path": [p for p, _ in preds.bad], "reason": [r for _, r in preds.bad]}, hide_index=True)
 
 # --- confusion matrix, per class, confused pairs -----------------------------------------------------

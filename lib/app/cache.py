@@ -267,10 +267,11 @@ def _remember(key: tuple, found: Evaluation) -> Evaluation:
 
 
 def evaluation_key(run_id: str) -> str:
-    """Which checkpoint the run has now (cheap: one stat). Raises ValueError when it has none."""
-    from lib.evaluation.predictions import checkpoint_key
+    """Which checkpoint the run has now, and the visitor's marks (cheap: a stat and a small file).
+    Raises ValueError when it has none."""
+    from lib.evaluation.predictions import predictions_key
 
-    return checkpoint_key(run_store(str(runs_dir())), run_id)
+    return predictions_key(run_store(str(runs_dir())), run_id, marks_base=marks_base())
 
 
 def stored_evaluation(run_id: str, key: str) -> Evaluation | None:
@@ -299,7 +300,7 @@ def evaluate_run(run_id: str, progress: Progress | None = None) -> Evaluation:
     from lib.evaluation.metrics import compute_metrics
     from lib.evaluation.predictions import run_predictions
 
-    found = run_predictions(run_id, runs_dir=runs_dir(), progress=progress)
+    found = run_predictions(run_id, runs_dir=runs_dir(), progress=progress, marks_base=marks_base())
     return _remember((str(runs_dir()), run_id, found.key), Evaluation(found, compute_metrics(found)))
 
 

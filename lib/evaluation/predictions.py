@@ -13,9 +13,10 @@ deleted with it).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.data.marks import read_marks
 from lib.runs.store import RunStore
 from lib.training.batches import batch_preparer, decode_images
 from lib.training.checkpoint import LoadedRun, load_model
@@ -106,6 +108,19 @@ def checkpoint_key(store: RunStore, run_id: str, which: str = "last") -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def predictions_key(store: RunStore, run_id: str, which: str = "last", marks_base: Path | None = None) -> str:
+    """checkpoint_key, plus a digest of the files marked to leave out of the run's dataset when there are
+    any (lib.data.marks): marking or unmarking a file predicts again without it or with it.
+
+    Raises:
+        ValueError: when the run has no such checkpoint.
+    """
+    key = checkpoint_key(store, run_id, which)
+    record = store.get_run(run_id)
+    marks = read_marks(record.root, marks_base) if record is not None and record.root else []
+    return f"{key}:marks-{hashlib.sha1(chr(10).join(marks).encode()).hexdigest()[:8]}" if marks else key
+
+
 def run_predictions(
     run_id: str,
     *,
@@ -113,10 +128,12 @@ def run_predictions(
     which: str = "last",
     device: str | torch.device | None = None,
     progress: Progress | None = None,
+    marks_base: Path | None = None,
 ) -> Predictions:
     """The stored predictions of run_id's checkpoint, predicting and storing them first when they are
     missing or older than the checkpoint. `device` None: the run's own choice (its config's `device`),
-    or the CPU when that is not available here.
+    or the CPU when that is not available here. Validation images marked to leave out (lib.data.marks, read
+    from `marks_base`) are skipped and listed in `bad` with that reason.
 
     Raises:
         ValueError: unknown run, no checkpoint, validation images gone (names them), nothing decodes.
@@ -125,12 +142,19 @@ def run_predictions(
     record = store.get_run(run_id)
     if record is None:
         raise ValueError(f"No run {run_id} in {store.root}; list the runs with `python -m lib runs`.")
-    key = checkpoint_key(store, run_id, which)
+    key = predictions_key(store, run_id, which, marks_base)
     stored = stored_predictions(store, run_id, which)
     if stored is not None and stored.key == key:
         return stored
     loaded = load_model(run_id, runs_dir=store.root, which=which, device=device or run_device(record.config))
+    marked = set(read_marks(loaded.root, marks_base))
+    kept = [(p, t) for p, t in zip(loaded.val_paths, loaded.val_targets) if p not in marked]
+    left_out = [(p, "marked to leave out") for p in loaded.val_paths if p in marked]
+    if left_out:
+        loaded = replace(loaded, val_paths=[p for p, _ in kept], val_targets=[t for _, t in kept])
     found = predict(loaded, progress=progress, which=which, key=key)
+    if left_out:
+        found = replace(found, bad=left_out + list(found.bad))
     store.files.save_predictions(run_id, found.to_arrays(), which)
     return found
 
