@@ -4,6 +4,7 @@ import math
 import sys
 import tracemalloc
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,17 +43,26 @@ def _write_mixed(folder, n=24, seed=0) -> list[str]:
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory) -> list[str]:
-    return _write_mixed(tmp_path_factory.mktemp("mixed"))
+    return _write_mixed(tmp_path_factory.mktemp("mixed") / "one_class")  # an ImageFolder of one class
 
 
-def _pixels(paths, size=None) -> np.ndarray:
+def _pixels(paths) -> np.ndarray:
     """Every pixel of every image as (N, 3) float64 in [0, 1], decoded the same way (load_rgb)."""
-    if size is None:
-        arrays = [np.asarray(load_rgb(p), dtype=np.float64).reshape(-1, 3) / 255.0 for p in paths]
-    else:  # torchvision's own evaluation pipeline: Resize, PILToTensor, ToDtype
-        pipeline = TransformConfig(image_size=size).build()
-        arrays = [pipeline(load_rgb(p)).double().reshape(3, -1).T.numpy() for p in paths]
-    return np.concatenate(arrays)
+    return np.concatenate([np.asarray(load_rgb(p), dtype=np.float64).reshape(-1, 3) / 255.0 for p in paths])
+
+
+def _torchvision_pixels(root, size: int) -> np.ndarray:
+    """Every pixel as (N, 3) float64 through torchvision's own ImageFolder and v2 pipeline: Resize on the PIL
+    image, ToImage, ToDtype. Images are decoded by load_rgb (alpha over white, which torchvision's loader
+    does not do)."""
+    from torchvision import datasets
+    from torchvision.transforms import v2
+
+    pipeline = v2.Compose(
+        [v2.Resize((size, size), antialias=True), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    )
+    folder = datasets.ImageFolder(str(root), transform=pipeline, loader=load_rgb)
+    return np.concatenate([x.double().reshape(3, -1).T.numpy() for x, _ in folder])
 
 
 @pytest.mark.parametrize("executor", ["serial", "thread", "process"])
@@ -78,7 +88,7 @@ def test_mean_of_per_image_stds_is_a_different_answer(mixed):
 
 
 def test_resize_matches_torchvision_pipeline(mixed):
-    px = _pixels(mixed, size=16)
+    px = _torchvision_pixels(Path(mixed[0]).parents[1], size=16)
     s = channel_stats(mixed, StatsConfig(size=16, executor="serial"))
     # The reference went through float32 (ToDtype); the statistics use k / 255 in float64.
     np.testing.assert_allclose(s.mean, px.mean(axis=0), rtol=0, atol=1e-7)

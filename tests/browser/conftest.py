@@ -1,6 +1,7 @@
 """Real-browser fixtures: `streamlit run` on a free port, driven by Playwright in Debian's Chromium.
 
-Skipped with the reason where Chromium or Playwright is missing, except under CI=true where that fails.
+Skipped with the reason where Chromium or Playwright is missing, except under CI=true where that fails;
+no test module imports Playwright at its top, so a missing Playwright skips rather than stops collection.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from bench._app import CHROMIUM, CHROMIUM_ARGS, IDLE, start_app, stop_app  # noq
 
 def _require_browser():
     why = None
-    if not (shutil.which(CHROMIUM) or os.path.exists(CHROMIUM)):
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        why = "playwright is not installed (pip install -r requirements-dev.txt)"
+    if not why and not (shutil.which(CHROMIUM) or os.path.exists(CHROMIUM)):
         why = f"Chromium not found at {CHROMIUM} (make test installs Debian's chromium when run as root)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            why = "playwright is not installed (pip install -r requirements-dev.txt)"
     if why and _truthy(os.environ.get("CI", "")):
         pytest.fail(f"browser tests must run under CI: {why}")
     if why:
@@ -35,6 +35,19 @@ def _require_browser():
 def _truthy(value: str) -> bool:
     """CI=true, CI=1, CI=yes all count; CI= or CI=false or CI=0 do not."""
     return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _browser_available():
+    """Every browser test skips (under CI, fails) with the reason before any of its fixtures starts a server."""
+    _require_browser()
+
+
+def expect(target):
+    """Playwright's expect, imported when a test runs: without Playwright the modules still collect, then skip."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
 
 
 @pytest.fixture(scope="session")

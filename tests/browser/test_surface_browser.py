@@ -14,10 +14,19 @@ import zipfile
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playwright.sync_api import expect
 
 from lib.runs.store import RunStore
-from tests.browser.conftest import _require_browser, choose, clipped_metrics, go, shot, start_app, stop_app, wait_idle
+from tests.browser.conftest import (
+    _require_browser,
+    choose,
+    clipped_metrics,
+    expect,
+    go,
+    shot,
+    start_app,
+    stop_app,
+    wait_idle,
+)
 from tests.helpers import write_imagefolder
 
 pytestmark = pytest.mark.browser
