@@ -5,6 +5,7 @@ ending with the app's server."""
 import json
 import os
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -136,11 +137,23 @@ def test_the_servers_end_interrupts_the_running_run_and_the_sweep(tmp_path):
     assert get_sweep(store, sweep_id).status == "interrupted"
 
 
-def test_cli_sweep_under_a_parent_that_is_gone_ends_interrupted(tmp_path):
-    # This process is not the command's parent, as a server that exited would no longer be.
-    args = ["sweep", "sample", "--vary", "lr=1e-3,2e-3", "--model", "mlp", "--image-size", "8", "--epochs", "30"]
-    code = main([*args, "--runs-dir", str(tmp_path), "--parent-pid", str(os.getpid()), "--json"])
+def test_cli_sweep_whose_parent_goes_away_ends_interrupted(tmp_path, monkeypatch):
+    """The server that started the sweep exits while its first run trains: that run and the sweep end
+    interrupted, and the second run never starts."""
+    import lib.training.watch as watch
+
+    server = os.getppid()
+
+    def parent() -> int:  # what the watch sees: the server, until the first run has trained a step
+        store = RunStore(tmp_path)
+        runs = [r for s in list_sweeps(store) for r in sweep_runs(store, s.id)]
+        return 1 if runs and len(store.steps(runs[0].id)) else server
+
+    monkeypatch.setattr(watch, "os", types.SimpleNamespace(getppid=parent))
+    args = ["sweep", "sample", "--vary", "lr=1e-3,2e-3", "--model", "cnn", "--image-size", "16", "--epochs", "50"]
+    code = main([*args, "--runs-dir", str(tmp_path), "--parent-pid", str(server), "--json"])
     sweep = list_sweeps(RunStore(tmp_path))[0]
     assert code == 4 and sweep.status == "interrupted"
-    assert all(r.status == "interrupted" for r in sweep_runs(RunStore(tmp_path), sweep.id))
+    (run,) = sweep_runs(RunStore(tmp_path), sweep.id)
+    assert run.status == "interrupted" and run.message.startswith("The app's server stopped")
     assert main(["sweep", "sample", "--vary", "lr=1e-3", "--max-minutes", "0", "--runs-dir", str(tmp_path)]) == 2
