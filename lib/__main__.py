@@ -1,9 +1,9 @@
-"""The headless command line: `python -m lib COMMAND ...` over the same functions as the app."""
+"""The headless command line: `python -m lib COMMAND ...` (or `torchscope COMMAND ...`) over the same functions
+as the app."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from lib.commands import COMMANDS
@@ -12,18 +12,19 @@ from lib.commands import COMMANDS
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lib", description="Torchscope, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"lib.commands.{name.replace('-', '_')}").register(sub)  # lr-find: lr_find.py
+    for command in COMMANDS:
+        command.options(sub.add_parser(command.name, help=command.help, epilog=command.epilog))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (the `torchscope` script exits with it)."""
     args = build_parser().parse_args(argv)
     from lib.runs.store import StoreError
 
     try:
         _apply_image_limits()
-        return args.func(args)
+        return next(c for c in COMMANDS if c.name == args.command).load()(args)
     except StoreError as e:
         # The run store failed after the command started: one line, exit 1 (not bad input).
         print(f"error: {e}", file=sys.stderr)

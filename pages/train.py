@@ -42,7 +42,15 @@ from lib.runs.view import (
     with_parent_history,
 )
 from lib.settings import runs_dir
-from lib.training.config import MODELS, NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig, validation_size
+from lib.training.config import (
+    MODELS,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    PAGE_FIELDS,
+    SCHEDULES,
+    TrainConfig,
+    validation_size,
+)
 from lib.training.runner import start_run, stop_run
 from lib.training.sweep import SWEEPABLE, parse_values, start_sweep
 
@@ -72,10 +80,7 @@ if store.notice:
     st.warning(plain(store.notice))
 
 
-FIELDS = (
-    "model", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "image_size",
-    "random_crop", "hflip", "rotation", "color_jitter", "normalization", "val_split", "seed", "max_batches", "name",
-)  # fmt: skip
+FIELDS = PAGE_FIELDS  # TrainConfig fields with page=True
 KEY = {f: f"train_{f}" for f in FIELDS}
 OPTIONS = {"model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "normalization": NORMALIZATIONS}
 SMALL_VALIDATION = 20  # fewer validation images than this: each one moves accuracy by more than 5 %

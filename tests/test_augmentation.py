@@ -9,7 +9,6 @@ from torch import nn
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from lib.commands.train import config_from_args
 from lib.data.index import build_index
 from lib.pixels.transforms import (
     Augmentation,
@@ -19,7 +18,7 @@ from lib.pixels.transforms import (
     augmented_previews,
     model_input,
 )
-from lib.training.config import TrainConfig
+from lib.training.config import TrainConfig, config_from_args
 from lib.training.engine import fit
 
 
@@ -159,10 +158,10 @@ def test_bad_augmentation_is_one_sentence(bad, words):
 def test_cli_flags_set_the_same_fields():
     import argparse
 
-    from lib.commands import train
+    from lib.commands import options
 
     parser = argparse.ArgumentParser()
-    train.register(parser.add_subparsers())
+    options.train(parser.add_subparsers().add_parser("train"))
     args = parser.parse_args(["train", "x", "--augment", "--rotation", "12", "--color-jitter", "0.25"])
     assert config_from_args(args).augmentation() == Augmentation(True, True, 12.0, 0.25)
     args = parser.parse_args(["train", "x", "--hflip"])

@@ -183,7 +183,7 @@ def test_predict_is_the_softmax_of_the_logits():
 
 
 def test_the_command_list_matches_the_methods():
-    from lib.commands.explain import METHODS as LISTED
+    from lib.commands.options import EXPLAIN_METHODS as LISTED
     from lib.evaluation.attributions import METHODS
 
     assert LISTED == METHODS

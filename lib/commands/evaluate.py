@@ -11,24 +11,6 @@ import json
 import sys
 
 
-def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="metrics of a run's last checkpoint on its validation split")
-    p.add_argument("run_id", help="a run id, as `python -m lib runs` lists them")
-    p.add_argument(
-        "--runs-dir",
-        default=None,
-        help="the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache/torchscope/runs)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object (default: a text report)")
-    p.add_argument(
-        "--predictions-csv",
-        default=None,
-        metavar="FILE",
-        help="also write one row per image: path, true, pred, confidence, loss (default: not written)",
-    )
-    p.set_defaults(func=run)
-
-
 def run(args) -> int:
     # Imported here: torchmetrics (and the matplotlib it loads) would slow every other command's start.
     from lib.evaluation.metrics import compute_metrics, predictions_frame

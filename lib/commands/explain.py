@@ -8,30 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lib.commands.options import EXPLAIN_METHODS as METHODS
 from lib.training.batches import decode_one
 from lib.training.checkpoint import LoadedRun, load_model
 from lib.training.device import resolve_device
-
-# Captum (and the matplotlib it imports) load only when this command runs, not for every `python -m lib`.
-METHODS = ("gradcam", "ig", "saliency", "occlusion")  # lib.evaluation.attributions.METHODS
-
-
-def register(sub) -> None:
-    p = sub.add_parser("explain", help="attribution maps of a run's model for some images (.npy)")
-    p.add_argument("run_id", help="a run id from `python -m lib runs`")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size: resized as training did)")
-    p.add_argument(
-        "--method",
-        default=None,
-        help=f"one of {', '.join(METHODS)} (default: gradcam, or ig for a model without a conv layer)",
-    )
-    p.add_argument("--target", default=None, help="class name or index to explain (default: each image's predicted)")
-    p.add_argument("--out", default=".", help="folder for the <image stem>.npy maps (default: the current folder)")
-    p.add_argument("--which", choices=("last", "best"), default="last", help="which checkpoint (default: last)")
-    p.add_argument("--runs-dir", default=None, help="the run store folder (default: $TORCHSCOPE_RUNS_DIR)")
-    p.add_argument("--device", default="auto", help="auto picks cuda, then mps, then cpu (default: auto)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (default: a line per image)")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

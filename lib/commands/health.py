@@ -12,31 +12,6 @@ from lib.data.marks import read_marks
 from lib.data.sources import cli_root
 
 
-def register(sub) -> None:
-    from lib.health.duplicates import MAX_THRESHOLD, NEAR_THRESHOLD
-    from lib.health.labels import MODELS
-
-    p = sub.add_parser("health", help="find duplicates, likely wrong labels and outliers in a dataset")
-    p.add_argument("source", help="an ImageFolder folder, a .zip of one, or 'sample'")
-    p.add_argument("--json", action="store_true", help="print one JSON object (default: a text summary)")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for the label check (default: 5)")
-    p.add_argument("--model", choices=MODELS, default="linear", help="the label check's quick model (default: linear)")
-    p.add_argument("--image-size", type=int, default=16, help="side images are resized to for features (default: 16)")
-    p.add_argument(
-        "--threshold",
-        type=int,
-        default=NEAR_THRESHOLD,
-        help=f"near duplicates: perceptual hashes at most this many bits apart, 0-{MAX_THRESHOLD} (default: {NEAR_THRESHOLD})",
-    )
-    p.add_argument(
-        "--run", dest="run_id", default=None, help="also list duplicates across this run's split, leaks (default: none)"
-    )
-    p.add_argument(
-        "--runs-dir", default=None, help="the run store's folder (default: TORCHSCOPE_RUNS_DIR, else <cache>/runs)"
-    )
-    p.set_defaults(func=run)
-
-
 def run(args) -> int:
     from lib.health.findings import HealthConfig, dataset_findings
 

@@ -8,19 +8,6 @@ from __future__ import annotations
 
 import json
 
-from lib.commands.transfer import RUNS_DIR_HELP
-
-
-def register(sub) -> None:
-    p = sub.add_parser("import-tb", help="add TensorBoard runs (folders of event files) to the run store")
-    p.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard reads: one run per folder of event files")
-    p.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
-    p.add_argument(
-        "--rename", action="store_true", help="import a folder imported before under a new id (default: refuse)"
-    )
-    p.add_argument("--json", action="store_true", help='print {"runs": [{"name", "run_id"}]} instead of lines')
-    p.set_defaults(func=run)
-
 
 def run(args) -> int:
     from lib.runs.store import RunStore

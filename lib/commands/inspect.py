@@ -9,13 +9,6 @@ from lib.data.index import build_index, verify_index
 from lib.data.sources import cli_root
 
 
-def register(sub) -> None:
-    p = sub.add_parser("inspect", help="index and fully check a dataset (folder or .zip)")
-    p.add_argument("source", help="an ImageFolder folder, or a .zip of one")
-    p.add_argument("--json", action="store_true", help="print one JSON object (default: a text summary)")
-    p.set_defaults(func=run)
-
-
 def run(args) -> int:
     index = verify_index(build_index(str(cli_root(args.source))))
     summary = index.summary()

@@ -8,34 +8,10 @@ from __future__ import annotations
 
 import json
 
-from lib.commands.train import add_recipe_options, check_args, config_from_args
+from lib.commands.options import check_args
 from lib.data.index import build_index
 from lib.data.sources import cli_root
-from lib.training.config import DEFAULT_CACHE_MB, TrainConfig
-
-_DEFAULTS = dict(start_lr=1e-7, end_lr=10.0, num_batches=100)  # LRFinderConfig's, stated without torch
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "lr-find",
-        help="suggest a learning rate with a short exponential sweep; writes no run",
-        epilog="--lr, --schedule, --epochs and --max-batches are ignored: the sweep sets the learning rate",
-    )
-    p.add_argument("source", help="an ImageFolder folder, a .zip of one, or `sample`")
-    add_recipe_options(p)
-    p.add_argument("--start-lr", type=float, default=_DEFAULTS["start_lr"], help="first lr (default: 1e-07)")
-    p.add_argument("--end-lr", type=float, default=_DEFAULTS["end_lr"], help="last lr (default: 10)")
-    p.add_argument(
-        "--num-batches", type=int, default=_DEFAULTS["num_batches"], help="batches in the sweep (default: 100)"
-    )
-    p.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB, help=f"as for train (default: {DEFAULT_CACHE_MB})")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
-    p.add_argument(
-        "--config", default=None, help="a TrainConfig as JSON, as the app passes it; replaces the options above"
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
-    p.set_defaults(func=run, name="")
+from lib.training.config import TrainConfig, config_from_args
 
 
 def run(args) -> int:

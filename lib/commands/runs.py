@@ -8,17 +8,6 @@ from lib.runs.store import RunStore
 from lib.runs.view import runs_table
 
 
-def register(sub) -> None:
-    p = sub.add_parser("runs", help="list training runs in the run store")
-    p.add_argument(
-        "--runs-dir",
-        default=None,
-        help="the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache/torchscope/runs)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON array of runs (default: a text table)")
-    p.set_defaults(func=run)
-
-
 def run(args) -> int:
     records = RunStore(args.runs_dir).list_runs()
     if args.json:

@@ -16,20 +16,6 @@ from lib.data.sources import cli_root
 from lib.pixels.stats import ChannelStats, StatsConfig, channel_counts, channel_stats, level_values, stats_from_counts
 
 
-def register(sub) -> None:
-    p = sub.add_parser("stats", help="exact per-channel mean, std, min and max of a dataset")
-    p.add_argument("source", help="an ImageFolder folder, a .zip of one, or 'sample'")
-    p.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help="resize each image to SIZE x SIZE first, as training does (default: native size)",
-    )
-    p.add_argument("--workers", type=int, default=0, help="processes to decode with (default: 0, every core)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (default: a text summary)")
-    p.set_defaults(func=run)
-
-
 def run(args) -> int:
     if args.size is not None and args.size < 1:
         raise ValueError(f"--size must be at least 1, got {args.size}; leave it out for native size.")

@@ -8,42 +8,17 @@ batch and start no further one). --max-minutes ends one run, as `stopped`; the s
 from __future__ import annotations
 
 import json
-import signal
 
-from lib.commands.train import add_recipe_options, add_watch_options, check_args, config_from_args
+from lib.commands.options import check_args
+from lib.commands.plumbing import stop_on_signals
 from lib.data.sources import cli_root
 from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.runs.sweeps import create_sweep, sweep_runs, sweep_winner
 from lib.settings import load_settings
-from lib.training.config import DEFAULT_CACHE_MB
-from lib.training.sweep import SWEEPABLE, check_sweep_limits, grid, parse_values
+from lib.training.config import config_from_args
+from lib.training.sweep import check_sweep_limits, grid, parse_values
 from lib.training.watch import ParentWatch, StopEvent
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "sweep",
-        help="train a grid over one or two hyperparameters, one run after another, as one sweep",
-        epilog="exit codes: 0 completed, 2 bad input, 4 stopped",
-    )
-    p.add_argument("source", nargs="?", default=None, help="an ImageFolder folder, a .zip of one, or `sample`")
-    p.add_argument(
-        "--vary",
-        action="append",
-        default=[],
-        metavar="NAME=V1,V2,...",
-        help=f"a hyperparameter and its values, once or twice; NAME one of {', '.join(SWEEPABLE)} "
-        "(dashes or underscores) (default: none, required without --sweep-id)",
-    )
-    add_recipe_options(p)
-    p.add_argument("--runs-dir", default=None, help="the run store folder (default: $TORCHSCOPE_RUNS_DIR)")
-    p.add_argument("--cache-mb", type=int, default=DEFAULT_CACHE_MB, help=f"as for train (default: {DEFAULT_CACHE_MB})")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
-    add_watch_options(p)
-    p.add_argument("--sweep-id", default=None, help="drive a sweep the app created in the store (default: a new one)")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
-    p.set_defaults(func=run, name="")
 
 
 def _axes(args) -> list:
@@ -79,17 +54,15 @@ def run(args) -> int:
 
     torch.set_num_threads(args.threads or default_threads())
     stop = StopEvent()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = ParentWatch(args.parent_pid, stop) if args.parent_pid is not None else None
     try:
-        outcome = drive_sweep(
-            store, sweep_id, load_settings(), stop, cache_bytes=args.cache_mb * 2**20, max_minutes=args.max_minutes
-        )
+        with stop_on_signals(stop):
+            outcome = drive_sweep(
+                store, sweep_id, load_settings(), stop, cache_bytes=args.cache_mb * 2**20, max_minutes=args.max_minutes
+            )
     finally:
         if server:
             server.cancel()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     runs = sweep_runs(store, sweep_id)
     winner = sweep_winner(runs)
     if args.json:

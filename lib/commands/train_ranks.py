@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import sys
 import threading
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
 import torch
 
-from lib.commands.train import _hooks, _report, _watches, check_runnable, config_from_args, open_store
+from lib.commands.plumbing import check_runnable, open_store, report, start_watches, stop_on_signals, store_hooks
 from lib.data.index import DatasetIndex, build_index, verify_index
 from lib.data.sources import cli_root
 from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.settings import runs_dir as runs_folder
 from lib.training import distributed
-from lib.training.config import fits_in_memory
+from lib.training.config import config_from_args, fits_in_memory
 from lib.training.device import idle_cores, resolve_device
 from lib.training.distributed import Dist
 from lib.training.engine import Hooks, fit
@@ -86,8 +84,8 @@ def _train(ctx: Dist, args, config, index: DatasetIndex, stop: threading.Event) 
     run_id = store.create_run(config.to_dict(), root=index.root, name=config.name)
     store.update_run(run_id, pid=os.getpid(), fingerprint=index.fingerprint(), classes=index.classes, root=index.root)
     ctx.from_main(run_id)
-    hooks = _hooks(store, run_id, args.json)
-    watches = _watches(store, run_id, stop, args)  # --max-minutes: rank 0 stops, and the stop reaches every rank
+    hooks = store_hooks(store, run_id, args.json)
+    watches = start_watches(store, run_id, stop, args)  # --max-minutes: rank 0 stops, and the stop reaches every rank
     try:
         result = execute_run(
             store,
@@ -106,19 +104,8 @@ def _train(ctx: Dist, args, config, index: DatasetIndex, stop: threading.Event) 
     timings = Timings(result.timings)  # rank 0's phases; "total" is this process's whole life
     timings["total"] = process_age() or sum(timings.values())
     record = store.get_run(run_id)
-    _report(run_id, result, args.json, timings, record.checkpoint if record else None)
+    report(run_id, result, args.json, timings, record.checkpoint if record else None)
     return result.status
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event):
-    """While inside, SIGINT/SIGTERM set `stop`: every rank stops after the current batch (the flag is all-reduced)."""
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _record_for_rank0(runs_dir: str | None, run_id: str, reason: str) -> None:

@@ -13,31 +13,6 @@ from lib.runs.importer import Limits, import_bundle
 from lib.runs.store import RunStore
 from lib.settings import load_settings
 
-RUNS_DIR_HELP = "the run store folder (default: $TORCHSCOPE_RUNS_DIR or ~/.cache/torchscope/runs)"
-
-
-def register(sub) -> None:
-    p = sub.add_parser("export", help="write runs' metrics as one long CSV, run bundles or TensorBoard event files")
-    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="the runs to export (see `python -m lib runs`)")
-    p.add_argument(
-        "--out",
-        required=True,
-        help="FILE.csv for every metric at full resolution, FILE.zip for bundles, DIR for tensorboard",
-    )
-    p.add_argument(
-        "--format",
-        choices=("csv", "zip", "tensorboard"),
-        default=None,
-        help="csv, zip (bundles) or tensorboard (event files in DIR/<run name>); default: from --out's suffix",
-    )
-    p.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
-    p.set_defaults(func=export)
-    p = sub.add_parser("import", help="add the runs of a bundle (.zip from `export`) to the run store")
-    p.add_argument("bundle", help="a .zip written by `python -m lib export ... --out FILE.zip` or the Runs page")
-    p.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
-    p.add_argument("--rename", action="store_true", help="give a run whose id is taken a new id (default: refuse)")
-    p.set_defaults(func=import_)
-
 
 def export(args) -> int:
     out = Path(args.out)

@@ -1,8 +1,13 @@
-"""The one set of training knobs, validated once and saved with every run and checkpoint."""
+"""The one set of training knobs, validated once and saved with every run and checkpoint.
+
+Each field's metadata says how it is offered (help, bounds, choices): the command line's options
+(`add_config_options`, `config_from_args`) and the Train page's field list (`PAGE_FIELDS`) are built from it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import argparse
+from dataclasses import asdict, dataclass, field, fields
 
 from lib.pixels.augmentation import Augmentation
 
@@ -14,6 +19,20 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENT_FIELDS = frozenset(("random_crop", "hflip", "rotation", "color_jitter"))
 MAX_EPOCHS, MAX_BATCH, MAX_SEED = 100_000, 1_000_000, 2**32 - 1
 DEFAULT_CACHE_MB = 2048  # decoded images kept in memory up to this size (an execution knob, not a result one)
+AUGMENTATION_GROUP = "augmentation (training batches only; preview it on the Channels page)"
+
+
+def knob(default, help: str, *, page: bool = True, cli: bool = True, **extra):
+    """A TrainConfig field with how it is offered.
+
+    Args:
+        help: the option's help, without its default (added from `default`, or `default_text` for None).
+        page: shown on the Train page.
+        cli: an option of the training commands (`world_size` is set from torchrun's environment).
+        extra: `choices`; `low`/`high` (whole-number bounds, checked by TrainConfig); `metavar`, `group`,
+            `default_text` for the help.
+    """
+    return field(default=default, metadata={"help": help, "page": page, "cli": cli, **extra})
 
 
 @dataclass(frozen=True)
@@ -25,40 +44,51 @@ class TrainConfig:
     (stratified). max_batches caps the batches per epoch (a dry run); None trains on every batch.
     """
 
-    model: str = "cnn"
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    schedule: str = "none"
-    image_size: int = 32
-    random_crop: bool = False
-    hflip: bool = False
-    rotation: float = 0.0
-    color_jitter: float = 0.0
-    normalization: str = "dataset"
-    val_split: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    max_batches: int | None = None
-    pretrained: bool = False
-    name: str = ""
-    world_size: int = 1  # processes the run spans (set from torchrun's environment, not chosen)
+    model: str = knob("cnn", "architecture", choices=MODELS)
+    epochs: int = knob(5, "passes over the training split; with --resume, how many more", low=1, high=MAX_EPOCHS)
+    batch_size: int = knob(
+        64, "images per step; under torchrun over all processes, each rank taking 1/N", low=1, high=MAX_BATCH
+    )
+    lr: float = knob(1e-3, "learning rate")
+    optimizer: str = knob("adam", "sgd uses momentum 0.9", choices=OPTIMIZERS)
+    weight_decay: float = knob(0.0, "adds WD x weight to each gradient (adamw: decays the weights directly)")
+    schedule: str = knob("none", "learning-rate schedule", choices=SCHEDULES)
+    image_size: int = knob(32, "square side in pixels")
+    random_crop: bool = knob(
+        False, "pad each side by max(1, size // 8) px (reflect), crop back at a random offset", group="augment"
+    )
+    hflip: bool = knob(False, "mirror left-right with probability 0.5", group="augment")
+    rotation: float = knob(0.0, "rotate by a random angle in [-DEG, DEG], 0 to 180", metavar="DEG", group="augment")
+    color_jitter: float = knob(
+        0.0,
+        "scale brightness, contrast, saturation by random factors in [1-J, 1+J], 0 to 1",
+        metavar="J",
+        group="augment",
+    )
+    normalization: str = knob("dataset", "per-channel mean/std to subtract", choices=NORMALIZATIONS)
+    val_split: float = knob(0.2, "fraction of each class held out for validation")
+    seed: int = knob(0, "seed for split, init, shuffling, augmentation", low=0, high=MAX_SEED)
+    device: str = knob("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES, page=False)
+    max_batches: int | None = knob(None, "batches per epoch, for a dry run", low=1, high=MAX_BATCH, default_text="all")
+    pretrained: bool = knob(
+        False,
+        "resnet18 only: start from ImageNet weights already in the torch hub cache, never downloaded",
+        page=False,
+    )
+    name: str = knob("", "a label for the run", default_text="the run id")
+    # Processes the run spans: set from torchrun's environment, not chosen.
+    world_size: int = knob(1, "processes the run spans", low=1, page=False, cli=False)
 
     def __post_init__(self):
-        _choice("model", self.model, MODELS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("normalization", self.normalization, NORMALIZATIONS)
-        _choice("device", self.device, DEVICES)
-        _at_least("epochs", self.epochs, 1)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("seed", self.seed, 0)
-        # Bounds that keep step counts and seeds inside SQLite's and torch's 64-bit integers.
-        _at_most("epochs", self.epochs, MAX_EPOCHS)
-        _at_most("batch_size", self.batch_size, MAX_BATCH)
-        _at_most("seed", self.seed, MAX_SEED)
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if "choices" in meta:
+                _choice(f.name, value, meta["choices"])
+            # Bounds that keep step counts and seeds inside SQLite's and torch's 64-bit integers.
+            if "low" in meta and value is not None:
+                _at_least(f.name, value, meta["low"])
+            if "high" in meta and value is not None:
+                _at_most(f.name, value, meta["high"])
         if not 4 <= self.image_size <= 1024:
             raise ValueError(f"image_size {self.image_size} is out of range; choose between 4 and 1024 pixels.")
         if not (self.lr > 0 and self.lr < float("inf")):
@@ -68,10 +98,6 @@ class TrainConfig:
         if not 0.0 < self.val_split < 1.0:
             raise ValueError(f"val_split must be between 0 and 1 (exclusive), got {self.val_split}; try 0.2.")
         self.augmentation()  # validates rotation and color_jitter
-        _at_least("world_size", self.world_size, 1)
-        if self.max_batches is not None:
-            _at_least("max_batches", self.max_batches, 1)
-            _at_most("max_batches", self.max_batches, MAX_BATCH)
         if self.pretrained and self.model != "resnet18":
             raise ValueError(
                 f"Pretrained weights exist only for resnet18, not {self.model}; choose resnet18 or untick pretrained."
@@ -96,6 +122,48 @@ class TrainConfig:
         if d.get("augment") and not AUGMENT_FIELDS & d.keys():
             values.update(random_crop=True, hflip=True)
         return cls(**values)
+
+
+PAGE_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.metadata["page"])  # the Train page's inputs
+_TYPES = {"str": str, "int": int, "float": float, "int | None": int}
+
+
+def add_config_options(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] = ()) -> None:
+    """One option per TrainConfig field (`--batch-size` for batch_size), each help ending in its default;
+    the augmentation fields, and the `--augment` shorthand, in a group of their own."""
+    group = parser.add_argument_group(AUGMENTATION_GROUP)
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        if not meta["cli"] or f.name in exclude:
+            continue
+        target = group if meta.get("group") == "augment" else parser
+        flag, help = "--" + f.name.replace("_", "-"), f"{meta['help']} (default: {_default_text(f)})"
+        if f.type == "bool":
+            target.add_argument(flag, action="store_true", help=help)
+            continue
+        options = {k: meta[k] for k in ("choices", "metavar") if k in meta}
+        target.add_argument(flag, type=_TYPES[f.type], default=f.default, help=help, **options)
+    group.add_argument("--augment", action="store_true", help="shorthand for --random-crop --hflip (default: off)")
+
+
+def config_from_args(args: argparse.Namespace, world_size: int = 1) -> TrainConfig:
+    """The TrainConfig the options of `add_config_options` describe (an excluded field keeps its default).
+
+    Raises:
+        ValueError: one sentence for a bad value.
+    """
+    values = {f.name: getattr(args, f.name, f.default) for f in fields(TrainConfig) if f.metadata["cli"]}
+    augment = getattr(args, "augment", False)
+    values.update(random_crop=values["random_crop"] or augment, hflip=values["hflip"] or augment)
+    return TrainConfig(**values, world_size=world_size)
+
+
+def _default_text(f) -> str:
+    if "default_text" in f.metadata:
+        return f.metadata["default_text"]
+    if isinstance(f.default, bool):
+        return "on" if f.default else "off"
+    return f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
 
 
 def fits_in_memory(num_images: int, image_size: int, cache_bytes: int) -> bool:
