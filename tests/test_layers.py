@@ -1,5 +1,6 @@
 """The layering rules of DESIGN.md and docs/architecture.md, read from the AST of every module: streamlit
-only in lib/app/, no torch in pages/, and no package of lib/ importing one above it."""
+only in lib/app/, no torch in pages/, no package of lib/ importing one above it, and no cycle of module-level
+imports."""
 
 from __future__ import annotations
 
@@ -74,3 +75,88 @@ def test_the_checker_sees_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import streamlit as st\nfrom lib.app import cache\ndef f():\n    import torch\n")
     assert imported_modules(bad) == ["streamlit", "lib.app", "torch"]
+
+
+def module_name(path: Path, root: Path) -> str:
+    """`root/lib/data/index.py` -> `lib.data.index`; a package's `__init__.py` is the package."""
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def load_time_imports(path: Path, root: Path) -> list[str]:
+    """The modules `path` imports as it is itself imported: module level, not inside functions and not
+    under `if TYPE_CHECKING:` (those cannot form a cycle at import time)."""
+    own = module_name(path, root).split(".")
+    package = own if path.name == "__init__.py" else own[:-1]
+    names: list[str] = []
+
+    def visit(nodes) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                names.extend(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package[: len(package) - node.level + 1] if node.level else [])
+                module = ".".join(p for p in (base, node.module or "") if p)
+                # `from lib.commands import train` may name a module: both are candidates.
+                names.extend([module] + [f"{module}.{alias.name}" for alias in node.names])
+            elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+                visit(node.body + node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body + [n for h in node.handlers for n in h.body] + node.orelse + node.finalbody)
+            elif isinstance(node, ast.With):
+                visit(node.body)
+
+    visit(ast.parse(path.read_text(), filename=str(path)).body)
+    return names
+
+
+def import_graph(root: Path, package: str) -> dict[str, set[str]]:
+    """Module -> the modules of the same tree it imports at load time."""
+    paths = {module_name(p, root): p for p in sorted((root / package).rglob("*.py"))}
+    return {
+        name: {m for m in load_time_imports(path, root) if m in paths and m != name} for name, path in paths.items()
+    }
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as [a, b, ..., a], or None (depth-first search)."""
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = "open"
+        stack.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                return stack[stack.index(target) :] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        state[module] = "done"
+        stack.pop()
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_between_modules():
+    cycle = import_cycle(import_graph(ROOT, "lib"))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_sees_a_planted_cycle(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("import pkg.b\n")
+    (pkg / "b.py").write_text("from pkg import c\n")
+    (pkg / "c.py").write_text("from . import a\n")
+    (pkg / "d.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.e\n")
+    (pkg / "e.py").write_text("def f():\n    import pkg.d\n")  # only at call time: no cycle
+    graph = import_graph(tmp_path, "pkg")
+    assert graph["pkg.d"] == set() and graph["pkg.e"] == set()
+    assert import_cycle(graph) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
+    (pkg / "c.py").write_text("")
+    assert import_cycle(import_graph(tmp_path, "pkg")) is None
