@@ -6,15 +6,18 @@ PORT ?= 8501
 
 .PHONY: setup run test lint bench browser clean
 
-# Idempotent: reinstalls only when a requirements file changed since the last install.
+# Idempotent: reinstalls only when a requirements file or pyproject.toml changed since the last install.
+# The pinned requirements first, then this project in editable mode without touching them: `lib` imports from
+# any folder, bench/ scripts run as `python bench/NAME.py`, and the `torchscope` command is on the venv's PATH.
 setup: $(VENV)/.installed
 
 $(VENV)/bin/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found; install Python 3.11 or run make PY=python3"; exit 1; }
 	$(PY) -m venv $(VENV)
 
-$(VENV)/.installed: $(VENV)/bin/python requirements.txt
+$(VENV)/.installed: $(VENV)/bin/python requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt

@@ -8,7 +8,6 @@ concurrent benchmark never sees half a dataset.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,9 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, like `make bench`
-
-from lib.data.folders import publish_folder  # noqa: E402
+from lib.data.folders import publish_folder
 
 DATA_ENV = "TORCHSCOPE_BENCH_DATA"
 MARKER = ".complete"

@@ -8,15 +8,13 @@ Run: .venv/bin/python bench/bench_dataset_page.py
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _data import image_folder, noise
 
-from bench._data import image_folder, noise  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def generated_folder(n: int, classes: int = 10, size: int = 32) -> Path:

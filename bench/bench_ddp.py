@@ -22,11 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _data import image_folder
 
-from bench._data import image_folder  # noqa: E402
-from lib.data.sample import CLASSES, make_sample_image  # noqa: E402
-from lib.settings import default_threads  # noqa: E402
+from lib.data.sample import CLASSES, make_sample_image
+from lib.settings import default_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]

@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _data import image_folder, noise
+
+from lib.evaluation.predictions import Predictions, checkpoint_key, predict_tensors
+from lib.pixels.transforms import normalize
+from lib.runs.store import RunStore
+from lib.training.batches import batch_preparer
+from lib.training.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench._data import image_folder, noise  # noqa: E402
-from lib.evaluation.predictions import Predictions, checkpoint_key, predict_tensors  # noqa: E402
-from lib.pixels.transforms import normalize  # noqa: E402
-from lib.runs.store import RunStore  # noqa: E402
-from lib.training.batches import batch_preparer  # noqa: E402
-from lib.training.models import build_model  # noqa: E402
 
 MEAN_STD = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 CLASSES = [f"class_{c:02d}" for c in range(10)]

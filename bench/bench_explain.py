@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lib.evaluation.attributions import attribute  # noqa: E402
-from lib.evaluation.embeddings import embed_tensors, pca_2d  # noqa: E402
-from lib.training.batches import batch_preparer  # noqa: E402
-from lib.training.device import resolve_device  # noqa: E402
-from lib.training.models import build_model  # noqa: E402
+from lib.evaluation.attributions import attribute
+from lib.evaluation.embeddings import embed_tensors, pca_2d
+from lib.training.batches import batch_preparer
+from lib.training.device import resolve_device
+from lib.training.models import build_model
 
 MEAN_STD = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 

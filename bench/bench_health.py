@@ -13,22 +13,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from _data import MARKER, data_dir, image_folder
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from bench._data import MARKER, data_dir, image_folder  # noqa: E402
-from lib.data.folders import publish_folder  # noqa: E402
-from lib.data.index import build_index  # noqa: E402
-from lib.health import duplicates  # noqa: E402
-from lib.health.findings import HealthConfig, check_health  # noqa: E402
-from lib.health.scan import perceptual_hashes, scan  # noqa: E402
-from lib.pixels.decode import Decoding  # noqa: E402
+from lib.data.folders import publish_folder
+from lib.data.index import build_index
+from lib.health import duplicates
+from lib.health.findings import HealthConfig, check_health
+from lib.health.scan import perceptual_hashes, scan
+from lib.pixels.decode import Decoding
 
 FLIPS = 20
 

@@ -13,12 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from _data import image_folder, noise
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, like `make bench`
-
-from bench._data import image_folder, noise  # noqa: E402
-from lib.data.index import build_index  # noqa: E402
+from lib.data.index import build_index
 
 SIZES = (1_000, 20_000)
 CLASSES = 10

@@ -29,14 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _app import CHROMIUM, CHROMIUM_ARGS, IDLE, start_app, stop_app
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import async_playwright
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._app import CHROMIUM, CHROMIUM_ARGS, IDLE, start_app, stop_app  # noqa: E402
-from lib.runs.liveness import pid_alive  # noqa: E402
-from lib.runs.store import RunStore  # noqa: E402
+from lib.runs.liveness import pid_alive
+from lib.runs.store import RunStore
 
 PAGES = ("Dataset", "Channels", "Train")
 NAV, ERRORS, STOP = "[data-testid='stSidebarNav'] a", "[data-testid='stException']", ".st-key-train_stop button"

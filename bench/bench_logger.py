@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from lib.runs.logger import start_run  # noqa: E402
-from lib.training.models import build_model  # noqa: E402
+from lib.runs.logger import start_run
+from lib.training.models import build_model
 
 BLOCK = 20
 

@@ -19,11 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _data import data_dir
 
-from _data import data_dir  # noqa: E402
-
-from lib.runs.store import RunStore  # noqa: E402
+from lib.runs.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, EPOCHS = 2000, 10

@@ -17,14 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from _data import image_folder
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from bench._data import image_folder  # noqa: E402
-from lib.data.index import build_index  # noqa: E402
-from lib.pixels.stats import StatsConfig, channel_stats  # noqa: E402
+from lib.data.index import build_index
+from lib.pixels.stats import StatsConfig, channel_stats
 
 
 def dataset(n: int) -> Path:

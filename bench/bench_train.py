@@ -26,17 +26,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _data import image_folder
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._data import image_folder  # noqa: E402
-from lib.data.sample import CLASSES, make_sample_image  # noqa: E402
-from lib.runs.store import RunStore  # noqa: E402
-from lib.settings import default_threads  # noqa: E402
-from lib.training.config import TrainConfig  # noqa: E402
-from lib.training.engine import fit  # noqa: E402
-from lib.training.models import build_model  # noqa: E402
-from lib.training.trainer import StoreHooks  # noqa: E402
+from lib.data.sample import CLASSES, make_sample_image
+from lib.runs.store import RunStore
+from lib.settings import default_threads
+from lib.training.config import TrainConfig
+from lib.training.engine import fit
+from lib.training.models import build_model
+from lib.training.trainer import StoreHooks
 
 ROOT = Path(__file__).resolve().parent.parent
 

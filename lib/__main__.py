@@ -10,6 +10,7 @@ from lib.commands import COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # One name whichever way it starts (`torchscope` is the same command): help and errors read alike.
     parser = argparse.ArgumentParser(prog="python -m lib", description="Torchscope, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
