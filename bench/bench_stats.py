@@ -3,16 +3,18 @@
     python bench/bench_stats.py [--images 20000] [--repeats 3]
 
 (a) decode-only: one process, Image.open(p).convert("RGB") + .load() per image; no statistics at all.
+(c) the command: `python -m lib stats DIR --json` as a whole process (interpreter start, imports, index, stats).
 (b) the usual recipe: torchvision ImageFolder + DataLoader(batch_size=1) + ToTensor, per-image sums,
     std as the mean of per-image stds (a different, inexact answer).
 Same process, same files (generated once under $TORCHSCOPE_BENCH_DATA, page cache warmed first). Wants: channel_stats /
-decode-only <= 1.0 (aim 0.6 with two cores), and well ahead of the recipe.
+decode-only <= 1.0 (aim 0.6 with two cores), the command too, and well ahead of the recipe.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,6 +56,12 @@ def recipe(root: Path) -> tuple[list[float], list[float]]:
     return (mean / len(loader)).tolist(), (std / len(loader)).tolist()
 
 
+def command(root: Path) -> None:
+    """`python -m lib stats` on root, a whole process, from the repository root."""
+    cmd = [sys.executable, "-m", "lib", "stats", str(root), "--json"]
+    subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], check=True, stdout=subprocess.DEVNULL)
+
+
 def timed(fn, *args):
     t0 = time.perf_counter()
     out = fn(*args)
@@ -81,11 +89,12 @@ def main() -> int:
     print(f"{len(paths):,} images of 32x32 under {root}; {cores} cores; load average {os.getloadavg()[0]:.1f} at start")
 
     t_cold, stats = timed(channel_stats, paths, StatsConfig())  # includes starting the forkserver
-    t_decode, t_stats, t_serial = [], [], []
+    t_decode, t_stats, t_serial, t_command = [], [], [], []
     for _ in range(args.repeats):  # interleaved, so a busy moment on a shared machine hits all alike
         t_decode.append(timed(decode_only, paths)[0])
         t_stats.append(timed(channel_stats, paths, StatsConfig())[0])
         t_serial.append(timed(channel_stats, paths, StatsConfig(executor="serial"))[0])
+        t_command.append(timed(command, root)[0])
     t_recipe, (r_mean, r_std) = timed(recipe, root)
     cpu_decode = min(cpu_timed(decode_only, paths) for _ in range(args.repeats))
     cpu_serial = min(cpu_timed(channel_stats, paths, StatsConfig(executor="serial")) for _ in range(args.repeats))
@@ -96,6 +105,8 @@ def main() -> int:
         f"channel_stats, {cores} processes     {s:7.2f} s   ratio to (a) {s / d:.2f}   (first call, pool start-up: {t_cold:.2f} s)"
     )
     print(f"channel_stats, 1 process      {s1:7.2f} s   ratio to (a) {s1 / d:.2f}")
+    c = min(t_command)
+    print(f"python -m lib stats (c)       {c:7.2f} s   ratio to (a) {c / d:.2f}   (whole process)")
     print(f"recipe (b), DataLoader bs=1   {t_recipe:7.2f} s   channel_stats is {t_recipe / s:.1f}x faster")
     n = len(paths)
     print(
