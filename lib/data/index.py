@@ -238,7 +238,7 @@ def _map(fn, items: list, workers: int, progress: Progress | None, *, io_only: b
     Chunks, because ThreadPoolExecutor.map ignores chunksize and one future per file cost more than
     reading a header. With io_only (header reads: Python code holding the GIL), threads only pay off
     while files are waited on, so the first chunk runs alone and threads are used only when its wall
-    time was mostly waiting (a cold cache, a network drive); on a warm cache they made it 1.3-1.5x slower.
+    time was mostly waiting (a cold cache, a network drive); on a warm cache threads make it 1.3-1.5x slower.
     """
     total = len(items)
     chunks = [items[i : i + chunk] for i in range(0, total, chunk)]

@@ -40,8 +40,8 @@ def idle_cores() -> int:
     """Torch intra-op threads for a trainer: the cores this process may use (lib.settings.default_threads)
     that the 1-minute load average leaves free, at least 1.
 
-    A thread beyond those waits for a time slice at every op: on 2 cores at load 14, a second thread
-    made `linear` and `cnn` steps 5 to 15 times slower than one.
+    A thread beyond those waits for a time slice at every op, so the whole step waits for it: with 2 cores
+    at load 14, two threads make `linear` and `cnn` steps 5 to 15 times slower than one.
     """
     cores = default_threads()
     try:
