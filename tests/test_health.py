@@ -127,3 +127,23 @@ def test_unusable_source_and_bad_options_exit_2(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     assert main(["health", "sample", "--folds", "1"]) == 2
     assert "folds" in capsys.readouterr().err
+
+
+def test_leaks_are_the_groups_across_a_runs_split(tmp_path, capsys):
+    root = tmp_path / "ds"
+    rng = np.random.default_rng(1)
+    for name, color in (("a", (200, 40, 40)), ("b", (40, 40, 200))):
+        (root / name).mkdir(parents=True)
+        for i in range(8):
+            picture = blobs(rng, color, 16)
+            picture.save(root / name / f"{i}.png")
+            picture.save(root / name / f"{i}_copy.png", compress_level=1)  # every picture twice
+    args = ["train", str(root), "--model", "linear", "--epochs", "1", "--image-size", "16", "--runs-dir", str(tmp_path)]
+    assert main([*args, "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
+    val = set(RunStore(tmp_path).files.load_checkpoint(run_id, "last")["val_paths"])
+    report = health_json(root, capsys, "--run", run_id, "--runs-dir", str(tmp_path))
+    pairs = [g["paths"] for g in report["duplicates"]]
+    assert len(pairs) == 16 and all(len(p) == 2 for p in pairs)
+    expected = [p for p in pairs if (p[0] in val) != (p[1] in val)]  # one copy trained on, the other validated
+    assert expected and [g["paths"] for g in report["leaks"]] == expected
