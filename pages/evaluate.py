@@ -26,6 +26,7 @@ import streamlit as st
 
 from lib.app import cache, repairs
 from lib.app.cache import run_store
+from lib.app.imported import dataset_picked
 from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
 from lib.charts.evaluate import (
@@ -64,6 +65,8 @@ keep("evaluate_run", st.session_state.get("train_run") if st.session_state.get("
      options=list(labels), param="run")  # fmt: skip
 run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="evaluate_run")
 record = next(r for r in runs if r.id == run_id)
+if not dataset_picked(record, store):  # an imported run reads only a dataset its owner opened
+    st.stop()
 
 
 def load():

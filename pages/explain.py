@@ -24,6 +24,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.app import cache, repairs
+from lib.app.imported import dataset_picked
 from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.charts.explain import PICK, embedding_chart, probability_chart
@@ -95,6 +96,8 @@ def apply_link_and_clicks() -> None:
 apply_link_and_clicks()
 left, middle, right = st.columns([2, 1, 1])
 run_id = left.selectbox("Run", list(labels), format_func=labels.get, key="explain_run")
+if not dataset_picked(next(r for r in runs if r.id == run_id), store):  # an imported run: a dataset its owner opened
+    st.stop()
 facts = load_facts(run_id)
 keep("explain_class", facts.classes[0], options=facts.classes)
 class_name = middle.selectbox("Class", facts.classes, key="explain_class")

@@ -300,7 +300,9 @@ def evaluate_run(run_id: str, progress: Progress | None = None) -> Evaluation:
     from lib.evaluation.metrics import compute_metrics
     from lib.evaluation.predictions import run_predictions
 
-    found = run_predictions(run_id, runs_dir=runs_dir(), progress=progress, marks_base=marks_base())
+    found = run_predictions(
+        run_id, runs_dir=runs_dir(), progress=progress, marks_base=marks_base(), settings=settings()
+    )
     return _remember((str(runs_dir()), run_id, found.key), Evaluation(found, compute_metrics(found)))
 
 
@@ -351,7 +353,7 @@ def checkpoint_key(run_id: str) -> int:
 
 @st.cache_resource(show_spinner="Loading the run's model…", max_entries=4)
 def _model(run_id: str, key: int) -> tuple[LoadedRun, threading.Lock]:
-    return load_model(run_id, runs_dir=runs_dir(), device=resolve_device("auto")), threading.Lock()
+    return load_model(run_id, runs_dir=runs_dir(), device=resolve_device("auto"), settings=settings()), threading.Lock()
 
 
 def explain_facts(run_id: str) -> ModelFacts:
@@ -367,7 +369,7 @@ def run_image(run_id: str, path: str, size: int) -> np.ndarray | str:
     """A validation image (path relative to the run's root) at the model's size, uint8 (S, S, 3), or why not."""
     loaded, _ = _model(run_id, checkpoint_key(run_id))
     try:
-        return decode_one(str(loaded.root / path), size).permute(1, 2, 0).numpy()
+        return decode_one(loaded.image_path(path), size).permute(1, 2, 0).numpy()
     except ValueError as e:
         return f"{path} cannot be read ({e})."
 

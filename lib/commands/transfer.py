@@ -12,6 +12,7 @@ from lib.runs.export import write_bundle, write_csv
 from lib.runs.importer import Limits, import_bundle
 from lib.runs.store import RunStore
 from lib.settings import load_settings
+from lib.training.config import stored_config
 
 
 def export(args) -> int:
@@ -55,7 +56,13 @@ def export_tensorboard(store: RunStore, run_ids: list[str], out: Path) -> int:
 def import_(args) -> int:
     settings = load_settings()
     limits = Limits(settings.max_archive_files, settings.max_archive_mb * 2**20)
-    ids = import_bundle(args.bundle, RunStore(args.runs_dir), rename=args.rename, limits=limits)
+    ids = import_bundle(
+        args.bundle,
+        RunStore(args.runs_dir),
+        rename=args.rename,
+        limits=limits,
+        check_config=lambda config: stored_config(config, settings),
+    )
     for old, new in ids.items():
         print(f"imported {old}" + (f" as {new}" if new != old else ""))
     return 0

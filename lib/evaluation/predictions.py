@@ -26,6 +26,7 @@ from torch import nn
 
 from lib.data.marks import read_marks
 from lib.runs.store import RunStore
+from lib.settings import Settings
 from lib.training.batches import batch_preparer, decode_images
 from lib.training.checkpoint import LoadedRun, load_model
 from lib.training.device import resolve_device
@@ -129,6 +130,7 @@ def run_predictions(
     device: str | torch.device | None = None,
     progress: Progress | None = None,
     marks_base: Path | None = None,
+    settings: Settings | None = None,
 ) -> Predictions:
     """The stored predictions of run_id's checkpoint, predicting and storing them first when they are
     missing or older than the checkpoint. `device` None: the run's own choice (its config's `device`),
@@ -146,8 +148,11 @@ def run_predictions(
     stored = stored_predictions(store, run_id, which)
     if stored is not None and stored.key == key:
         return stored
-    loaded = load_model(run_id, runs_dir=store.root, which=which, device=device or run_device(record.config))
-    marked = set(read_marks(loaded.root, marks_base))
+    device = device or run_device(record.config)
+    loaded = load_model(run_id, runs_dir=store.root, which=which, device=device, settings=settings)
+    marked = (
+        set(read_marks(loaded.root, marks_base)) if loaded.root else set()
+    )  # imported, no folder yet: predict says so
     kept = [(p, t) for p, t in zip(loaded.val_paths, loaded.val_targets) if p not in marked]
     left_out = [(p, "marked to leave out") for p in loaded.val_paths if p in marked]
     if left_out:

@@ -3,8 +3,12 @@
 A bundle is untrusted. It is extracted by the dataset archives' rules (no traversal, links or bombs,
 file-count and size limits) into a temporary folder inside the runs folder, then every member is
 checked before anything reaches the store: only the files the layout names, JSON that parses to the
-expected types, metrics that are numbers, and checkpoints that load with `weights_only=True` into a
-plain dict whose model state is a dict of tensors. Any failure refuses the whole bundle with one
+expected types with numbers in range, metrics that are numbers (at most MAX_METRIC_ROWS per run), configs
+that pass the caller's check (the server's limits), and checkpoints that load with `weights_only=True`
+into a plain dict whose model state is a dict of tensors and whose validation paths are relative, normalized
+and stay inside a dataset folder. The dataset folder a bundle names is another machine's: an imported run
+keeps none (its `root` is empty) until its owner picks one they may read, and links only to a parent
+imported with it. Any failure refuses the whole bundle with one
 sentence and writes nothing; otherwise the checkpoint folders are moved into place and every run,
 step and epoch is inserted in one transaction.
 """
@@ -17,11 +21,12 @@ import math
 import re
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from lib.data.archive import extract_all
-from lib.runs.export import BUNDLE_FORMAT, CSV_COLUMNS, JSON_COLUMNS, MANIFEST
+from lib.runs.export import BUNDLE_FORMAT, CSV_COLUMNS, JSON_COLUMNS, LOCAL_COLUMNS, MANIFEST
 from lib.runs.status import Status
 from lib.runs.store import RunStore, new_run_id
 
@@ -30,6 +35,12 @@ FILE_TYPES = (".pt", ".json", ".csv", ".npz", ".npy")  # what a checkpoint folde
 REQUIRED = {"id": str, "name": str, "created": (int, float), "status": str, "config": dict, "classes": list}
 MAX_METRIC_NAME = 200  # characters of an extra metric's name
 IMPORTED_RUNNING = "Imported while it was still training; the metrics up to the export are kept."
+MAX_INT = 2**53  # integers stay exact in JSON and float, and far inside SQLite's 64 bits
+MAX_EPOCH = 1_000_000
+MAX_METRIC_ROWS = 200_000  # per run: 100 epochs of 2,000 steps
+MAX_CREATED = 2e10  # seconds since 1970: the year 2603
+# Columns that mean something only where the run was made: who owned it, which trainer, which dataset folder.
+DROPPED = (*LOCAL_COLUMNS, "owner", "visitor", "root")
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,13 @@ class _Run:
 
 
 def import_bundle(
-    path: str | Path, store: RunStore, *, rename: bool = False, owner: str | None = None, limits: Limits = Limits()
+    path: str | Path,
+    store: RunStore,
+    *,
+    rename: bool = False,
+    owner: str | None = None,
+    limits: Limits = Limits(),
+    check_config: Callable[[dict], object] | None = None,
 ) -> dict[str, str]:
     """Add the runs of a bundle to the store as they were: same ids, metrics, config and checkpoint files.
 
@@ -61,6 +78,8 @@ def import_bundle(
         rename: give a run whose id is taken a new id instead of refusing the bundle.
         owner: the owner of the imported runs (deployed mode: the visitor's session id); None keeps none.
         limits: the archive limits.
+        check_config: raises ValueError for a config this server refuses (lib.training.config.stored_config);
+            applied to each run's and each checkpoint's config.
 
     Returns:
         {id in the bundle: id in the store}.
@@ -72,14 +91,14 @@ def import_bundle(
     tmp = store.root / f".import-{secrets.token_hex(6)}"
     try:
         files = extract_all(path, tmp, max_files=limits.max_files, max_bytes=limits.max_bytes)
-        runs = _read_bundle(tmp, files, name)
+        runs = _read_bundle(tmp, files, name, check_config or (lambda config: None))
         ids = _new_ids(store, [r.row["id"] for r in runs], rename, name)
         return _add(store, runs, ids, owner)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _read_bundle(tmp: Path, files: list[tuple[str, ...]], name: str) -> list[_Run]:
+def _read_bundle(tmp: Path, files: list[tuple[str, ...]], name: str, check_config: Callable) -> list[_Run]:
     """Check the layout and every member; return the runs in manifest order."""
     manifest = _json(tmp / MANIFEST, name, MANIFEST) if (MANIFEST,) in files else None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
@@ -92,7 +111,7 @@ def _read_bundle(tmp: Path, files: list[tuple[str, ...]], name: str) -> list[_Ru
             raise ValueError(f"{name} was refused: {str(run_id)[:40]!r} is not a valid run id.")
     for parts in files:
         _check_member(parts, set(ids), name)
-    return [_read_run(tmp / run_id, run_id, name) for run_id in ids]
+    return [_read_run(tmp / run_id, run_id, name, check_config) for run_id in ids]
 
 
 def _check_member(parts: tuple[str, ...], ids: set[str], name: str) -> None:
@@ -111,7 +130,7 @@ def _check_member(parts: tuple[str, ...], ids: set[str], name: str) -> None:
         )
 
 
-def _read_run(folder: Path, run_id: str, name: str) -> _Run:
+def _read_run(folder: Path, run_id: str, name: str, check_config: Callable) -> _Run:
     """One run's row, note, metrics, with its checkpoint folder's files checked."""
     where = f"{run_id}/run.json"
     row = _json(folder / "run.json", name, where) if (folder / "run.json").is_file() else None
@@ -128,14 +147,40 @@ def _read_run(folder: Path, run_id: str, name: str) -> _Run:
             raise ValueError(f"{name} was refused: {where} field {key[:40]!r} is not a plain value.")
     if not isinstance(note, str):
         raise ValueError(f"{name} was refused: {where} has a note that is not text.")
+    why = _row_problem(row) or _config_problem(row["config"], check_config)
+    if why:
+        raise ValueError(f"{name} was refused: {where} {why}.")
     steps, epochs, metrics = _read_metrics(folder / "metrics.csv", run_id, name)
     for path in sorted((folder / "checkpoints").glob("*")):
-        _check_checkpoint_file(path, f"{run_id}/checkpoints/{path.name}", name)
+        _check_checkpoint_file(path, f"{run_id}/checkpoints/{path.name}", name, check_config)
     return _Run(row, note, steps, epochs, metrics, folder)
 
 
+def _row_problem(row: dict) -> str | None:
+    """Why a run's numbers would break the store or a page (not finite, out of range), or None."""
+    for key, value in row.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"has {key[:40]!r} = {value}, not a finite number"
+        if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
+            return f"has {key[:40]!r} out of range"
+    if not 0 <= row["created"] <= MAX_CREATED:
+        return "has a 'created' time that is no date"
+    if not all(isinstance(c, str) for c in row["classes"]) or not row["classes"]:
+        return "needs 'classes' to be a list of class names"
+    return None
+
+
+def _config_problem(config: object, check_config: Callable) -> str | None:
+    try:
+        check_config(config)
+    except ValueError as e:
+        return f"has a config this server does not accept ({str(e)[:160]})"
+    return None
+
+
 def _read_metrics(path: Path, run_id: str, name: str) -> tuple[list[tuple], list[tuple], list[tuple]]:
-    """Step, epoch and extra-metric rows (run id first, as the store's tables) from a run's long CSV."""
+    """Step, epoch and extra-metric rows (run id first, as the store's tables) from a run's long CSV,
+    at most MAX_METRIC_ROWS in all."""
     where = f"{run_id}/metrics.csv"
     if not path.is_file():
         raise ValueError(f"{name} was refused: {where} is missing.")
@@ -146,18 +191,21 @@ def _read_metrics(path: Path, run_id: str, name: str) -> tuple[list[tuple], list
             header = next(reader, None)
             if header not in (CSV_COLUMNS, CSV_COLUMNS[:9]):  # 9: written before extra metrics
                 raise ValueError("its header is not the long-CSV header")
-            for row in reader:
-                if len(row) != len(header):
-                    raise ValueError(f"a row has {len(row)} fields, not {len(header)}")
+            for n, row in enumerate(reader):
+                if len(row) != len(header) or n >= MAX_METRIC_ROWS:
+                    raise ValueError(
+                        f"a row has {len(row)} fields, not {len(header)}, or there are over {MAX_METRIC_ROWS:,} rows"
+                    )
                 rid, kind, step, epoch, train, val_loss, val_acc, lr, sps, metric, value = [*row, "", ""][:11]
                 if rid != run_id or kind not in ("step", "epoch", "metric"):
                     raise ValueError(f"a row names run {rid[:40]!r} or kind {kind[:10]!r}")
+                epoch = _whole(epoch, MAX_EPOCH)
                 if kind == "step":
-                    steps.append((run_id, int(step), int(epoch), _num(train), _num(lr), _num(sps)))
+                    steps.append((run_id, _whole(step, MAX_INT), epoch, _num(train), _num(lr), _num(sps)))
                 elif kind == "epoch":
-                    epochs.append((run_id, int(epoch), _num(train), _num(val_loss), _num(val_acc), _num(lr), _num(sps)))
+                    epochs.append((run_id, epoch, _num(train), _num(val_loss), _num(val_acc), _num(lr), _num(sps)))
                 elif 0 < len(metric) <= MAX_METRIC_NAME:
-                    metrics.append((run_id, int(step), int(epoch), metric, _num(value)))
+                    metrics.append((run_id, _whole(step, MAX_INT), epoch, metric, _num(value)))
                 else:
                     raise ValueError(f"a metric row has no name or one over {MAX_METRIC_NAME} characters")
     except (ValueError, UnicodeDecodeError, csv.Error) as e:
@@ -169,12 +217,20 @@ def _num(text: str) -> float | None:
     return None if text == "" else float(text)
 
 
-def _check_checkpoint_file(path: Path, where: str, name: str) -> None:
+def _whole(text: str, high: int) -> int:
+    """A step or epoch: a whole number from 0 to high (ValueError otherwise)."""
+    value = int(text)
+    if not 0 <= value <= high:
+        raise ValueError(f"a step or epoch of {text[:24]} is out of range")
+    return value
+
+
+def _check_checkpoint_file(path: Path, where: str, name: str, check_config: Callable) -> None:
     """Load each file the way its readers will, refusing anything that is not plain data."""
     why = None
     try:
         if path.suffix == ".pt":
-            why = _checkpoint_problem(path)
+            why = _checkpoint_problem(path, check_config)
         elif path.suffix == ".json":
             json.loads(path.read_text(encoding="utf-8"))
         elif path.suffix == ".csv":
@@ -198,7 +254,7 @@ def _load_numpy(path: Path) -> None:
                 loaded[key]
 
 
-def _checkpoint_problem(path: Path) -> str | None:
+def _checkpoint_problem(path: Path, check_config: Callable) -> str | None:
     """Why a .pt file is not a plain checkpoint (weights_only load, dict, model state of tensors), or None."""
     import torch
 
@@ -214,7 +270,31 @@ def _checkpoint_problem(path: Path) -> str | None:
         return "its model state holds something other than named tensors"
     if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("classes"), list):
         return "it lacks the config or the classes"
+    return _config_problem(ckpt["config"], check_config) or _split_problem(ckpt)
+
+
+def _split_problem(ckpt: dict) -> str | None:
+    """Why a checkpoint's validation split could read outside a dataset folder, or does not fit its classes."""
+    paths, targets = ckpt.get("val_paths", []), ckpt.get("val_targets", [])
+    if not isinstance(paths, list) or not isinstance(targets, list) or len(paths) != len(targets):
+        return "its val_paths and val_targets are not two lists of one length"
+    bad = next((p for p in paths if not _inside(p)), None)
+    if bad is not None:
+        return f"its validation path {str(bad)[:80]!r} is not a plain relative path inside a dataset folder"
+    if len(set(paths)) != len(paths):
+        return "its validation paths repeat"
+    n = len(ckpt["classes"])
+    if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < n for t in targets):
+        return "its val_targets are not class indices"
     return None
+
+
+def _inside(path: object) -> bool:
+    """Whether path is relative, normalized POSIX text: no `..`, `.`, empty or absolute parts, no backslash."""
+    if not isinstance(path, str) or not path or "\\" in path or "\0" in path or ":" in path.split("/")[0]:
+        return False
+    parts = PurePosixPath(path).parts
+    return not PurePosixPath(path).is_absolute() and "/".join(parts) == path and not {"..", "."} & set(parts)
 
 
 def _json(path: Path, name: str, where: str):
@@ -269,13 +349,21 @@ def _add(store: RunStore, runs: list[_Run], ids: dict[str, str], owner: str | No
 
 def _store_row(store: RunStore, run: _Run, ids: dict[str, str], owner: str | None) -> dict:
     """The runs-table row for an imported run: its id mapped, owner set, and no live trainer claimed."""
-    row = {k: (json.dumps(v) if k in JSON_COLUMNS else v) for k, v in run.row.items()}
+    row = {k: (json.dumps(v) if k in JSON_COLUMNS else v) for k, v in run.row.items() if k not in DROPPED}
     old, new = row["id"], ids[row["id"]]
-    row.update(id=new, owner=owner, name=new if row["name"] in ("", old) else row["name"])
-    if row.get("parent") in ids:  # a parent imported in the same bundle keeps its link
-        row["parent"] = ids[row["parent"]]
+    row.update(id=new, owner=owner, root="", name=new if row["name"] in ("", old) else row["name"])
+    # A parent imported in the same bundle keeps its link; any other id may be someone else's run here.
+    row["parent"] = ids.get(row.get("parent"))
     if row["status"] == Status.RUNNING:
         row.update(status=str(Status.INTERRUPTED), message=IMPORTED_RUNNING)
     last = store.files.checkpoint_path(new)
     row["checkpoint"] = str(last) if last.exists() else None
     return row
+
+
+def pick_dataset(store: RunStore, run_id: str, root: str | Path) -> None:
+    """Set the dataset folder an imported run is evaluated on (one its owner may read: the caller's
+    choice), dropping predictions stored for another folder so they are made again from this one."""
+    store.update_run(run_id, root=str(Path(root).resolve()))
+    for which in ("last", "best"):
+        store.predictions_path(run_id, which).unlink(missing_ok=True)

@@ -639,26 +639,44 @@ def _add_columns(con: sqlite3.Connection) -> None:
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
+    """The row as a RunRecord; a value no page could use (an older import's NaN time, text config) reads as
+    unknown, so every page still lists the run and it can be deleted."""
     final = {c: row[f"f_{c}"] for c in EPOCH_COLUMNS} if row["f_epoch"] is not None else {}
     return RunRecord(
         id=row["id"],
-        name=row["name"] or row["id"],
-        created=row["created"],
-        config=json.loads(row["config"] or "{}"),
+        name=str(row["name"] or row["id"]),
+        created=_time(row["created"]) or 0.0,
+        config=_json(row["config"], dict),
         fingerprint=row["fingerprint"] or "",
         root=row["root"] or "",
-        classes=json.loads(row["classes"] or "[]"),
+        classes=[str(c) for c in _json(row["classes"], list)],
         status=row["status"],
         message=row["message"] or "",
         owner=row["owner"],
         pid=row["pid"],
         host=row["host"] or "",
-        heartbeat=row["heartbeat"],
-        ended=row["ended"],
+        heartbeat=_time(row["heartbeat"]),
+        ended=_time(row["ended"]),
         stop_requested=bool(row["stop_requested"]),
-        total_steps=row["total_steps"],
+        total_steps=row["total_steps"]
+        if isinstance(row["total_steps"], int) and 0 < row["total_steps"] < 2**53
+        else None,
         checkpoint=row["checkpoint"],
         final=final,
         parent=row["parent"],
         sweep=row["sweep"],
     )
+
+
+def _time(value: object) -> float | None:
+    """A stored time in seconds since 1970, or None when it is no time (NULL, NaN, text, out of range)."""
+    return float(value) if isinstance(value, (int, float)) and 0 <= value < 2e10 else None
+
+
+def _json(text: str | None, kind: type) -> dict | list:
+    """A stored JSON column as `kind`, empty when it is missing or not that."""
+    try:
+        value = json.loads(text or "null")
+    except (TypeError, ValueError):
+        return kind()
+    return value if isinstance(value, kind) else kind()

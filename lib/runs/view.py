@@ -55,7 +55,7 @@ def run_view(store: RunStore, run_id: str) -> RunView | None:
 
 def run_progress(record: RunRecord, steps: pd.DataFrame) -> Progress:
     """Epoch, batch, samples/s and ETA from the step metrics; the ETA is remaining batches at the recent rate."""
-    epochs = int(record.config.get("epochs", 0))
+    epochs = _count(record.config.get("epochs"), 0)
     total = record.total_steps
     per_epoch = total // epochs if total and epochs else None
     if steps.empty:
@@ -66,8 +66,13 @@ def run_progress(record: RunRecord, steps: pd.DataFrame) -> Progress:
     batch = step - (epoch - 1) * per_epoch if per_epoch else step
     eta = None
     if record.status == Status.RUNNING and total and sps is not None and sps > 0:
-        eta = (total - step) * int(record.config.get("batch_size", 1)) / sps
+        eta = (total - step) * _count(record.config.get("batch_size"), 1) / sps
     return Progress(record.status, epoch, epochs, batch, per_epoch, step, total, sps, eta)
+
+
+def _count(value: object, default: int) -> int:
+    """A stored config's whole number, or default for anything else (an old import's "lots")."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 def status_sentence(record: RunRecord) -> str:

@@ -11,7 +11,8 @@ with `weights_only=True` (no pickled code runs on load). Keys (FORMAT 1):
     config       TrainConfig.to_dict(), the full recipe
     classes      class names, index order
     mean, std    the normalization the model was trained with (lists of 3 floats), or None
-    root         the dataset root the run read ("" when unknown)
+    root         the dataset root the run read ("" when unknown); written for plain-torch readers, never read
+                 back: the run's row in the store names the folder (an imported file's root is another machine's)
     val_paths    the validation split the run evaluated on, relative to root (POSIX), in evaluation order
     val_targets  their class indices
     metrics      the epoch's metrics when saved (train_loss, val_loss, val_accuracy, ...), {} mid-epoch
@@ -35,7 +36,8 @@ import torch
 from torch import nn
 
 from lib.runs.store import RunStore
-from lib.training.config import TrainConfig
+from lib.settings import Settings, load_settings
+from lib.training.config import TrainConfig, stored_config
 from lib.training.models import build_model
 
 FORMAT = 1
@@ -94,7 +96,7 @@ class LoadedRun:
     config: TrainConfig
     classes: list[str]
     mean_std: tuple | None
-    root: Path
+    root: Path | None  # None: imported, and its owner has not picked the dataset folder yet
     val_paths: list[str]  # relative to root (absolute for checkpoints saved without a root)
     val_targets: list[int]
     epoch: int
@@ -104,18 +106,40 @@ class LoadedRun:
     checkpoint: dict = field(default_factory=dict, repr=False)  # optimizer/scheduler state, for resuming
 
     def val_samples(self) -> list[tuple[str, int]]:
-        """The stored validation split as [(absolute path, class index)], in evaluation order."""
-        return [(str(self.root / p), t) for p, t in zip(self.val_paths, self.val_targets)]
+        """The stored validation split as [(absolute path, class index)], in evaluation order.
+
+        Raises:
+            ValueError: for an imported run whose dataset folder is not picked yet.
+        """
+        return [(self.image_path(p), t) for p, t in zip(self.val_paths, self.val_targets)]
+
+    def image_path(self, relative: str) -> str:
+        """Where a validation image lives (Raises ValueError as val_samples)."""
+        if self.root is None:
+            raise ValueError(
+                f"Run {self.run_id} was imported, so the dataset folder to evaluate it on is not known here; "
+                "pick one (on the Evaluate page, the dataset open in the sidebar) first."
+            )
+        return str(self.root / relative)
 
 
 def load_model(
-    run_id: str, *, runs_dir: str | Path | None = None, which: str = "last", device: str | torch.device = "cpu"
+    run_id: str,
+    *,
+    runs_dir: str | Path | None = None,
+    which: str = "last",
+    device: str | torch.device = "cpu",
+    settings: Settings | None = None,
 ) -> LoadedRun:
     """Rebuild run_id's model from its `last` or `best` checkpoint (strict load, weights_only=True).
 
+    The images it reads are under the dataset folder the run's row names (None for an imported run whose
+    owner has not picked one); its config is held to the server's limits (`settings`, default the
+    environment's) as a new run's would be.
+
     Raises:
-        ValueError: for an unknown run, a run without that checkpoint, or a checkpoint that does not
-            match its model (say which).
+        ValueError: for an unknown run, a run without that checkpoint, a config over the limits, or a
+            checkpoint that does not match its model (say which).
     """
     store = RunStore(runs_dir)
     record = store.get_run(run_id)
@@ -124,7 +148,10 @@ def load_model(
     ckpt = store.files.load_checkpoint(run_id, which)
     if "model" not in ckpt:  # the first checkpoints: weights and normalization only, no split
         ckpt = {"model": ckpt["model_state"], "val_paths": [], "val_targets": [], "epoch": 0, "step": 0, **ckpt}
-    config = TrainConfig.from_dict(ckpt["config"])
+    try:
+        config = stored_config(ckpt["config"], settings or load_settings())
+    except ValueError as e:
+        raise ValueError(f"Run {run_id} cannot be loaded here: {e}") from None
     model = build_model(config.model, len(ckpt["classes"]), config.image_size)
     try:
         model.load_state_dict(ckpt["model"], strict=True)
@@ -138,7 +165,7 @@ def load_model(
         config=config,
         classes=list(ckpt["classes"]),
         mean_std=mean_std,
-        root=Path(ckpt.get("root") or record.root or "/"),
+        root=Path(record.root) if record.root else None,
         val_paths=list(ckpt["val_paths"]),
         val_targets=list(ckpt["val_targets"]),
         epoch=int(ckpt["epoch"]),

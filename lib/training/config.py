@@ -10,6 +10,7 @@ import argparse
 from dataclasses import asdict, dataclass, field, fields
 
 from lib.pixels.augmentation import Augmentation
+from lib.settings import Settings
 
 MODELS = ("linear", "mlp", "cnn", "resnet18")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -164,6 +165,45 @@ def _default_text(f) -> str:
     if isinstance(f.default, bool):
         return "on" if f.default else "off"
     return f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
+
+
+def check_limits(config: TrainConfig, settings: Settings) -> None:
+    """Raises ValueError when config asks for more than this server allows (deployed mode is stricter)."""
+    if config.epochs > settings.max_epochs:
+        raise ValueError(f"This server trains at most {settings.max_epochs} epochs; lower epochs.")
+    if config.image_size > settings.max_image_size:
+        raise ValueError(f"This server trains at most {settings.max_image_size} px images; lower the image size.")
+
+
+def stored_config(d: object, settings: Settings | None) -> TrainConfig:
+    """A config read back from a file or the store (an import, a checkpoint, a run's row), held to Start's
+    image-size limit: a stored run may not ask Evaluate, Explain or an embedding for bigger images than a new
+    run could. Its epochs are what it did (a continued run's add up), so only their type and range count.
+    settings None checks types and ranges only.
+
+    Raises:
+        ValueError: one sentence for a config that is not a dict, has a value of the wrong type or out of
+            range, or is over this server's limits.
+    """
+    if not isinstance(d, dict):
+        raise ValueError("The run's config is not a JSON object.")
+    try:
+        config = TrainConfig.from_dict(d)
+    except TypeError:  # a string where a number belongs ("lots" epochs): comparisons raise TypeError
+        bad = next((k for k, v in d.items() if k in _NUMERIC and not _is_number(v)), "a value")
+        raise ValueError(f"The run's config has {bad!r} of the wrong type.") from None
+    if settings is not None and config.image_size > settings.max_image_size:
+        raise ValueError(
+            f"The run's images are {config.image_size} px and this server reads at most {settings.max_image_size} px."
+        )
+    return config
+
+
+_NUMERIC = tuple(f.name for f in fields(TrainConfig) if f.type in ("int", "float", "int | None"))
+
+
+def _is_number(v: object) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 def fits_in_memory(num_images: int, image_size: int, cache_bytes: int) -> bool:

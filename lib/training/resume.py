@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from lib.runs.status import Status
 from lib.runs.store import RunRecord, RunStore
-from lib.training.config import TrainConfig
+from lib.training.config import TrainConfig, stored_config
 
 if TYPE_CHECKING:  # torch only for hints: the app's server plans a continued run without importing it
     import torch
@@ -54,7 +54,7 @@ def continue_config(parent: dict, more_epochs: int, name: str = "") -> TrainConf
     """
     if isinstance(more_epochs, bool) or not isinstance(more_epochs, int) or more_epochs < 1:
         raise ValueError(f"Train at least 1 more epoch, got {more_epochs!r}.")
-    config = TrainConfig.from_dict(parent["config"])
+    config = stored_config(parent["config"], None)
     # A continuation runs in one process, whatever the parent spanned (torchrun refuses --resume).
     return dataclasses.replace(config, epochs=int(parent["epoch"]) + more_epochs, name=name, world_size=1)
 
@@ -72,6 +72,11 @@ def resumable(store: RunStore, run_id: str) -> RunRecord:
         raise ValueError(f"Run {run_id} is still training; wait for it to end or stop it, then continue it.")
     if not store.files.checkpoint_path(run_id, "last").exists():
         raise ValueError(f"Run {run_id} has no checkpoint to continue from; it ended before its first epoch did.")
+    if not record.root:
+        raise ValueError(
+            f"Run {run_id} was imported, so its dataset is not known here; pick it on the Evaluate page "
+            "(Use this dataset), then continue the run."
+        )
     return record
 
 

@@ -27,7 +27,7 @@ from lib.data.marks import session_marks_root
 from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.settings import Settings, load_settings
-from lib.training.config import TrainConfig
+from lib.training.config import TrainConfig, check_limits
 from lib.training.resume import continue_config, resumable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -42,14 +42,6 @@ class _Finder:
 
 
 _finders: list[_Finder] = []  # this server's learning-rate finders: short trainings that write no run
-
-
-def check_limits(config: TrainConfig, settings: Settings) -> None:
-    """Raises ValueError when config asks for more than this server allows (deployed mode is stricter)."""
-    if config.epochs > settings.max_epochs:
-        raise ValueError(f"This server trains at most {settings.max_epochs} epochs; lower epochs.")
-    if config.image_size > settings.max_image_size:
-        raise ValueError(f"This server trains at most {settings.max_image_size} px images; lower the image size.")
 
 
 def check_capacity(store: RunStore, owner: str | None, settings: Settings, visitor: str | None = None) -> None:
