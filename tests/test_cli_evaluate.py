@@ -52,12 +52,13 @@ def test_json_and_csv_agree_with_the_recorded_run(trained, tmp_path):
 
 
 def moved_dataset(trained, tmp_path, root: str):
-    """A copy of the run store whose checkpoint points at `root`."""
+    """A copy of the run store whose run (its row: the checkpoint's root is never read back) points at `root`."""
     run_id, _, runs = trained
     copy = tmp_path / "runs"
     shutil.copytree(runs, copy)
     store = RunStore(copy)
     store.files.save_checkpoint(run_id, {**store.files.load_checkpoint(run_id), "root": root})
+    store.update_run(run_id, root=root)
     return run_id, copy
 
 
