@@ -87,7 +87,7 @@ def test_a_bundles_root_is_never_read_until_its_owner_picks_a_dataset(runs, tmp_
     loaded = load_model(run.id, runs_dir=dest.root)
     with pytest.raises(ValueError, match="was imported"):
         loaded.val_samples()
-    (dest.predictions_path(run.id)).unlink(missing_ok=True)
+    (dest.files.predictions_path(run.id)).unlink(missing_ok=True)
     with pytest.raises(ValueError, match="was imported"):
         run_predictions(run.id, runs_dir=dest.root)
     mine = tmp_path / "mine"
@@ -100,7 +100,7 @@ BAD_NUMBERS = {
     "epochs of the wrong type": (dict(row={"config": {"model": "linear", "epochs": "lots"}}), "epochs"),
     "created NaN": (dict(row={"created": float("nan")}), "created"),
     "created 1e300": (dict(row={"created": 1e300}), "created"),
-    "a step of 10^20": (dict(csv=b"%s,step,100000000000000000000,1,0.5,,,0.1,10.0\n"), "out of range"),
+    "a step of 10^20": (dict(csv=b"%s,step,100000000000000000000,1,0.5,,,0.1,10.0,,\n"), "out of range"),
     "total steps 10^20": (dict(row={"total_steps": 10**20}), "total_steps"),
     "image size over the limit": (dict(ckpt={"config": {"model": "linear", "image_size": 1024}}), "128 px"),
     "lr NaN in the checkpoint": (dict(ckpt={"config": {"model": "linear", "lr": float("nan")}}), "lr must be"),

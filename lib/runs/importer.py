@@ -366,4 +366,4 @@ def pick_dataset(store: RunStore, run_id: str, root: str | Path) -> None:
     choice), dropping predictions stored for another folder so they are made again from this one."""
     store.update_run(run_id, root=str(Path(root).resolve()))
     for which in ("last", "best"):
-        store.predictions_path(run_id, which).unlink(missing_ok=True)
+        store.files.predictions_path(run_id, which).unlink(missing_ok=True)
