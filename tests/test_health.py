@@ -147,3 +147,26 @@ def test_leaks_are_the_groups_across_a_runs_split(tmp_path, capsys):
     assert len(pairs) == 16 and all(len(p) == 2 for p in pairs)
     expected = [p for p in pairs if (p[0] in val) != (p[1] in val)]  # one copy trained on, the other validated
     assert expected and [g["paths"] for g in report["leaks"]] == expected
+
+
+def test_deployed_marks_are_the_visitors_own(tmp_path):
+    """A deployed trainer reads its session's marks, not another visitor's nor the server-wide list."""
+    from train_helpers import wait_for
+
+    from lib.data.marks import session_marks_root
+    from lib.data.sample import sample_root
+    from lib.settings import Settings
+    from lib.training.config import TrainConfig
+    from lib.training.runner import start_run
+
+    root, mine, theirs = sample_root(), "a" * 32, "b" * 32
+    index = build_index(str(root), marks=False)
+    first = index.relpath(index.samples[0][0])
+    toggle_marks(root, [first], True, session_marks_root(mine))
+    assert read_marks(root) == [] and session_marks_root("../x") is None  # never a path from outside
+    store, settings = RunStore(tmp_path), Settings(mode="deployed")
+    config = TrainConfig(model="linear", epochs=1, image_size=16)
+    runs = {owner: start_run(config, root, store, owner, settings=settings) for owner in (mine, theirs)}
+    ended = {o: wait_for(lambda r=r: (x := store.get_run(r)).status != "running" and x, 300) for o, r in runs.items()}
+    assert "Left out 1 marked file: trained on 639 images." in ended[mine].message
+    assert "Left out" not in ended[theirs].message and ended[theirs].status == "completed"

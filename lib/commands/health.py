@@ -50,7 +50,10 @@ def run_leaks(run_id: str, runs_dir: str | None, root: str, groups: list[dict], 
         raise ValueError(f"Run {run_id} trained on {record.root}, not this dataset; name the dataset it trained on.")
     ckpt = store.files.load_checkpoint(run_id, "last")
     left_out = set(marked)  # marked files were in neither split
-    kept = [{**g, "paths": [p for p in g["paths"] if p not in left_out]} for g in groups]
+    kept = []
+    for g in groups:
+        pairs = [(p, c) for p, c in zip(g["paths"], g["classes"]) if p not in left_out]
+        kept.append({**g, "paths": [p for p, _ in pairs], "classes": [c for _, c in pairs]})
     return [{k: g[k] for k in ("kind", "paths", "classes")} for g in leaks(kept, set(ckpt.get("val_paths", [])))]
 
 
