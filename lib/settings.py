@@ -10,10 +10,12 @@ from pathlib import Path
 MODES = ("local", "deployed")
 
 
-def cache_dir() -> Path:
-    """The app's own folder for the sample, extracted archives and exports (TORCHSCOPE_CACHE_DIR)."""
+def cache_dir(*, create: bool = True) -> Path:
+    """The app's own folder for the sample, extracted archives and exports (TORCHSCOPE_CACHE_DIR);
+    created unless `create=False` (a reader that only looks must not need to write there)."""
     path = Path(os.environ.get("TORCHSCOPE_CACHE_DIR") or Path.home() / ".cache" / "torchscope")
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

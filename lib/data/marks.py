@@ -21,7 +21,7 @@ MARKS_FILE = "marks.txt"
 
 def marks_root() -> Path:
     """Where per-dataset marks and findings live: TORCHSCOPE_MARKS_DIR, else `<cache>/health`."""
-    return Path(os.environ.get("TORCHSCOPE_MARKS_DIR") or cache_dir() / "health")
+    return Path(os.environ.get("TORCHSCOPE_MARKS_DIR") or cache_dir(create=False) / "health")
 
 
 def session_marks_root(session_id: str | None) -> Path | None:
@@ -39,11 +39,12 @@ def dataset_folder(root: str | Path, base: Path | None = None) -> Path:
 
 
 def read_marks(root: str | Path, base: Path | None = None) -> list[str]:
-    """The marked paths of a dataset (relative, POSIX), sorted; none when nothing was marked."""
+    """The marked paths of a dataset (relative, POSIX), sorted; none when nothing was marked, or when this
+    user may not read the marks folder (indexing a dataset must not need the cache)."""
     path = dataset_folder(root, base) / MARKS_FILE
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
         return []
     return sorted({line.strip() for line in lines if line.strip()})
 
