@@ -1,6 +1,7 @@
 """The engine against independent references: numpy statistics, torch's own loss, hand-built cases."""
 
 import dataclasses
+import math
 import threading
 
 import numpy as np
@@ -254,6 +255,14 @@ def test_a_high_but_plausible_validation_loss_is_not_diverged():
     check_validation_loss(10.0, 4, 1)  # overfit and confident: bad, not diverged
     with pytest.raises(Diverged, match="45,863 at epoch 1"):
         check_validation_loss(45_863.0, 4, 1)
+
+
+@pytest.mark.parametrize("classes", [2, 4, 100])
+def test_the_divergence_line_is_a_hundred_uniform_guesses(classes):
+    line = 100 * math.log(classes)  # ln(classes) is the loss of a uniform guess
+    check_validation_loss(line * (1 - 1e-9), classes, 3)
+    with pytest.raises(Diverged, match="at epoch 3"):
+        check_validation_loss(line * (1 + 1e-9), classes, 3)
 
 
 @pytest.mark.parametrize(("load", "cores", "threads"), [(0.3, 2, 2), (1.2, 2, 1), (14.0, 2, 1), (2.5, 8, 6)])

@@ -3,6 +3,7 @@ continue, the optimizer state comes back, and a stop mid-epoch resumes at its ex
 
 import copy
 import dataclasses
+import math
 import threading
 
 import pytest
@@ -44,10 +45,10 @@ class Keeping(Hooks):
         self.checkpoints.append(copy.deepcopy(state))  # the optimizer's tensors are live: keep this moment's
 
 
-def _fit(config, sample, start=None, stop_at=None):
+def _fit(config, sample, start=None, stop_at=None, **options):
     stop = threading.Event()
     hooks = Keeping(stop_at, stop)
-    result = fit(config, sample.samples, sample.classes, hooks, stop, start=start)
+    result = fit(config, sample.samples, sample.classes, hooks, stop, start=start, **options)
     return result, hooks
 
 
@@ -105,6 +106,45 @@ def test_the_schedule_is_the_one_over_the_extended_total(sample):
     expected = [0.025 * (1 + torch.cos(torch.tensor(torch.pi * s / (2 * per_epoch))).item()) for s in range(4, 8)]
     assert [lr for *_, lr in hooks.steps] == pytest.approx(expected, rel=1e-6)  # closed form, independent
     assert [lr for *_, lr in hooks.steps] == pytest.approx([lr for *_, lr in full_hooks.steps[4:]], rel=1e-9)
+
+
+def test_a_resume_with_dataloader_workers_equals_an_uninterrupted_run(sample):
+    """Streamed, the resumed epoch decoded by a DataLoader worker process: its order and augmentation are
+    those of one uninterrupted run without workers."""
+    config = dataclasses.replace(CONFIG, epochs=2)
+    full, _ = _fit(config, sample, cache_bytes=0, workers=0)
+    _, first_hooks = _fit(dataclasses.replace(config, epochs=1), sample, cache_bytes=0, workers=0)
+    parent = first_hooks.checkpoints[-1]
+    resumed, _ = _fit(continue_config(parent, 1), sample, start=parent, cache_bytes=0, workers=1)
+    assert resumed.status == "completed", resumed.message
+    assert resumed.losses == pytest.approx(full.losses[CONFIG.max_batches :], abs=1e-6)
+
+
+def _one_cycle(step: int, total: int, max_lr: float) -> float:
+    """torch's OneCycleLR defaults written out: warm up over 30% of the steps from max_lr / 25, then cosine
+    down to max_lr / 25 / 1e4 at the last step."""
+    start, low, peak = max_lr / 25, max_lr / 25 / 1e4, 0.3 * total - 1
+    if step <= peak:
+        return start + (max_lr - start) / 2 * (1 - math.cos(math.pi * step / peak))
+    return low + (max_lr - low) / 2 * (1 + math.cos(math.pi * (step - peak) / (total - 1 - peak)))
+
+
+@pytest.mark.parametrize(
+    ("schedule", "rate"),
+    [
+        ("step", lambda s: 0.05 * 0.1 ** (s // (8 // 3))),  # x0.1 each third of the 8 steps
+        ("onecycle", lambda s: _one_cycle(s, 8, 0.05)),
+    ],
+    ids=["step", "onecycle"],
+)
+def test_step_and_onecycle_schedules_resume_where_the_uninterrupted_run_is(sample, schedule, rate):
+    config = dataclasses.replace(CONFIG, schedule=schedule, optimizer="sgd", lr=0.05, epochs=2)
+    _, full_hooks = _fit(config, sample)
+    _, first_hooks = _fit(dataclasses.replace(config, epochs=1), sample)
+    _, hooks = _fit(continue_config(first_hooks.checkpoints[-1], 1), sample, start=first_hooks.checkpoints[-1])
+    resumed = [lr for *_, lr in hooks.steps]
+    assert resumed == pytest.approx([rate(s) for s in range(4, 8)], rel=1e-6)  # closed form, independent
+    assert resumed == pytest.approx([lr for *_, lr in full_hooks.steps[4:]], rel=1e-9)
 
 
 def test_a_changed_dataset_is_refused_and_an_old_checkpoint_resumes_with_a_note(sample):
