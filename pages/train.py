@@ -157,6 +157,11 @@ def input_config() -> TrainConfig:
     return TrainConfig(**values)
 
 
+def visitor() -> str:
+    """Who is asking, across their tabs (lib/app/sessions.visitor_id)."""
+    return sessions.visitor_id(st.session_state.session_id, st.context.ip_address, st.context.headers.get("User-Agent"))
+
+
 def begin_sweep() -> None:
     """Start sweep's callback: queue the grid and start its driver, or say why not (under Start)."""
     try:
@@ -168,7 +173,9 @@ def begin_sweep() -> None:
         if not axes:
             raise ValueError("Choose a hyperparameter to vary under Sweep and give its values, then Start sweep.")
         owner = st.session_state.session_id
-        st.session_state.train_sweep = start_sweep(input_config(), axes, root, store, owner, settings=settings)
+        st.session_state.train_sweep = start_sweep(
+            input_config(), axes, root, store, owner, settings=settings, visitor=visitor()
+        )
     except (ValueError, StoreError) as e:
         st.session_state.train_refusal = plain_error(e)
 
@@ -185,10 +192,7 @@ def start() -> None:
     """Start's callback: a run from the inputs, or the reason it cannot start (shown under Start)."""
     try:
         config = input_config()
-        visitor = sessions.visitor_id(
-            st.session_state.session_id, st.context.ip_address, st.context.headers.get("User-Agent")
-        )
-        run_id = start_run(config, root, store, st.session_state.session_id, settings=settings, visitor=visitor)
+        run_id = start_run(config, root, store, st.session_state.session_id, settings=settings, visitor=visitor())
     except (ValueError, StoreError) as e:
         st.session_state.train_refusal = plain_error(e)
         return

@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS metrics (
 # metrics: the extra metrics of a logged or imported run (any name the logger was given), one row per value.
 # Columns added after the first release: an older store gets them on opening (guarded ALTER TABLE).
 # visitor: who started a run; parent: the run a continued run resumed from; sweep: the sweep grouping it.
-_ADDED_COLUMNS = {"visitor": "TEXT", "parent": "TEXT", "sweep": "TEXT"}
+# sweeps.visitor: who started the sweep (its runs carry it, so they count against that visitor's cap).
+_ADDED_COLUMNS = {"runs": {"visitor": "TEXT", "parent": "TEXT", "sweep": "TEXT"}, "sweeps": {"visitor": "TEXT"}}
 STEP_COLUMNS = ["step", "epoch", "train_loss", "lr", "samples_per_sec"]
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "samples_per_sec"]
 METRIC_COLUMNS = ["step", "epoch", "name", "value"]
@@ -628,11 +629,13 @@ def _upsert(table: str, columns: list[str]) -> str:
 
 def _add_columns(con: sqlite3.Connection) -> None:
     """Add the columns an older database lacks (guarded: ALTER TABLE ADD COLUMN fails on a duplicate)."""
-    have = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
-    for name, kind in _ADDED_COLUMNS.items():
-        if name not in have:
+    for table, added in _ADDED_COLUMNS.items():
+        have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+        for name, kind in added.items():
+            if name in have:
+                continue
             try:
-                con.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
             except sqlite3.OperationalError as e:  # another process added it between our check and now
                 if "duplicate column" not in str(e):
                     raise

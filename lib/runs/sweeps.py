@@ -37,6 +37,7 @@ class SweepRecord:
     message: str
     stop_requested: bool
     heartbeat: float | None = None
+    visitor: str | None = None  # who started it (lib/app/sessions.visitor_id); its runs carry it
 
     def driver_gone(self) -> bool:
         """Whether the sweep is marked running but its driver process has ended."""
@@ -47,17 +48,25 @@ class SweepRecord:
 
 @heals
 def create_sweep(
-    store: RunStore, base: dict, axes: list, total: int, *, root: str, owner: str | None, pid: int | None = None
+    store: RunStore,
+    base: dict,
+    axes: list,
+    total: int,
+    *,
+    root: str,
+    owner: str | None,
+    pid: int | None = None,
+    visitor: str | None = None,
 ) -> str:
     """Add a sweep with status `running` and return its id."""
     sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     now = time.time()
     with store.transaction() as con:
         con.execute(
-            "INSERT INTO sweeps (id, created, owner, root, base, axes, total, pid, host, heartbeat, status, message)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+            "INSERT INTO sweeps (id, created, owner, root, base, axes, total, pid, host, heartbeat, status, message,"
+            " visitor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)",
             (sweep_id, now, owner, str(root), json.dumps(base), json.dumps(axes), total, pid,
-             socket.gethostname(), now, Status.RUNNING),
+             socket.gethostname(), now, Status.RUNNING, visitor),
         )  # fmt: skip
     return sweep_id
 
@@ -99,6 +108,13 @@ def get_sweep(store: RunStore, sweep_id: str) -> SweepRecord | None:
 def list_sweeps(store: RunStore, owner: str | None = None) -> list[SweepRecord]:
     """Every sweep, newest first; only `owner`'s when given (deployed mode)."""
     return _select(store, "WHERE owner = ?", (owner,)) if owner is not None else _select(store, "", ())
+
+
+def live_sweeps(store: RunStore, owner: str | None, visitor: str | None) -> list[SweepRecord]:
+    """The sweeps still running that this tab (owner) or this visitor started; a driver that is gone does
+    not count. A sweep counts from its creation, before its driver has started a run."""
+    where, params = "WHERE status = ? AND (owner = ? OR visitor = ?)", (Status.RUNNING, owner, visitor)
+    return [r for r in _select(store, where, params) if r.status == Status.RUNNING]
 
 
 def sweep_runs(store: RunStore, sweep_id: str) -> list[RunRecord]:
@@ -153,4 +169,5 @@ def _record(row: sqlite3.Row) -> SweepRecord:
         message=row["message"] or "",
         stop_requested=bool(row["stop_requested"]),
         heartbeat=row["heartbeat"],
+        visitor=row["visitor"],
     )

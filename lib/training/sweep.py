@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lib.runs.status import Status
 from lib.runs.store import RunStore
-from lib.runs.sweeps import SweepRecord, create_sweep, finish_sweep, get_sweep, update_sweep
+from lib.runs.sweeps import SweepRecord, create_sweep, finish_sweep, get_sweep, live_sweeps, update_sweep
 from lib.settings import Settings, load_settings
 from lib.training.config import MODELS, OPTIMIZERS, SCHEDULES, TrainConfig
 from lib.training.runner import _start_lock, check_capacity, check_limits, launch
@@ -107,18 +107,24 @@ def start_sweep(
     owner: str | None,
     *,
     settings: Settings | None = None,
+    visitor: str | None = None,
 ) -> str:
     """Queue the grid as a sweep and start its driver process; return the sweep id at once.
 
+    One sweep per tab (owner) and per visitor at a time: the check and the sweep's row are made under the
+    start lock, so a second click before the driver's first run is refused. Its runs carry the visitor.
+
     Raises:
-        ValueError: for a bad grid, a sweep over the server's limits, or no free slot to start in.
+        ValueError: for a bad grid, a sweep over the server's limits, a sweep of this tab or visitor still
+            running, or no free slot to start in.
     """
     settings = settings or load_settings()
     configs = grid(base, axes)
     check_sweep_limits(configs, settings)
     with _start_lock:
-        check_capacity(store, owner, settings)
-        sweep_id = create_sweep(store, base.to_dict(), axes, len(configs), root=str(root), owner=owner)
+        _one_sweep_at_a_time(store, owner, visitor)
+        check_capacity(store, owner, settings, visitor)
+        sweep_id = create_sweep(store, base.to_dict(), axes, len(configs), root=str(root), owner=owner, visitor=visitor)
         log = store.root / "logs" / f"{sweep_id}.log"
         # The driver ends with this server, and each of its runs within the per-run time limit.
         args = ["sweep", "--sweep-id", sweep_id, "--runs-dir", str(store.root), "--parent-pid", str(os.getpid())]
@@ -126,6 +132,19 @@ def start_sweep(
         update_sweep(store, sweep_id, pid=proc.pid)
     threading.Thread(target=_reap, args=(proc, store, sweep_id, log), daemon=True, name=f"reap-{sweep_id}").start()
     return sweep_id
+
+
+def _one_sweep_at_a_time(store: RunStore, owner: str | None, visitor: str | None) -> None:
+    """Raises ValueError when this tab or visitor has a sweep still running (its queued runs are already
+    counted against the epoch limit)."""
+    if owner is None and visitor is None:  # the command line: no one to count
+        return
+    running = live_sweeps(store, owner, visitor)
+    if running:
+        raise ValueError(
+            f"Your sweep {running[0].id} is still running ({running[0].total} runs queued); stop it or wait "
+            "for it to finish before starting another."
+        )
 
 
 def _reap(proc, store: RunStore, sweep_id: str, log: Path) -> None:
@@ -174,7 +193,13 @@ def drive_sweep(
             break
         update_sweep(store, sweep_id, message=f"run {i} of {len(configs)}: {config.name}")
         run_id = store.create_run(
-            config.to_dict(), root=index.root, owner=sweep.owner, pid=os.getpid(), name=config.name, sweep=sweep_id
+            config.to_dict(),
+            root=index.root,
+            owner=sweep.owner,
+            pid=os.getpid(),
+            name=config.name,
+            sweep=sweep_id,
+            visitor=sweep.visitor,
         )
         store.update_run(run_id, fingerprint=index.fingerprint(), classes=index.classes)
         run_ids.append(run_id)
@@ -202,7 +227,7 @@ def _wait_for_a_slot(store: RunStore, sweep: SweepRecord, settings: Settings, st
     """Wait until the concurrency limits allow the next run; False when the sweep is stopped meanwhile."""
     while not _stopping(store, sweep.id, stop):
         try:
-            check_capacity(store, sweep.owner, settings)
+            check_capacity(store, sweep.owner, settings, sweep.visitor)
             return True
         except ValueError as e:
             update_sweep(store, sweep.id, message=f"waiting: {e}")
