@@ -2,7 +2,7 @@
 
 - Pointing game: the maximum of the map falls on the object that alone decides the class.
 - Model randomization (Adebayo et al. 2018): a map from re-initialized weights ranks pixels unlike the
-  trained model's map, while two calls on the trained model agree.
+  trained model's map, while a copy with its weights nudged by 1% keeps it.
 - The trained model's embedding separates the classes in 2-D better than the raw pixels do.
 """
 
@@ -85,18 +85,31 @@ def randomized(model: torch.nn.Module) -> torch.nn.Module:
     return fresh.eval()
 
 
+def nudged(model: torch.nn.Module, scale: float = 0.01) -> torch.nn.Module:
+    """A copy with every weight moved by seeded noise of `scale` x that tensor's spread: nearly the same model."""
+    fresh = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for w in fresh.parameters():
+            spread = w.std() if w.numel() > 1 else w.abs()
+            w += scale * spread * torch.randn(w.shape, generator=generator)
+    return fresh.eval()
+
+
 @pytest.mark.parametrize("method", ["gradcam", "ig", "saliency"])
 def test_model_randomization_changes_the_map(trained, val_inputs, method):
+    """Re-initialized weights rank the pixels unlike the trained model; weights nudged by 1% do not (the
+    control: the measure reports agreement where the model is nearly the same)."""
     _, x = val_inputs
-    fresh = randomized(trained.model)
-    again, random = [], []
-    for i, (_, target) in enumerate(trained.val[::8]):
+    near, fresh = nudged(trained.model), randomized(trained.model)
+    close, random = [], []
+    for i in range(0, len(trained.val), 8):  # image i with its own label
+        target = trained.val[i][1]
         first = attribute(trained.model, x[i : i + 1], target, method, trained.mean_std)
-        second = attribute(trained.model, x[i : i + 1], target, method, trained.mean_std)
-        again.append(spearman(first, second))
+        close.append(spearman(first, attribute(near, x[i : i + 1], target, method, trained.mean_std)))
         random.append(spearman(first, attribute(fresh, x[i : i + 1], target, method, trained.mean_std)))
-    print(f"{method}: rank correlation trained/trained {np.median(again):.2f}, trained/random {np.median(random):.2f}")
-    assert np.median(again) > 0.99
+    print(f"{method}: rank correlation trained/nudged {np.median(close):.2f}, trained/random {np.median(random):.2f}")
+    assert np.median(close) > 0.9
     assert np.median(random) < 0.5
 
 
