@@ -17,6 +17,9 @@ from lib.training.config import TrainConfig, config_from_args
 def run(args) -> int:
     # Validated before torch loads.
     check_args(args)
+    from lib.training.watch import exit_watches
+
+    exit_watches(args.parent_pid, args.max_minutes)  # the app's finder ends with its server and its time limit
     config = TrainConfig.from_dict(json.loads(args.config)) if args.config else config_from_args(args)
     index = build_index(str(cli_root(args.source)))
     if index.num_images == 0:

@@ -37,7 +37,8 @@ def execution(p: ArgumentParser, threads: str) -> None:
 
 
 def watch(p: ArgumentParser) -> None:
-    """What ends a run from outside (lib.training.watch): shared by `train` and `sweep` (there, per run)."""
+    """What ends a run from outside (lib.training.watch): shared by `train`, `sweep` (there, per run) and
+    `lr-find` (which then exits, keeping nothing)."""
     p.add_argument(
         "--max-minutes",
         type=float,
@@ -63,7 +64,7 @@ def check_args(args) -> None:
         raise ValueError(f"--threads must be at least 1, got {args.threads}; leave it out to use every core.")
     if args.cache_mb < 0:
         raise ValueError(f"--cache-mb must be zero or more, got {args.cache_mb}; 0 streams every batch from disk.")
-    parent_pid, max_minutes = getattr(args, "parent_pid", None), getattr(args, "max_minutes", None)  # lr-find: none
+    parent_pid, max_minutes = getattr(args, "parent_pid", None), getattr(args, "max_minutes", None)
     if parent_pid is not None and parent_pid < 1:
         raise ValueError(f"--parent-pid must be a process id, got {parent_pid}.")
     if max_minutes is not None and not max_minutes > 0:
@@ -153,6 +154,7 @@ def lr_find(p: ArgumentParser) -> None:
     p.add_argument(
         "--config", default=None, help="a TrainConfig as JSON, as the app passes it; replaces the options above"
     )
+    watch(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
 
 

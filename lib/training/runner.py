@@ -39,6 +39,7 @@ class _Finder:
     proc: subprocess.Popen
     owner: str | None
     visitor: str | None
+    ends: float  # when its time limit ends it at the latest (time.time())
 
 
 _finders: list[_Finder] = []  # this server's learning-rate finders: short trainings that write no run
@@ -54,7 +55,8 @@ def check_capacity(store: RunStore, owner: str | None, settings: Settings, visit
         raise ValueError(
             f"Run {mine[0].name} is still training; stop it or wait for it to finish before starting another."
             if mine
-            else "The learning-rate finder is still running; wait for its chart (about 100 batches) first."
+            else "The learning-rate finder is still running; wait for its chart (it ends within "
+            f"{_minutes_left(min(f.ends for f in finders if f.owner == owner))} min at most)."
         )
     theirs = len(store.running_of_visitor(visitor)) if visitor is not None else 0
     theirs += sum(f.visitor == visitor for f in finders if visitor is not None)
@@ -65,23 +67,25 @@ def check_capacity(store: RunStore, owner: str | None, settings: Settings, visit
         )
     here = [r for r in store.running() if r.host == socket.gethostname()]
     if len(here) + len(finders) >= settings.max_runs_global:
-        if not here:
-            raise ValueError(
-                f"All {settings.max_runs_global} training slots of this server are taken by learning-rate "
-                "finders, which take about 100 batches; try again in a minute."
-            )
         raise ValueError(
             f"All {settings.max_runs_global} training slots of this server are taken; "
-            f"{next_free_sentence(store, here, settings)}"
+            f"{next_free_sentence(store, here, settings, finder_ends=[f.ends for f in finders])}"
         )
 
 
-def next_free_sentence(store: RunStore, running: list, settings: Settings, now: float | None = None) -> str:
-    """When the first of the running runs should end: its ETA, or the per-run time limit, whichever is sooner."""
+def _minutes_left(end: float) -> int:
+    return max(1, round((end - time.time()) / 60))
+
+
+def next_free_sentence(
+    store: RunStore, running: list, settings: Settings, now: float | None = None, finder_ends: list[float] = ()
+) -> str:
+    """When the first of the running runs should end: its ETA, or the per-run time limit, whichever is sooner
+    (a learning-rate finder's: its time limit, the latest it can end)."""
     from lib.runs.view import run_progress
 
     now = time.time() if now is None else now
-    ends = []
+    ends = list(finder_ends)
     for record in running:
         limit_end = record.created + settings.max_run_minutes * 60
         eta = run_progress(record, store.steps(record.id)).eta_s
@@ -156,8 +160,11 @@ def start_finder(
     check_limits(config, settings)
     with _start_lock:
         check_capacity(store, owner, settings, visitor)
-        proc = launch(["lr-find", str(root), "--config", json.dumps(config.to_dict()), "--json"], out, settings)
-        _finders.append(_Finder(proc, owner, visitor))
+        args = ["lr-find", str(root), "--config", json.dumps(config.to_dict()), "--json"]
+        # It ends with this server, and within the per-run time limit, as a run does.
+        args += ["--parent-pid", str(os.getpid()), "--max-minutes", str(settings.max_run_minutes)]
+        proc = launch(args, out, settings)
+        _finders.append(_Finder(proc, owner, visitor, time.time() + settings.max_run_minutes * 60))
     threading.Thread(target=proc.wait, daemon=True, name=f"reap-lr-find-{proc.pid}").start()  # no zombie
     return proc
 

@@ -8,6 +8,7 @@ watches its server once for the whole sweep and gives each run a time limit of i
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 from lib.runs.status import Status
@@ -77,3 +78,25 @@ class ParentWatch(threading.Timer):
                 return
             if self.finished.wait(self.interval):
                 return
+
+
+class ExitStop(StopEvent):
+    """The stop of a process that keeps nothing (the learning-rate finder): it says why on stderr and exits
+    at once, whatever the process is doing (decoding images included)."""
+
+    def stop(self, reason: str, status: Status = Status.STOPPED) -> None:
+        print(reason, file=sys.stderr, flush=True)
+        os._exit(4)
+
+
+def exit_watches(parent: int | None, minutes: float | None) -> list[threading.Timer]:
+    """Started watches that end this process when `parent` exits or after `minutes` (either may be None)."""
+    stop, watches = ExitStop(), []
+    if minutes:
+        reason = f"Stopped after {minutes:g} minutes, this server's limit per run; start it again with fewer batches."
+        watches.append(threading.Timer(minutes * 60, stop.stop, args=(reason,)))
+        watches[-1].daemon = True
+        watches[-1].start()
+    if parent is not None:
+        watches.append(ParentWatch(parent, stop))
+    return watches
