@@ -18,6 +18,7 @@ from lib.data.sources import (
     upload_path,
     upload_target,
 )
+from lib.settings import runs_dir
 
 # Widget keys of the shared sidebar.
 KEY_KIND, KEY_PATH, KEY_UPLOAD, KEY_BUILTIN, KEY_BUILTIN_ROOT, KEY_OPEN, KEY_DOWNLOAD = (
@@ -169,7 +170,9 @@ def store_upload(data: bytes, name: str, session, target) -> Source | None:
     sessions.clear_uploads(st.session_state.session_id)
     settings = cache.settings()
     try:
-        check_disk(len(data), session, settings.max_session_mb, settings.max_disk_mb)
+        store = cache.run_store(str(runs_dir()))
+        runs = sessions.runs_bytes(store, st.session_state.session_id if settings.deployed else None)
+        check_disk(len(data), session, settings.max_session_mb, settings.max_disk_mb, also_used=runs)
         return Source("upload", str(upload_path(data, name, target.parent)))
     except (ValueError, OSError) as e:
         st.session_state.source_error = (

@@ -59,8 +59,8 @@ try:
 except StoreError as e:
     st.error(plain_error(e))
     st.stop()
-if store.notice:
-    st.warning(plain(store.notice))
+if store.recent_notice():
+    st.warning(plain(store.recent_notice()))
 if st.session_state.get("runs_error"):  # set by a callback, which cannot draw
     st.error(plain(st.session_state.pop("runs_error")))
 
@@ -90,9 +90,17 @@ def import_upload(up, rename: bool) -> None:
         st.error(f"That bundle is over this app's {settings.max_upload_mb} MB limit; export fewer runs.")
         return
     path = store.root / f".upload-{uuid.uuid4().hex}.zip"
+    room = sessions.disk_room(st.session_state.session_id, settings, store)  # imported checkpoints count too
+    if up.size * 2 > room:  # the bundle and what it unpacks to are on disk together for a moment
+        sessions.release_upload(up)
+        st.error(
+            f"Importing that bundle needs more disk than is left for this session ({room / 2**20:,.0f} MB, up to "
+            f"{settings.max_session_mb:,} MB); delete runs first."
+        )
+        return
     try:
         path.write_bytes(up.getvalue())
-        limits = Limits(settings.max_archive_files, settings.max_archive_mb * 2**20)
+        limits = Limits(settings.max_archive_files, min(settings.max_archive_mb * 2**20, room - up.size))
         ids = import_bundle(path, store, rename=rename, owner=owner, limits=limits,
                             check_config=lambda config: stored_config(config, settings))  # fmt: skip
     except (ValueError, OSError, StoreError) as e:

@@ -76,8 +76,8 @@ try:
 except StoreError as e:
     st.error(plain_error(e))
     st.stop()
-if store.notice:
-    st.warning(plain(store.notice))
+if store.recent_notice():
+    st.warning(plain(store.recent_notice()))
 
 
 FIELDS = PAGE_FIELDS  # TrainConfig fields with page=True
@@ -173,6 +173,7 @@ def begin_sweep() -> None:
         if not axes:
             raise ValueError("Choose a hyperparameter to vary under Sweep and give its values, then Start sweep.")
         owner = st.session_state.session_id
+        sessions.check_room_for_runs(owner, settings, store)
         st.session_state.train_sweep = start_sweep(
             input_config(), axes, root, store, owner, settings=settings, visitor=visitor()
         )
@@ -192,6 +193,7 @@ def start() -> None:
     """Start's callback: a run from the inputs, or the reason it cannot start (shown under Start)."""
     try:
         config = input_config()
+        sessions.check_room_for_runs(st.session_state.session_id, settings, store)
         run_id = start_run(config, root, store, st.session_state.session_id, settings=settings, visitor=visitor())
     except (ValueError, StoreError) as e:
         st.session_state.train_refusal = plain_error(e)

@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+from lib.data.folders import disk_left
 from lib.settings import cache_dir
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -60,6 +61,28 @@ def idle_sessions(max_idle_s: float, now: float | None = None) -> list[str]:
         if _ID.match(entry.name) and now - seen > max_idle_s:
             idle.append(entry.name)
     return idle
+
+
+def runs_bytes(store, owner: str | None) -> int:
+    """Disk a session's runs hold: their checkpoints and predictions (deployed mode: the runs it owns)."""
+    return store.files.usage([r.id for r in store.list_runs(owner)]) if owner else 0
+
+
+def disk_room(session_id: str, settings, store) -> int:
+    """Bytes this session may still write, its uploads and its runs together (lib.data.folders.disk_left)."""
+    owner = session_id if settings.deployed else None
+    used = runs_bytes(store, owner)
+    return disk_left(session_dir(session_id), settings.max_session_mb, settings.max_disk_mb, also_used=used)
+
+
+def check_room_for_runs(session_id: str, settings, store) -> None:
+    """Raises ValueError when this session's disk quota (or the server's) has no room left for a run's
+    checkpoints."""
+    if disk_room(session_id, settings, store) <= 0:
+        raise ValueError(
+            f"Your uploads and runs use all the disk this session may (up to {settings.max_session_mb:,} MB, "
+            f"{settings.max_disk_mb:,} MB for everyone); delete runs on the Runs page, then start again."
+        )
 
 
 def clear_uploads(session_id: str) -> None:

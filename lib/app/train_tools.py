@@ -53,6 +53,7 @@ def train_more(
     if right.button("Train more", key=f"{key}_more", help="continue from the last checkpoint as a new, linked run"):
         try:
             visitor = sessions.visitor_id(owner, st.context.ip_address, st.context.headers.get("User-Agent"))
+            sessions.check_room_for_runs(owner, settings, store)
             child = continue_run(record.id, int(more), store, owner, settings=settings, visitor=visitor)
         except ValueError as e:
             st.warning(plain_error(e))

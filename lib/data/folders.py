@@ -41,23 +41,26 @@ def disk_usage(path: Path) -> int:
     return total
 
 
-def disk_left(session_folder: Path, max_session_mb: int, max_disk_mb: int) -> int:
+def disk_left(session_folder: Path, max_session_mb: int, max_disk_mb: int, *, also_used: int = 0) -> int:
     """Bytes a session may still write: the smaller of what is left of its own quota and of the server's,
-    where the server's counts every session's files, extracted archives and exported built-ins."""
-    from lib.settings import cache_dir
+    where the server's counts every session's files, extracted archives, exported built-ins and the runs
+    folder (checkpoints, predictions, the store). `also_used`: what the session holds outside its folder
+    (its runs' files, lib.app.sessions.runs_bytes)."""
+    from lib.settings import cache_dir, runs_dir
 
     cache = cache_dir()
-    everyone = sum(disk_usage(cache / name) for name in ("sessions", "archives", "builtins"))
-    return max(0, min(max_session_mb * 2**20 - disk_usage(session_folder), max_disk_mb * 2**20 - everyone))
+    everyone = sum(disk_usage(cache / name) for name in ("sessions", "archives", "builtins")) + disk_usage(runs_dir())
+    mine = disk_usage(session_folder) + also_used
+    return max(0, min(max_session_mb * 2**20 - mine, max_disk_mb * 2**20 - everyone))
 
 
-def check_disk(needed: int, session_folder: Path, max_session_mb: int, max_disk_mb: int) -> None:
+def check_disk(needed: int, session_folder: Path, max_session_mb: int, max_disk_mb: int, *, also_used: int = 0) -> None:
     """Refuse to write `needed` bytes for a session over its disk quota or the server's.
 
     Raises:
         ValueError: saying how much room is left and what to do.
     """
-    left = disk_left(session_folder, max_session_mb, max_disk_mb)
+    left = disk_left(session_folder, max_session_mb, max_disk_mb, also_used=also_used)
     if needed > left:
         raise ValueError(
             f"That needs {needed / 2**20:,.1f} MB of disk but only {left / 2**20:,.1f} MB is left for this session "

@@ -23,6 +23,12 @@ class RunFiles:
         """The folder of a run's checkpoints and predictions (it may not exist yet)."""
         return self.root / "checkpoints" / run_id
 
+    def usage(self, run_ids: list[str]) -> int:
+        """Bytes of these runs' checkpoints and predictions on disk."""
+        from lib.data.folders import disk_usage
+
+        return sum(disk_usage(self.folder(run_id)) for run_id in run_ids)
+
     def checkpoint_path(self, run_id: str, which: str = "last") -> Path:
         """Where a run's `last` (end of its latest epoch, or where it stopped) or `best` checkpoint lives."""
         if which not in CHECKPOINTS:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 import sqlite3
 import time
@@ -33,6 +34,7 @@ from lib.settings import runs_dir
 if TYPE_CHECKING:
     import pandas as pd
 
+NOTICE_S = 600.0  # how long pages show that the store healed
 INTERRUPTED_MESSAGE = (
     "The trainer ended without finishing (its process was killed or crashed); metrics up to then are kept."
 )
@@ -152,6 +154,7 @@ class RunStore:
         self.path = self.root / "runs.sqlite"
         self.files = RunFiles(self.root)
         self.notice = ""  # one sentence about a store that was healed on opening, for the page to show
+        self.noticed_at = 0.0  # when (pages show the notice for NOTICE_S only: it is the server's, not a visitor's)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -191,10 +194,26 @@ class RunStore:
                 f"The run store was damaged; it was moved aside as {aside.name} in the runs folder "
                 "and a new, empty one started."
             )
+            self.noticed_at = time.time()
+            self._reclaim_checkpoints()
             log.warning("run store %s was damaged (%s); moved to %s", self.path, error, aside)
             self._create()
             return True
         return False
+
+    def _reclaim_checkpoints(self) -> None:
+        """Delete the checkpoint folders of the runs a damaged store held: no run names them any more, and
+        they would hold the disk quota for good (the damaged file itself is kept aside)."""
+        folder = self.root / "checkpoints"
+        if folder.is_dir():
+            doomed = self.root / f".checkpoints-orphaned-{secrets.token_hex(4)}"
+            os.replace(folder, doomed)  # at once: a run created from now on starts a new folder
+            shutil.rmtree(doomed, ignore_errors=True)
+
+    def recent_notice(self, now: float | None = None) -> str:
+        """The healing notice while it is news (NOTICE_S), else "": a shared store's notice would otherwise be
+        shown to every visitor for the life of the server."""
+        return self.notice if (now or time.time()) - self.noticed_at < NOTICE_S else ""
 
     def _sentence(self, error: sqlite3.DatabaseError) -> str:
         """One sentence for an error the store could not heal."""
