@@ -59,7 +59,7 @@ def test_every_page_installs_the_repairs_before_it_draws():
 
 def test_the_pinned_streamlit_has_every_name_the_repairs_rely_on():
     for owner, name, _ in repairs.REPAIRS:
-        assert hasattr(owner, name), f"{owner.__name__}.{name}"
+        assert name in vars(owner), f"{owner.__name__}.{name}"  # its own, not inherited
     safe = SafeSessionState(SessionState(), lambda: None)
     assert all(hasattr(safe, a) for a in ("_lock", "_state", "_yield_callback"))  # read by _apply_then_check
 
@@ -69,7 +69,8 @@ def test_install_replaces_streamlits_functions_once():
     repairs.install()  # again (every run does): the repair still wraps Streamlit's own, not itself
     assert script_requests._coalesce_widget_states is repairs._carry_unsent
     assert SafeSessionState.on_script_will_rerun is repairs._apply_then_check
-    for repair in (repairs._carry_unsent, repairs._apply_then_check):
+    assert PagesManager.__init__ is repairs._init_leaving_pages_mode
+    for repair in (repairs._carry_unsent, repairs._apply_then_check, repairs._init_leaving_pages_mode):
         assert repair.original is not repair and repair.original.__module__.startswith("streamlit.")
 
 
@@ -96,6 +97,17 @@ def test_install_leaves_the_old_pages_mode_with_a_rerun(monkeypatch):
         repairs.install()
     assert PagesManager.uses_pages_directory is False
     repairs.install()  # the mode is off: no second rerun
+
+
+def test_a_pages_manager_made_after_install_leaves_the_old_pages_mode(monkeypatch, tmp_path):
+    """Streamlit turns the mode on for every PagesManager made while the flag is unset (each session; each
+    AppTest run resets it): a run begun in it would rerun and lose the button click that started it."""
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "app.py").write_text("")
+    repairs.install()
+    monkeypatch.setattr(PagesManager, "uses_pages_directory", None)
+    PagesManager(str(tmp_path / "app.py"), setup_watcher=False)
+    assert PagesManager.uses_pages_directory is False
 
 
 def _states(**values) -> WidgetStates:

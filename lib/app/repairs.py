@@ -10,7 +10,9 @@ tests/test_router.py checks the names and that each is replaced.
    when the server's first visit is a deep link (`/channels?class=cat`), that mode runs
    pages/channels.py alone, without the router's data-source sidebar and navigation, and stays so for
    every visitor until someone opens `/`. The first script run of the server (router or page) turns the
-   old mode off and reruns, and the router then draws the linked page as usual.
+   old mode off and reruns, and the router then draws the linked page as usual. A PagesManager made after
+   that (each new session, and each AppTest run, makes one) leaves the mode off (`PagesManager.__init__`):
+   a run that started in it would rerun and lose the click that started it.
 
 2. and 3. A choice kept across a page switch. A page switch sends only the router's widget values, and
    Streamlit drops the old page's values when the switch's run starts, so a choice made on a page is kept
@@ -46,6 +48,12 @@ def _carry_unsent(old, new):
     return merged
 
 
+def _init_leaving_pages_mode(self, *args, **kwargs) -> None:
+    """PagesManager.__init__, then the old multipage mode off: it turns it on whenever the flag is unset."""
+    _init_leaving_pages_mode.original(self, *args, **kwargs)
+    PagesManager.uses_pages_directory = False
+
+
 def _apply_then_check(self, *args, **kwargs) -> None:
     """SafeSessionState.on_script_will_rerun: take the browser's values and copy the kept ones, then
     check for a newer request (Streamlit's own checks first, so a run stopped for a newer request never
@@ -59,6 +67,7 @@ def _apply_then_check(self, *args, **kwargs) -> None:
 # (owner, name, repair): the names each repair relies on; a repair of None only reads the name.
 REPAIRS = (
     (PagesManager, "uses_pages_directory", None),
+    (PagesManager, "__init__", _init_leaving_pages_mode),
     (script_requests, "_coalesce_widget_states", _carry_unsent),
     (SafeSessionState, "on_script_will_rerun", _apply_then_check),
 )
@@ -70,7 +79,7 @@ def install() -> None:
     Raises:
         RuntimeError: when the installed Streamlit lacks a name a repair relies on.
     """
-    missing = [f"{getattr(o, '__name__', o)}.{name}" for o, name, _ in REPAIRS if not hasattr(o, name)]
+    missing = [f"{getattr(o, '__name__', o)}.{name}" for o, name, _ in REPAIRS if name not in vars(o)]
     if missing:
         raise RuntimeError(
             f"Streamlit {st.__version__} has no {', '.join(missing)}: lib/app/repairs.py needs the Streamlit "
