@@ -1,11 +1,12 @@
 """TrainConfig validates once with one-sentence errors and round-trips through a dict; models build offline."""
 
+import argparse
 import dataclasses
 
 import pytest
 import torch
 
-from lib.training.config import MODELS, TrainConfig
+from lib.training.config import MODELS, PAGE_FIELDS, TrainConfig, add_config_options, config_from_args
 from lib.training.models import build_model
 
 
@@ -33,6 +34,41 @@ def test_bad_values_raise_one_sentence(bad, words):
     with pytest.raises(ValueError, match=words) as e:
         TrainConfig(**bad)
     assert str(e.value).count(". ") == 0 and str(e.value).endswith(".")
+
+
+def parse(*args: str, exclude=()) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, exclude=exclude)
+    return parser.parse_args(list(args))
+
+
+def test_options_default_to_the_dataclass_and_set_every_field():
+    assert config_from_args(parse()) == TrainConfig()
+    assert config_from_args(parse(), world_size=3) == TrainConfig(world_size=3)
+    chosen = TrainConfig(
+        model="resnet18", epochs=7, batch_size=9, lr=0.5, optimizer="sgd", weight_decay=0.01, schedule="cosine",
+        image_size=48, random_crop=True, hflip=True, rotation=12.5, color_jitter=0.25, normalization="none",
+        val_split=0.3, seed=4, device="cpu", max_batches=2, pretrained=True, name="x",
+    )  # fmt: skip
+    args = ["--model", "resnet18", "--epochs", "7", "--batch-size", "9", "--lr", "0.5", "--optimizer", "sgd"]
+    args += ["--weight-decay", "0.01", "--schedule", "cosine", "--image-size", "48", "--random-crop", "--hflip"]
+    args += ["--rotation", "12.5", "--color-jitter", "0.25", "--normalization", "none", "--val-split", "0.3"]
+    args += ["--seed", "4", "--device", "cpu", "--max-batches", "2", "--pretrained", "--name", "x"]
+    assert config_from_args(parse(*args)) == chosen
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - {"world_size"} == set(vars(parse())) - {"augment"}
+
+
+def test_an_excluded_option_keeps_its_default_and_bad_choices_are_refused():
+    assert config_from_args(parse(exclude=("name",))).name == ""
+    with pytest.raises(SystemExit):
+        parse("--name", "x", exclude=("name",))
+    with pytest.raises(SystemExit):
+        parse("--model", "vit")
+
+
+def test_the_train_page_offers_the_recipe_not_the_machine():
+    assert PAGE_FIELDS[:3] == ("model", "epochs", "batch_size") and PAGE_FIELDS[-1] == "name"
+    assert {"device", "pretrained", "world_size"}.isdisjoint(PAGE_FIELDS) and len(PAGE_FIELDS) == 17
 
 
 def test_replace_validates_again():

@@ -152,7 +152,9 @@ def lr_find(p: ArgumentParser) -> None:
     )
     execution(p, threads="torch CPU threads (default: every core)")
     p.add_argument(
-        "--config", default=None, help="a TrainConfig as JSON, as the app passes it; replaces the options above"
+        "--config",
+        default=None,
+        help="a TrainConfig as JSON, as the app passes it; replaces the options above (default: none)",
     )
     watch(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
@@ -230,4 +232,4 @@ def import_tb(p: ArgumentParser) -> None:
     p.add_argument(
         "--rename", action="store_true", help="import a folder imported before under a new id (default: refuse)"
     )
-    p.add_argument("--json", action="store_true", help='print {"runs": [{"name", "run_id"}]} instead of lines')
+    p.add_argument("--json", action="store_true", help='print {"runs": [{"name", "run_id"}]} (default: a line per run)')
