@@ -3,6 +3,7 @@ heavy packages, read from the interpreter's own record (`python -X importtime`),
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -51,3 +52,14 @@ def test_the_reader_sees_a_heavy_import(tmp_path):
         [sys.executable, "-X", "importtime", "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     ).stderr
     assert {"json", "tests", "numpy", "PIL"} <= imported(err)
+
+
+def test_every_command_module_is_in_the_table_and_defines_its_function():
+    # A module added the old way (a `register` nobody calls) would be a command that never runs.
+    helpers = {"__init__", "options", "plumbing", "train_ranks"}
+    modules = {p.stem for p in (ROOT / "lib" / "commands").glob("*.py")} - helpers
+    targets = [c.run.split(":") for c in COMMANDS]
+    assert modules == {module for module, _ in targets}
+    for module, function in targets:
+        tree = ast.parse((ROOT / "lib" / "commands" / f"{module}.py").read_text())
+        assert function in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, f"{module}:{function}"
