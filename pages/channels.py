@@ -31,7 +31,6 @@ from lib.pixels.channels import (
     channel_view,
     heatmap_frame,
     histogram_frame,
-    load_upload,
     norm_values,
     preview_images,
     to_uint8,
@@ -156,7 +155,7 @@ upload = st.file_uploader(
     f"Or upload one image (up to {upload_mb} MB)", type=None, key="channels_upload", max_upload_size=upload_mb
 )
 try:
-    img = load_upload(upload.getvalue()) if upload is not None else load_rgb(paths[number])
+    img = cache.decoded_upload(upload.getvalue()) if upload is not None else load_rgb(paths[number])
     view = channel_view(img, size, norm)
 except ValueError as e:
     st.error(plain_error(e))

@@ -115,7 +115,7 @@ def chosen_image() -> tuple[str, object, str, str | None]:
     """(cache id, uint8 (S, S, 3), caption, validation path or None) of the image to explain; stops with a sentence."""
     if source == SOURCES[1]:
         limit = settings.max_upload_mb
-        up = st.file_uploader(f"An image (up to {limit} MB)", key="explain_upload")
+        up = st.file_uploader(f"An image (up to {limit} MB)", key="explain_upload", max_upload_size=limit)
         if up is None:
             st.info("Upload an image to see what the model makes of it.")
             st.stop()

@@ -25,7 +25,7 @@ from lib.app.train_tools import train_more
 from lib.charts.runs import overlay_epoch_chart, overlay_loss_chart, parallel_chart, scatter_chart
 from lib.charts.series import MAX_POINTS
 from lib.runs import compare
-from lib.runs.export import PLAIN_TORCH, bundle_bytes, checkpoint_files, csv_bytes
+from lib.runs.export import PLAIN_TORCH, bundle_bytes, checkpoint_bytes, checkpoint_files, csv_bytes
 from lib.runs.importer import Limits, import_bundle
 from lib.runs.status import Status
 from lib.runs.store import StoreError
@@ -135,7 +135,7 @@ def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
     kept = st.session_state.get("runs_selected", [])
     default = [i for i, run_id in enumerate(shown["id"]) if run_id in kept]
     event = st.dataframe(
-        shown,
+        compare.spreadsheet_safe(shown),  # its toolbar's CSV download writes no formula
         key="runs_table",
         on_select="rerun",
         selection_mode="multi-row",
@@ -214,7 +214,7 @@ def downloads(selected: list[str], labels: dict[str, str]) -> None:
     )
     mid.download_button(
         "Run bundle (.zip)",
-        lambda: bundle_bytes(store, selected),
+        lambda: bundle_bytes(store, selected, private=settings.deployed),  # deployed: no server paths or sessions
         file_name=f"{selected[0]}.zip" if len(selected) == 1 else "runs-bundle.zip",
         mime="application/zip",
         on_click="ignore",
@@ -229,7 +229,7 @@ def downloads(selected: list[str], labels: dict[str, str]) -> None:
         which = st.radio("Checkpoint", sorted(files, reverse=True), horizontal=True, key="runs_ckpt_which")
         st.download_button(
             f"Download {which}",
-            files[which].read_bytes,
+            lambda: checkpoint_bytes(files[which], private=settings.deployed),
             file_name=f"{run_id}-{which}",
             on_click="ignore",
             key="runs_checkpoint",

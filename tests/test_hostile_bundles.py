@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from test_runs_transfer import members, pt_bytes, runs, write_zip  # noqa: F401 - `runs` is a fixture
 
 from lib.evaluation.predictions import run_predictions
+from lib.runs.export import bundle_bytes
 from lib.runs.importer import import_bundle, pick_dataset
 from lib.runs.store import RunStore
 from lib.settings import Settings
@@ -153,3 +155,14 @@ def test_runs_page_lists_and_deletes_a_bad_stored_run(tmp_path, monkeypatch):
     at.button(key="runs_delete").click().run()
     assert not at.exception, at.exception
     assert [r.id for r in store.list_runs()] == [good]
+
+
+def test_a_deployed_export_names_no_server_folder_or_session(runs):  # noqa: F811
+    folder, ids = runs
+    store = RunStore(folder)
+    for private in (False, True):
+        with zipfile.ZipFile(io.BytesIO(bundle_bytes(store, [ids[0]], private=private))) as zf:
+            row = json.loads(zf.read(f"{ids[0]}/run.json"))
+            ckpt = torch.load(io.BytesIO(zf.read(f"{ids[0]}/checkpoints/last.pt")), weights_only=True)
+        assert ({"root", "owner", "visitor"} & row.keys() == set()) == private
+        assert (ckpt["root"] == "") == private and ckpt["val_paths"]  # the split itself travels

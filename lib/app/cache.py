@@ -374,9 +374,19 @@ def run_image(run_id: str, path: str, size: int) -> np.ndarray | str:
         return f"{path} cannot be read ({e})."
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def decoded_upload(data: bytes) -> Image.Image:
+    """An uploaded image decoded once (an animation's first frame), not again on every rerun.
+
+    Raises:
+        ValueError: when the upload is not an image, or is over the per-image limits (from its header).
+    """
+    return load_upload(data)
+
+
 def upload_image(data: bytes, size: int) -> np.ndarray:
     """An uploaded image resized as the dataset's images are, uint8 (S, S, 3). Raises ValueError (not an image)."""
-    img = load_upload(data)
+    img = decoded_upload(data)
     if img.size != (size, size):
         img = img.resize((size, size), Image.BILINEAR)  # as decode_one does
     return np.asarray(img).copy()

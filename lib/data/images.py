@@ -125,6 +125,9 @@ def _high_depth_to_l(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.rint(a).astype(np.uint8), mode="L")
 
 
+FRAME_BUDGET = 4  # an animated image's frames may add up to this many images of the per-image pixel limit
+
+
 class TooLarge(ValueError):
     """An image over this process's per-image limits (pixels or frames), found from its header."""
 
@@ -147,8 +150,13 @@ class _strict_open:
                     f"too many pixels ({img.width}x{img.height} = {img.width * img.height:,}, over this app's "
                     f"limit of {max_pixels:,} per image); downscale it"
                 )
-            if getattr(img, "is_animated", False) and _frames_over(img, limits.max_frames):
-                raise TooLarge(f"too many frames (over this app's limit of {limits.max_frames:,} per image)")
+            # Counting frames decodes them (a GIF seeks frame by frame): at most FRAME_BUDGET images' worth.
+            frames = min(limits.max_frames, max(1, FRAME_BUDGET * max_pixels // max(1, img.width * img.height)))
+            if getattr(img, "is_animated", False) and _frames_over(img, frames):
+                raise TooLarge(
+                    f"too many frames (over {frames:,} at {img.width}x{img.height}, this app's limit of "
+                    f"{limits.max_frames:,} frames or {FRAME_BUDGET * max_pixels:,} pixels of frames per image)"
+                )
         except BaseException:
             img.close()
             raise

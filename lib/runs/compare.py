@@ -176,3 +176,14 @@ def _scaled(values: pd.Series) -> np.ndarray:
 def _text(values: pd.Series) -> list[str]:
     return ["—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}" if isinstance(v, float) else str(v)
             for v in values]  # fmt: skip
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every text cell that a spreadsheet would run as a formula prefixed with `'` (OWASP's
+    CSV injection rule): the table's own "Download as CSV" then writes inert text."""
+    text = frame.select_dtypes(include="object")
+    fixed = text.map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return frame.assign(**{c: fixed[c] for c in text.columns})

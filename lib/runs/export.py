@@ -70,6 +70,7 @@ model.load_state_dict(ckpt["model"])
 model.eval()  # input: (B, 3, size, size) floats in [0, 1], minus ckpt["mean"], divided by ckpt["std"]
 """
 LOCAL_COLUMNS = ("pid", "host", "heartbeat", "stop_requested", "checkpoint")  # facts of the machine that ran it
+SERVER_FACTS = ("root", "owner", "visitor")  # a deployed server's folders and its visitors' session ids
 
 
 def metric_rows(store: RunStore, run_id: str) -> Iterator[list]:
@@ -110,8 +111,11 @@ def csv_bytes(store: RunStore, run_ids: Iterable[str]) -> bytes:
     return buf.getvalue().encode()
 
 
-def write_bundle(store: RunStore, run_ids: Iterable[str], out: str | Path | io.BufferedIOBase) -> None:
-    """Write a bundle of run_ids (see the module docstring) to a path or binary stream.
+def write_bundle(
+    store: RunStore, run_ids: Iterable[str], out: str | Path | io.BufferedIOBase, *, private: bool = False
+) -> None:
+    """Write a bundle of run_ids (see the module docstring) to a path or binary stream. `private` (deployed
+    mode) leaves out what names the server or its visitors: the dataset folder and the session ids.
 
     Raises:
         ValueError: for a run id the store does not have.
@@ -120,18 +124,33 @@ def write_bundle(store: RunStore, run_ids: Iterable[str], out: str | Path | io.B
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(MANIFEST, json.dumps({"format": BUNDLE_FORMAT, "runs": run_ids}, indent=1))
         for run_id in run_ids:
-            zf.writestr(f"{run_id}/run.json", json.dumps(run_json(store, run_id), indent=1))
+            row = {k: v for k, v in run_json(store, run_id).items() if not (private and k in SERVER_FACTS)}
+            zf.writestr(f"{run_id}/run.json", json.dumps(row, indent=1))
             buf = io.StringIO()
             write_csv(store, [run_id], buf)
             zf.writestr(f"{run_id}/metrics.csv", buf.getvalue())
             for name, path in checkpoint_files(store, run_id).items():
-                zf.write(path, f"{run_id}/checkpoints/{name}")
+                if private and name in ("last.pt", "best.pt"):
+                    zf.writestr(f"{run_id}/checkpoints/{name}", checkpoint_bytes(path, private=True))
+                else:
+                    zf.write(path, f"{run_id}/checkpoints/{name}")
 
 
-def bundle_bytes(store: RunStore, run_ids: Iterable[str]) -> bytes:
+def bundle_bytes(store: RunStore, run_ids: Iterable[str], *, private: bool = False) -> bytes:
     """A bundle of run_ids in memory (for a download button)."""
     buf = io.BytesIO()
-    write_bundle(store, run_ids, buf)
+    write_bundle(store, run_ids, buf, private=private)
+    return buf.getvalue()
+
+
+def checkpoint_bytes(path: Path, *, private: bool = False) -> bytes:
+    """A checkpoint file's bytes; `private`: with its dataset folder (`root`, a server path) left empty."""
+    if not private:
+        return path.read_bytes()
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({**torch.load(path, map_location="cpu", weights_only=True), "root": ""}, buf)
     return buf.getvalue()
 
 

@@ -84,7 +84,12 @@ def status_sentence(record: RunRecord) -> str:
     words = {
         Status.RUNNING: f"Training. {record.message}" if record.message not in ("", "training") else "Training.",
         Status.COMPLETED: f"Completed.{accuracy}",
-        Status.STOPPED: f"Stopped on request; the metrics so far are kept.{accuracy}",
+        Status.STOPPED: (  # the time limit's stop says so (lib/training/watch.py)
+            record.message
+            if record.message.startswith("Stopped after")
+            else "Stopped on request; the metrics so far are kept."
+        )
+        + accuracy,
         Status.DIVERGED: f"Diverged: {record.message}",
         Status.FAILED: f"Failed: {record.message}",
         Status.INTERRUPTED: f"Interrupted: {record.message}",
