@@ -9,8 +9,10 @@ it answered when that happened within 60 s with no stException on the page.
      epochs), then all eight tour every page twice; then the two trainers press Stop.
   With --hostile, the last of B's eight visitors first does what a stranger trying to exhaust or deface a
      shared link would (a crafted ?source= link, a zip of 3 x 200 MiB zeros, a 9400 x 9400 16-bit PNG and a
-     1,000-frame GIF on Channels, a second run from a second tab), then tours like the others; the script
-     checks every attempt was refused in one sentence and reports the other visitors' figures.
+     1,000-frame GIF on Channels, a second run from a second tab, two quick Start sweep clicks, the
+     learning-rate finder, and crafted run bundles on Runs: a validation path out of the dataset, an image
+     size over the limit, a step of 10^20), then tours like the others; the script checks every attempt was
+     refused in one sentence and reports the other visitors' figures.
 Prints visits answered, median and slowest visit per scenario, and B's ratios to A. Exits 1 when a visit
 did not answer, a trainer did not start or a hostile attempt was not refused, 2 when the 8-minute global
 deadline passed. Figures depend on the machine: run it where you quote it.
@@ -154,6 +156,31 @@ def _gif(frames: int) -> bytes:
     return buf.getvalue()
 
 
+def _bundle(case: str) -> bytes:
+    """A run bundle crafted as issue 23's stranger did; each is refused at import with one sentence."""
+    import io
+    import json
+    import zipfile
+
+    import torch
+
+    config = {"model": "linear", "image_size": 1024 if case == "image size" else 8, "epochs": 1}
+    row = {"id": "r1", "name": "r1", "created": 1.7e9, "status": "completed", "config": config, "classes": ["a"]}
+    ckpt = {"model": {"w": torch.zeros(1)}, "config": config, "classes": ["a"], "val_targets": [0],
+            "val_paths": ["../../../etc/passwd" if case == "path" else "a/1.png"]}  # fmt: skip
+    step = "100000000000000000000" if case == "step" else "1"
+    pt = io.BytesIO()
+    torch.save(ckpt, pt)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("torchscope-bundle.json", json.dumps({"format": 1, "runs": ["r1"]}))
+        z.writestr("r1/run.json", json.dumps(row))
+        header = "run_id,kind,step,epoch,train_loss,val_loss,val_accuracy,lr,samples_per_sec,metric,value"
+        z.writestr("r1/metrics.csv", f"{header}\nr1,step,{step},1,0.5,,,0.1,10.0,,\n")
+        z.writestr("r1/checkpoints/last.pt", pt.getvalue())
+    return buf.getvalue()
+
+
 async def _refused(page, pattern: str) -> bool:
     try:
         await page.locator("[data-testid='stAlert']", has_text=re.compile(pattern)).first.wait_for(timeout=60_000)
@@ -197,8 +224,40 @@ async def hostile(browser, url: str, page) -> list[str]:
             failed.append("second run from a second tab")
         if await page.locator(STOP).count():
             await page.locator(STOP).click()
+        failed += await _sweep_and_finder(tab)
     finally:
         await second.close()
+    return failed + await _bundles(page)
+
+
+async def _sweep_and_finder(page) -> list[str]:
+    """Two quick Start sweep clicks and the finder: a sweep claims its slot at once, the finder takes one."""
+    failed = []
+    await page.locator(".st-key-train_sweep_param1").click()
+    await page.get_by_role("option", name="lr", exact=True).click()
+    await page.locator(".st-key-train_sweep_values1 input").fill("1e-3, 3e-3")
+    button = page.locator(".st-key-train_sweep_start button")
+    await button.click()
+    await button.click()
+    if not await _refused(page, "is still running|training slots of this server are taken|counted across your tabs"):
+        failed.append("a second sweep")
+    await page.locator(".st-key-train_lr_find button").click()
+    if not await _refused(page, "training slots of this server are taken|counted across your tabs|still running"):
+        failed.append("the learning-rate finder past the caps")
+    return failed
+
+
+async def _bundles(page) -> list[str]:
+    """Crafted bundles on the Runs page, each refused."""
+    failed = []
+    await visit(page, "Runs")
+    await page.get_by_text("Import runs (.zip bundle)").click()
+    for case, why in (("path", "not a plain relative path"), ("image size", "px"), ("step", "out of range")):
+        files = {"name": f"{case}.zip", "mimeType": "application/zip", "buffer": _bundle(case)}
+        await page.locator(".st-key-runs_import_file input[type='file']").set_input_files(files)
+        await page.locator(".st-key-runs_import button").click()
+        if not await _refused(page, f"was refused.*{why}"):
+            failed.append(f"bundle with a bad {case}")
     return failed
 
 
