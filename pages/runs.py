@@ -5,8 +5,10 @@ Widget keys (stable, for tests and URLs):
     runs_smoothing, runs_scatter_x, runs_scatter_y, runs_csv, runs_bundle, runs_ckpt_run, runs_ckpt_which,
     runs_checkpoint (downloads), runs_edit (run to edit), runs_name_<run id>, runs_rename, runs_note_<run id>, runs_save_note,
     runs_delete, runs_delete_confirm, runs_import_file, runs_import_rename, runs_import; runs_more_run,
-    runs_more_epochs, runs_more ("Train more", lib/app/train_tools.py).
-Chart keys: runs_loss_chart, runs_val_loss_chart, runs_accuracy_chart, runs_parallel_chart, runs_scatter_chart.
+    runs_more_epochs, runs_more ("Train more", lib/app/train_tools.py); runs_metric (an extra metric of logged
+    or imported runs, shown when a selected run has one).
+Chart keys: runs_loss_chart, runs_val_loss_chart, runs_accuracy_chart, runs_metric_chart, runs_parallel_chart,
+runs_scatter_chart.
 Kept across page switches (lib.app.state): the filters, runs_x, runs_smoothing, runs_scatter_x, runs_scatter_y.
 Session state read: session_id (str). Written: runs_selected (the selected run ids, kept across pages).
 """
@@ -22,7 +24,13 @@ from lib.app import cache, repairs, sessions
 from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.app.train_tools import train_more
-from lib.charts.runs import overlay_epoch_chart, overlay_loss_chart, parallel_chart, scatter_chart
+from lib.charts.runs import (
+    overlay_epoch_chart,
+    overlay_loss_chart,
+    overlay_metric_chart,
+    parallel_chart,
+    scatter_chart,
+)
 from lib.charts.series import MAX_POINTS
 from lib.runs import compare
 from lib.runs.export import PLAIN_TORCH, bundle_bytes, checkpoint_bytes, checkpoint_files, csv_bytes
@@ -162,7 +170,7 @@ def curve_charts(summary: pd.DataFrame, selected: list[str], labels: dict[str, s
     steps, epochs = [], []
     rows = summary.set_index("id")
     for run_id in selected:
-        batch = int(rows.loc[run_id].get("hp.batch_size", 1) or 1)
+        batch = compare.batch_size(rows.loc[run_id])
         s, e = cache.run_curves(root, run_id, rows.loc[run_id, "heartbeat"], batch, smoothing, budget)
         steps.append(s.assign(run=labels[run_id]))
         epochs.append(e.assign(run=labels[run_id]))
@@ -178,6 +186,22 @@ def curve_charts(summary: pd.DataFrame, selected: list[str], labels: dict[str, s
     left.altair_chart(overlay_epoch_chart(epochs, names, "val_loss", x), width="stretch", key="runs_val_loss_chart")
     right.altair_chart(
         overlay_epoch_chart(epochs, names, "val_accuracy", x), width="stretch", key="runs_accuracy_chart"
+    )
+
+
+def metric_chart(summary: pd.DataFrame, selected: list[str], labels: dict[str, str]) -> None:
+    """The other metrics logged or imported runs recorded (any name), one chosen at a time, overlaid."""
+    rows = summary.set_index("id")
+    frames = [cache.run_metrics(root, i, rows.loc[i, "heartbeat"]).assign(run=labels[i]) for i in selected]
+    metrics = pd.concat(frames, ignore_index=True)
+    names = sorted(metrics["name"].unique())
+    if not names:
+        return
+    keep("runs_metric", names[0], options=names)
+    name = st.selectbox("Other metric", names, key="runs_metric", help="Recorded by a logged or imported run")
+    data = compare.metric_series(metrics, name, max(200, MAX_POINTS // len(selected)))
+    st.altair_chart(
+        overlay_metric_chart(data, [labels[i] for i in selected], name), width="stretch", key="runs_metric_chart"
     )
 
 
@@ -298,6 +322,7 @@ if not selected:
     st.stop()
 st.subheader("Curves")
 curve_charts(summary, selected, labels)
+metric_chart(summary, selected, labels)
 st.subheader("Hyperparameters")
 hparam_charts(shown, hp, selected, labels)
 st.subheader("Configuration differences")

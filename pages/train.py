@@ -229,7 +229,7 @@ def draw(view: RunView) -> None:
     if p.total_steps:
         st.progress(p.fraction, text=f"Epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.steps_per_epoch}")
     with st.container(horizontal=True, gap="large"):  # wraps in a narrow window: four columns clipped "100/100"
-        st.metric("Epoch", f"{p.epoch}/{p.epochs}", width="content")
+        st.metric("Epoch", f"{p.epoch}/{p.epochs}" if p.epochs else f"{p.epoch}", width="content")
         st.metric("Batch", f"{p.batch}/{p.steps_per_epoch or '?'}", width="content")
         st.metric("Samples/s", f"{p.samples_per_sec:,.0f}" if p.samples_per_sec else "-", width="content")
         st.metric("ETA", format_duration(p.eta_s), width="content")

@@ -184,3 +184,55 @@ def test_the_docs_plain_torch_example_runs_and_logs(tmp_path):
     assert done.returncode == 0, done.stderr
     (record,) = RunStore(tmp_path / "runs").list_runs()
     assert record.status == "completed" and len(RunStore(tmp_path / "runs").epochs(record.id)) >= 1
+
+
+def test_evaluate_opens_a_logged_run_of_a_project_model_and_says_why_not_otherwise(tmp_path):
+    import json
+
+    import torch
+
+    from lib.data.index import build_index
+    from lib.data.sample import sample_root
+    from lib.training.checkpoint import load_model
+    from lib.training.models import build_model
+    from lib.training.resume import resumable
+
+    index = build_index(str(sample_root()))
+    val = index.samples[::7]
+    model = build_model("linear", len(index.classes), 8)
+    with torch.no_grad():  # a constant answer: class 0 for every image, so accuracy is its share of val
+        model[-1].weight.zero_()
+        model[-1].bias.copy_(torch.eye(len(index.classes))[0])
+    with start_run("mine", config={"model": "linear", "image_size": 8}, runs_dir=tmp_path) as run:
+        run.log(step=1, train_loss=1.0)
+        run.save_checkpoint(model, classes=index.classes, val_samples=val)
+    done = cli("evaluate", run.id, "--runs-dir", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accuracy"] == sum(t == 0 for _, t in val) / len(val)
+    with pytest.raises(ValueError, match="logged by a script"):
+        resumable(RunStore(tmp_path), run.id)  # Train more continues only the app's own runs
+    with start_run("own model", config={"model": "mine"}, runs_dir=tmp_path) as other:
+        other.save_checkpoint(torch.nn.Linear(3, 2), classes=["a", "b"])
+    with pytest.raises(ValueError, match=r"cannot rebuild \('mine'\)") as error:
+        load_model(other.id, runs_dir=tmp_path)  # what Evaluate and Explain call; they show the sentence
+    assert str(error.value).count(". ") == 0 and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["evaluate", "explain"])
+def test_evaluate_and_explain_pages_say_in_one_sentence_when_a_logged_model_cannot_be_rebuilt(
+    tmp_path, monkeypatch, name
+):
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path))
+    with start_run("own model", config={"model": "mine"}) as run:
+        run.save_checkpoint(torch.nn.Linear(3, 2), classes=["a", "b"])
+    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=60)
+    at.session_state["session_id"] = "s1"
+    at.run()
+    assert not at.exception, at.exception
+    assert [e.value.replace("\\", "") for e in at.error] == [  # shown as plain text: Markdown escaped
+        f"Run {run.id} saved a model Torchscope cannot rebuild ('mine'), so it cannot be opened here; a logged run "
+        "can be when its config names one of linear, mlp, cnn, resnet18 and its image_size."
+    ]

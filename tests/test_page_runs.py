@@ -157,3 +157,29 @@ def test_filters_selection_and_chart_settings_survive_a_page_switch(store):
     assert at.session_state["runs_selected"] == [c] and len(at.get("vega_lite_chart")) == 5
     assert at.radio(key="runs_x").value == "epoch" and at.slider(key="runs_smoothing").value == 0.9
     assert at.selectbox(key="runs_scatter_y").value == "final_val_loss"
+
+
+def test_a_logged_runs_extra_metric_is_drawn_beside_an_app_run(store, tmp_path):
+    from lib.runs.logger import start_run
+
+    add_run(store, "app run", lr=0.1)
+    with start_run("logged", config={"lr": 0.3, "model": "mine"}, runs_dir=tmp_path) as run:
+        for step in range(1, 31):
+            run.log(step=step, train_loss=1 / step, grad_norm=step / 4)
+            if step % 10 == 0:
+                run.log(step=step, epoch=step // 10, val_loss=2 / step, val_accuracy=step / 40)
+    at = select(page().run(), [0, 1])
+    assert not at.exception, at.exception
+    assert at.selectbox(key="runs_metric").value == "grad_norm"
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 6  # loss, val loss, val accuracy, the extra metric, parallel coordinates, scatter
+    data = pd_concat(charts[3].proto)
+    assert data["value"].tolist() == [s / 4 for s in range(1, 31)] and set(data["run"]) == {"logged"}
+    loss = charts[0].proto.spec
+    assert '"logged"' in loss and '"app run"' in loss  # compared with the app's run on the same charts
+
+
+def pd_concat(proto):
+    import pandas as pd
+
+    return pd.concat([convert_arrow_bytes_to_pandas_df(d.data.data) for d in proto.datasets], ignore_index=True)

@@ -55,3 +55,23 @@ def test_deployed_mode_shows_only_this_sessions_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHSCOPE_MODE", "deployed")
     at = _page(tmp_path, monkeypatch).run()
     assert not at.exception and "No runs yet" in at.info[0].value
+
+
+def test_a_logged_run_is_followed_and_its_stop_reaches_the_script(tmp_path, monkeypatch):
+    from lib.runs.logger import start_run
+
+    with start_run("my loop", config={"lr": 0.1, "model": "mine"}, runs_dir=tmp_path, flush_s=3600) as run:
+        for step in range(1, 21):
+            run.log(step=step, train_loss=1 / step, lr=0.1)
+        run.log(step=20, epoch=1, val_loss=0.5, val_accuracy=0.75)
+        run.flush()
+        at = _page(tmp_path, monkeypatch).run()
+        assert not at.exception, at.exception
+        assert at.selectbox(key="train_run").value == run.id and any("Training" in i.value for i in at.info)
+        assert {m.label: m.value for m in at.metric} == {"Epoch": "1", "Batch": "20/?", "Samples/s": "-", "ETA": "-"}
+        assert len(at.get("vega_lite_chart")) == 3  # loss, accuracy, learning rate
+        at.button(key="train_stop").click().run()
+        assert not run.should_stop  # read from the store at the next flush
+        run.flush()
+        assert run.should_stop
+    assert RunStore(tmp_path).get_run(run.id).status == "stopped"

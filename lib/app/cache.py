@@ -240,6 +240,12 @@ def run_curves(root: str, run_id: str, heartbeat: float | None, batch_size: int,
     )
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def run_metrics(root: str, run_id: str, heartbeat: float | None) -> pd.DataFrame:
+    """A run's extra metrics (RunStore.metrics), keyed by its heartbeat as run_curves is."""
+    return run_store(root).metrics(run_id)
+
+
 # --- Evaluate: a run's predictions and metrics ----------------------------------------------------
 # Predicting reports progress to the page, so it runs outside st.cache_*; the results are kept per
 # (runs folder, run, checkpoint key) in one shared, bounded store and are never mutated. The predictions

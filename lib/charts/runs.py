@@ -61,6 +61,21 @@ def overlay_epoch_chart(epochs: pd.DataFrame, labels: list[str], metric: str, x:
     return styled(chart, title.split(" (")[0], height=SMALL_PLOT_HEIGHT)
 
 
+def overlay_metric_chart(data: pd.DataFrame, labels: list[str], name: str) -> alt.Chart:
+    """An extra metric (one a logged or imported run recorded by name) of several runs against the step."""
+    chart = (
+        alt.Chart(data)
+        .mark_line()
+        .encode(
+            alt.X("step:Q", title=X_TITLES["step"]),
+            alt.Y("value:Q", title=name, scale=alt.Scale(zero=False)),
+            alt.Color("run:N", title="Run", scale=run_colours(labels), legend=None),
+            tooltip=[alt.Tooltip("run:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", title=name, format=".4g")],
+        )
+    )
+    return styled(chart, name, height=SMALL_PLOT_HEIGHT)
+
+
 def parallel_chart(data: pd.DataFrame, labels: dict[str, str], selected: list[str], axes: list[str]) -> alt.LayerChart:
     """Parallel coordinates: one line per run across its hyperparameters and metrics (each axis scaled
     0..1, min at the bottom); the selected runs in their colours, the others grey beneath them.

@@ -162,7 +162,10 @@ def embed_run(loaded: LoadedRun, *, limit: int = 300, seed: int = 0, progress: P
     """
     samples = loaded.val_samples()
     if not samples:
-        raise ValueError(f"Run {loaded.run_id} stored no validation split; retrain it to see its embedding.")
+        raise ValueError(
+            f"Run {loaded.run_id} stored no validation split; retrain it (a logged run: pass val_samples to "
+            "save_checkpoint) to see its embedding."
+        )
     order = pick(len(samples), limit, seed)
     chosen, relative = [samples[i] for i in order], [loaded.val_paths[i] for i in order]
     total = 2 * len(chosen)

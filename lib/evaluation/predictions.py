@@ -198,7 +198,10 @@ def predict(
     """
     samples = loaded.val_samples()
     if not samples:
-        raise ValueError(f"Run {loaded.run_id} stored no validation split; train it again to evaluate it.")
+        raise ValueError(
+            f"Run {loaded.run_id} stored no validation split; train it again (a logged run: pass val_samples "
+            "to save_checkpoint) to evaluate it."
+        )
     missing = [rel for rel, (p, _) in zip(loaded.val_paths, samples) if not os.path.isfile(p)]
     if missing:
         raise ValueError(

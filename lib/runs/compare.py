@@ -138,6 +138,22 @@ def curves(
     return pd.concat([raw.assign(line="raw"), smooth.assign(line="smoothed")], ignore_index=True), ep
 
 
+def batch_size(row: pd.Series) -> int:
+    """A summary row's batch size (1 when its config has none, as a logged run's may not)."""
+    try:
+        return max(1, int(row.get("hp.batch_size")))
+    except (TypeError, ValueError):  # missing (None, NaN) or not a number
+        return 1
+
+
+def metric_series(metrics: pd.DataFrame, name: str, max_points: int = MAX_POINTS) -> pd.DataFrame:
+    """One extra metric of several runs (metrics: the store's METRIC_COLUMNS plus `run`), by step, each
+    run's line downsampled to max_points with its minima and maxima kept."""
+    rows = metrics[metrics["name"] == name].sort_values(["run", "step"])
+    parts = [downsample(part, "value", max_points) for _, part in rows.groupby("run", sort=False)]
+    return pd.concat(parts, ignore_index=True) if parts else rows
+
+
 def parallel_frame(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """Long data for a parallel-coordinates chart: per run and axis, the value scaled to 0..1 and as text.
 

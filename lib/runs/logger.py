@@ -30,7 +30,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from lib.runs.status import Status
 from lib.runs.store import RunStore, StoreError
@@ -115,6 +115,7 @@ class Run:
         Returns the checkpoint's path.
         """
         val = list(val_samples or [])
+        root, paths = _relative(val, str(root))
         state = {
             "format": 1,
             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -125,12 +126,14 @@ class Run:
             "classes": [str(c) for c in classes or []],
             "mean": [float(m) for m in mean] if mean is not None else None,
             "std": [float(s) for s in std] if std is not None else None,
-            "root": str(root),
-            "val_paths": [str(p) for p, _ in val],
+            "root": root,
+            "val_paths": paths,
             "val_targets": [int(t) for _, t in val],
             "metrics": {},
         }
         path = self.store.files.save_checkpoint(self.id, state, which)
+        if root:  # where Evaluate and Explain find the validation images (the run's dataset folder)
+            self.store.update_run(self.id, root=root)
         if which == "last":
             self.checkpoint = path
         return path
@@ -179,6 +182,16 @@ def start_run(
         run.end(Status.FAILED, one_line(e))
         raise
     run.end(Status.STOPPED if run.should_stop else Status.COMPLETED)
+
+
+def _relative(val: list[tuple[str, int]], root: str) -> tuple[str, list[str]]:
+    """(root, the paths relative to it in POSIX form): root as given, else the folder all the paths share."""
+    paths = [os.path.abspath(os.path.join(root, str(p))) for p, _ in val]
+    if root:
+        root = os.path.abspath(root)
+    elif paths:
+        root = os.path.commonpath([os.path.dirname(p) for p in paths])
+    return root, [PurePosixPath(*Path(os.path.relpath(p, root)).parts).as_posix() for p in paths]
 
 
 def one_line(error: BaseException) -> str:

@@ -37,7 +37,7 @@ from torch import nn
 
 from lib.runs.store import RunStore
 from lib.settings import Settings, load_settings
-from lib.training.config import TrainConfig, stored_config
+from lib.training.config import MODELS, TrainConfig, stored_config
 from lib.training.models import build_model
 
 FORMAT = 1
@@ -123,6 +123,26 @@ class LoadedRun:
         return str(self.root / relative)
 
 
+def _rebuilt(run_id: str, ckpt: dict, settings: Settings) -> tuple[TrainConfig, nn.Module]:
+    """The config (held to this server's limits) and the untrained model a checkpoint names.
+
+    Raises:
+        ValueError: when its config names no model Torchscope builds (a logged run's own model), or is
+            out of range or over the limits.
+    """
+    model = ckpt["config"].get("model") if isinstance(ckpt["config"], dict) else None
+    if not isinstance(model, str) or model not in MODELS:
+        raise ValueError(
+            f"Run {run_id} saved a model Torchscope cannot rebuild ({str(model)[:60]!r}), so it cannot be opened "
+            f"here; a logged run can be when its config names one of {', '.join(MODELS)} and its image_size."
+        )
+    try:
+        config = stored_config(ckpt["config"], settings)
+    except ValueError as e:
+        raise ValueError(f"Run {run_id} cannot be loaded here: {e}") from None
+    return config, build_model(config.model, len(ckpt["classes"]), config.image_size)
+
+
 def load_model(
     run_id: str,
     *,
@@ -148,11 +168,7 @@ def load_model(
     ckpt = store.files.load_checkpoint(run_id, which)
     if "model" not in ckpt:  # the first checkpoints: weights and normalization only, no split
         ckpt = {"model": ckpt["model_state"], "val_paths": [], "val_targets": [], "epoch": 0, "step": 0, **ckpt}
-    try:
-        config = stored_config(ckpt["config"], settings or load_settings())
-    except ValueError as e:
-        raise ValueError(f"Run {run_id} cannot be loaded here: {e}") from None
-    model = build_model(config.model, len(ckpt["classes"]), config.image_size)
+    config, model = _rebuilt(run_id, ckpt, settings or load_settings())
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as e:

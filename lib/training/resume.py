@@ -72,6 +72,8 @@ def resumable(store: RunStore, run_id: str) -> RunRecord:
         raise ValueError(f"Run {run_id} is still training; wait for it to end or stop it, then continue it.")
     if not store.files.checkpoint_path(run_id, "last").exists():
         raise ValueError(f"Run {run_id} has no checkpoint to continue from; it ended before its first epoch did.")
+    if "optimizer" not in store.files.load_checkpoint(run_id, "last"):  # saved by a user's loop (the logger)
+        raise ValueError(f"Run {run_id} was logged by a script, not trained here; continue it from that script.")
     if not record.root:
         raise ValueError(
             f"Run {run_id} was imported, so its dataset is not known here; pick it on the Evaluate page "
