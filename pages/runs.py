@@ -38,7 +38,7 @@ from lib.runs.importer import Limits, import_bundle
 from lib.runs.status import Status
 from lib.runs.store import StoreError
 from lib.settings import runs_dir
-from lib.training.config import stored_config
+from lib.training.config import accept_imported_config
 from lib.training.resume import RESUMABLE
 
 repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
@@ -110,7 +110,7 @@ def import_upload(up, rename: bool) -> None:
         path.write_bytes(up.getvalue())
         limits = Limits(settings.max_archive_files, min(settings.max_archive_mb * 2**20, room - up.size))
         ids = import_bundle(path, store, rename=rename, owner=owner, limits=limits,
-                            check_config=lambda config: stored_config(config, settings))  # fmt: skip
+                            check_config=lambda config: accept_imported_config(config, settings))  # fmt: skip
     except (ValueError, OSError, StoreError) as e:
         st.error(plain_error(e))  # names the uploaded file and its members: outside text
         return

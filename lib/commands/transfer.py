@@ -12,7 +12,7 @@ from lib.runs.export import write_bundle, write_csv
 from lib.runs.importer import Limits, import_bundle
 from lib.runs.store import RunStore
 from lib.settings import load_settings
-from lib.training.config import stored_config
+from lib.training.config import accept_imported_config
 
 
 def export(args) -> int:
@@ -61,7 +61,7 @@ def import_(args) -> int:
         RunStore(args.runs_dir),
         rename=args.rename,
         limits=limits,
-        check_config=lambda config: stored_config(config, settings),
+        check_config=lambda config: accept_imported_config(config, settings),
     )
     for old, new in ids.items():
         print(f"imported {old}" + (f" as {new}" if new != old else ""))

@@ -165,7 +165,7 @@ def _row_problem(row: dict) -> str | None:
             return f"has {key[:40]!r} out of range"
     if not 0 <= row["created"] <= MAX_CREATED:
         return "has a 'created' time that is no date"
-    if not all(isinstance(c, str) for c in row["classes"]) or not row["classes"]:
+    if not all(isinstance(c, str) for c in row["classes"]):  # empty: a logged or TensorBoard run has none
         return "needs 'classes' to be a list of class names"
     return None
 

@@ -111,7 +111,8 @@ class Run:
 
         They can when the config names a model Torchscope builds (`model` and `image_size`, as in
         TrainConfig) and val_samples lists the validation images as (path, class index), relative to
-        root or absolute; mean and std are the normalization the model expects (3 floats each).
+        root or absolute; mean and std are the normalization the model expects (3 floats each). root
+        (the dataset folder) defaults to the folder the val_samples share.
         Returns the checkpoint's path.
         """
         val = list(val_samples or [])
@@ -132,8 +133,9 @@ class Run:
             "metrics": {},
         }
         path = self.store.files.save_checkpoint(self.id, state, which)
-        if root:  # where Evaluate and Explain find the validation images (the run's dataset folder)
-            self.store.update_run(self.id, root=root)
+        # The run's dataset folder: where Evaluate and Explain find the validation images. Without any,
+        # the working directory, so they say what the checkpoint lacks instead of asking for a dataset.
+        self.store.update_run(self.id, root=root or os.getcwd())
         if which == "last":
             self.checkpoint = path
         return path

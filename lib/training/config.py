@@ -199,6 +199,19 @@ def stored_config(d: object, settings: Settings | None) -> TrainConfig:
     return config
 
 
+def accept_imported_config(d: object, settings: Settings | None) -> None:
+    """Check a config from a bundle: held to stored_config's rules when it names one of the project's
+    models (a run Evaluate, Explain or Train more may rebuild). Any other JSON object is a logged run's
+    own settings, shown and compared only: load_model refuses to rebuild it.
+
+    Raises:
+        ValueError: as stored_config.
+    """
+    if isinstance(d, dict) and d.get("model") not in MODELS:
+        return
+    stored_config(d, settings)
+
+
 _NUMERIC = tuple(f.name for f in fields(TrainConfig) if f.type in ("int", "float", "int | None"))
 
 
