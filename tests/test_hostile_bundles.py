@@ -19,6 +19,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 from test_runs_transfer import members, pt_bytes, runs, write_zip  # noqa: F401 - `runs` is a fixture
 
+from lib.data.sample import sample_root
 from lib.evaluation.predictions import run_predictions
 from lib.runs.export import bundle_bytes
 from lib.runs.importer import import_bundle, pick_dataset
@@ -166,3 +167,23 @@ def test_a_deployed_export_names_no_server_folder_or_session(runs):  # noqa: F81
             ckpt = torch.load(io.BytesIO(zf.read(f"{ids[0]}/checkpoints/last.pt")), weights_only=True)
         assert ({"root", "owner", "visitor"} & row.keys() == set()) == private
         assert (ckpt["root"] == "") == private and ckpt["val_paths"]  # the split itself travels
+
+
+def test_evaluate_asks_for_an_imported_runs_dataset_and_reads_only_the_one_opened(runs, tmp_path, monkeypatch):  # noqa: F811
+    from tests.test_app_pages import APP, TIMEOUT
+
+    folder, ids = runs
+    bundle = write_zip(tmp_path / "b.zip", crafted(folder, ids[0], ckpt={"root": "/"}, row={"root": "/"}))
+    dest = RunStore(tmp_path / "dest")
+    (run_id,) = import_bundle(bundle, dest).values()
+    monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(dest.root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(source="sample")
+    at.run()
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception and any("was imported" in i.value for i in at.info), at.info
+    assert not at.metric  # nothing read before the owner says which dataset
+    at.button(key="imported_use_dataset").click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert Path(dest.get_run(run_id).root) == Path(sample_root()).resolve()
+    assert any(m.label == "Accuracy" for m in at.metric)
