@@ -42,6 +42,7 @@ class TbRun:
     scalars: dict[str, dict[int, float]]
     first: float
     last: float
+    hparams: dict
 
     def run_id(self) -> str:
         """Deterministic: the same folder of events gets the same id (so a second import clashes)."""
@@ -82,7 +83,22 @@ def _read_folder(folder: Path, logdir: Path) -> TbRun:
             scalars[tag] = {int(e.step): _scalar(e.tensor_proto) for e in events}
             times += [events[0].wall_time, events[-1].wall_time]
     name = folder.relative_to(logdir).as_posix() if folder != logdir else logdir.resolve().name
-    return TbRun(name, folder, scalars, min(times, default=time.time()), max(times, default=time.time()))
+    first, last = min(times, default=time.time()), max(times, default=time.time())
+    return TbRun(name, folder, scalars, first, last, _hparams(acc))
+
+
+def _hparams(acc) -> dict:
+    """The hyperparameters `add_hparams` wrote into this folder ({} when none): numbers, text, booleans."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    try:
+        content = acc.PluginTagToContent("hparams").get("_hparams_/session_start_info")
+    except KeyError:  # no hparams plugin data in this folder
+        return {}
+    if content is None:
+        return {}
+    values = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    return {k: getattr(v, v.WhichOneof("kind")) for k, v in values.items() if v.WhichOneof("kind") != "null_value"}
 
 
 def _scalar(proto) -> float | None:
@@ -143,7 +159,7 @@ def import_logdir(
 
 def _run_row(run: TbRun, run_id: str, owner: str | None) -> dict:
     """The runs-table row of an imported folder: finished (completed), no live trainer claimed."""
-    config = {"source": "tensorboard", "logdir": run.name}
+    config = {**run.hparams, "source": "tensorboard", "logdir": run.name}
     return {
         "id": run_id, "name": run.name, "created": run.first, "ended": run.last, "heartbeat": run.last,
         "config": json.dumps(config), "fingerprint": "", "root": "", "classes": "[]",
