@@ -22,7 +22,7 @@ from PIL import Image
 
 from lib.data.folders import publish_folder
 from lib.data.index import build_index
-from lib.health import duplicates
+from lib.health import MAX_THRESHOLD, duplicates
 from lib.health.findings import HealthConfig, check_health
 from lib.health.scan import perceptual_hashes, scan
 from lib.pixels.decode import Decoding
@@ -64,7 +64,7 @@ def digits_folder() -> tuple[Path, set[str]]:
 def duplicates_pass(paths: list[str]) -> float:
     t = time.perf_counter()
     found = scan(paths, 16)
-    pairs = duplicates.near_pairs(perceptual_hashes(found.grey), duplicates.MAX_THRESHOLD)
+    pairs = duplicates.near_pairs(perceptual_hashes(found.grey), MAX_THRESHOLD)
     names = ["x"] * len(found.paths)
     duplicates.duplicate_groups(found.digests, pairs, found.paths, names)
     return time.perf_counter() - t

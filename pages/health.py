@@ -24,7 +24,7 @@ from lib.app import health as app_health
 from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.data.sources import source_to_params
-from lib.health.duplicates import MAX_THRESHOLD, NEAR_THRESHOLD
+from lib.health import MAX_THRESHOLD, NEAR_THRESHOLD
 from lib.health.findings import HealthConfig
 
 repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)

@@ -45,6 +45,20 @@ def test_help_stats_and_inspect_import_nothing_heavy(tmp_path):
     assert not heavy, f"commands that import heavy packages: {heavy}"
 
 
+def test_help_imports_not_even_numpy_or_pillow():
+    # Help only prints: the options' defaults and choices come from modules that import neither.
+    helps = [["--help"]] + [[c.name, "--help"] for c in COMMANDS]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    loaded = {}
+    for args in helps:
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "lib", *args], env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        if found := sorted(imported(done.stderr) & {"numpy", "PIL"}):
+            loaded[" ".join(args)] = found
+    assert not loaded, f"help that imports numpy or Pillow: {loaded}"
+
+
 def test_the_reader_sees_a_heavy_import(tmp_path):
     # The check above passes vacuously if `imported` read nothing: prove it names what a process imports.
     code = "import json.decoder, tests.helpers"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from argparse import ArgumentParser
 
-from lib.health.duplicates import MAX_THRESHOLD, NEAR_THRESHOLD
-from lib.health.labels import MODELS as HEALTH_MODELS
+from lib.health import MAX_THRESHOLD, NEAR_THRESHOLD
+from lib.health import MODELS as HEALTH_MODELS
 from lib.training.config import DEFAULT_CACHE_MB, add_config_options
 from lib.training.sweep import SWEEPABLE
 

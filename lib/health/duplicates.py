@@ -13,8 +13,8 @@ from collections import defaultdict
 
 import numpy as np
 
-NEAR_THRESHOLD = 8  # bits of 64: the page's slider moves it (0-16)
-MAX_THRESHOLD = 16
+from lib.health import NEAR_THRESHOLD
+
 BLOCK = 1024  # rows compared at a time: memory BLOCK x N bytes
 
 

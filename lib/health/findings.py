@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lib.data.marks import dataset_folder
-from lib.health import duplicates, labels, outliers
+from lib.health import MAX_THRESHOLD, MODELS, NEAR_THRESHOLD, duplicates, labels, outliers
 from lib.health.scan import perceptual_hashes, scan
 
 Progress = Callable[[int, int], None]
@@ -32,17 +32,17 @@ class HealthConfig:
     folds: int = 5
     model: str = "linear"
     image_size: int = 16
-    threshold: int = duplicates.NEAR_THRESHOLD  # near duplicates: Hamming distance, bits of 64
+    threshold: int = NEAR_THRESHOLD  # near duplicates: Hamming distance, bits of 64
 
     def __post_init__(self):
         if not 2 <= self.folds <= 20:
             raise ValueError(f"--folds {self.folds} is out of range; choose between 2 and 20.")
-        if self.model not in labels.MODELS:
-            raise ValueError(f"Unknown model {self.model!r}; choose one of {', '.join(labels.MODELS)}.")
+        if self.model not in MODELS:
+            raise ValueError(f"Unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
         if not 4 <= self.image_size <= 64:
             raise ValueError(f"--image-size {self.image_size} is out of range; choose between 4 and 64.")
-        if not 0 <= self.threshold <= duplicates.MAX_THRESHOLD:
-            raise ValueError(f"The near-duplicate threshold must be 0 to {duplicates.MAX_THRESHOLD} bits.")
+        if not 0 <= self.threshold <= MAX_THRESHOLD:
+            raise ValueError(f"The near-duplicate threshold must be 0 to {MAX_THRESHOLD} bits.")
 
     def key(self) -> str:
         return f"k{self.folds}-{self.model}-s{self.image_size}"  # not the threshold: regroup answers for any
@@ -97,7 +97,7 @@ def check_health(index, config: HealthConfig | None = None, progress: Progress |
     rel = [index.relpath(p) for p in found.paths]
     target_of = dict(index.samples)
     targets = np.array([target_of[p] for p in found.paths], dtype=np.int64)
-    pairs = duplicates.near_pairs(perceptual_hashes(found.grey), duplicates.MAX_THRESHOLD)
+    pairs = duplicates.near_pairs(perceptual_hashes(found.grey), MAX_THRESHOLD)
     names = [index.classes[t] for t in targets]
     findings = Findings(
         index.root, list(index.classes), rel, targets.tolist(),

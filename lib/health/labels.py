@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-MODELS = ("linear", "knn")
+from lib.health import MODELS
+
 FEATURE_DIMS = 64
 Progress = Callable[[int, int], None]
 
