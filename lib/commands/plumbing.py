@@ -83,6 +83,7 @@ def report(run_id: str, result, as_json: bool, timings: Timings, checkpoint: str
         "steps": len(result.losses),
         "last_step_loss": result.losses[-1] if result.losses else None,
         "train_loss": last.get("train_loss"),
+        "train_accuracy": last.get("train_accuracy"),
         "val_loss": last.get("val_loss"),
         "val_accuracy": last.get("val_accuracy"),
         "samples_per_sec": last.get("samples_per_sec"),
@@ -104,7 +105,8 @@ def store_hooks(store: RunStore, run_id: str, as_json: bool):
         def on_epoch(self, epoch: int, metrics: dict) -> None:
             super().on_epoch(epoch, metrics)
             print(
-                f"epoch {epoch}: train loss {metrics['train_loss']:.4f}, val loss {metrics['val_loss']:.4f}, "
+                f"epoch {epoch}: train loss {metrics['train_loss']:.4f}, "
+                f"train accuracy {metrics['train_accuracy']:.1%}, val loss {metrics['val_loss']:.4f}, "
                 f"val accuracy {metrics['val_accuracy']:.1%}, {metrics['samples_per_sec']:.0f} samples/s",
                 flush=True,
             )

@@ -57,12 +57,26 @@ CREATE TABLE IF NOT EXISTS sweeps (
     ended REAL);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT, step INTEGER, epoch INTEGER, name TEXT, value REAL, PRIMARY KEY (run_id, step, name));
+CREATE TABLE IF NOT EXISTS layer_norms (
+    run_id TEXT, step INTEGER, epoch INTEGER, name TEXT, weight_norm REAL, grad_norm REAL, update_ratio REAL,
+    PRIMARY KEY (run_id, step, name));
+CREATE TABLE IF NOT EXISTS layer_histograms (
+    run_id TEXT, epoch INTEGER, name TEXT, which TEXT, edges TEXT, counts TEXT,
+    PRIMARY KEY (run_id, epoch, name, which));
+CREATE TABLE IF NOT EXISTS dead_units (
+    run_id TEXT, epoch INTEGER, name TEXT, fraction REAL, units INTEGER, PRIMARY KEY (run_id, epoch, name));
+CREATE TABLE IF NOT EXISTS machine (
+    run_id TEXT, time REAL, step INTEGER, cpu_percent REAL, rss_mb REAL, gpu_percent REAL, gpu_mem_mb REAL,
+    PRIMARY KEY (run_id, time));
 """
-# metrics: the extra metrics of a logged or imported run (any name the logger was given), one row per value.
+# metrics: the extra metrics of a logged or imported run (any name the logger was given), one row per value;
+# the engine's training accuracy is one too (train_accuracy per step, epoch/train_accuracy per epoch).
+# layer_norms, layer_histograms, dead_units, machine: what a run's layers and process did (lib/runs/inside.py).
 # Columns added after the first release: an older store gets them on opening (guarded ALTER TABLE).
 # visitor: who started a run; parent: the run a continued run resumed from; sweep: the sweep grouping it.
 # sweeps.visitor: who started the sweep (its runs carry it, so they count against that visitor's cap).
 _ADDED_COLUMNS = {"runs": {"visitor": "TEXT", "parent": "TEXT", "sweep": "TEXT"}, "sweeps": {"visitor": "TEXT"}}
+INSIDE_TABLES = ("layer_norms", "layer_histograms", "dead_units", "machine")
 STEP_COLUMNS = ["step", "epoch", "train_loss", "lr", "samples_per_sec"]
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "samples_per_sec"]
 METRIC_COLUMNS = ["step", "epoch", "name", "value"]
@@ -405,7 +419,8 @@ class RunStore:
         with self.transaction() as con:
             for run_id in run_ids:
                 for table, column in (
-                    ("steps", "run_id"), ("epochs", "run_id"), ("metrics", "run_id"), ("notes", "run_id"), ("runs", "id")
+                    ("steps", "run_id"), ("epochs", "run_id"), ("metrics", "run_id"), ("notes", "run_id"),
+                    *((t, "run_id") for t in INSIDE_TABLES), ("runs", "id"),
                 ):  # fmt: skip
                     con.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
         for run_id in run_ids:
@@ -587,6 +602,7 @@ class StepWriter:
     def __init__(self, store: RunStore, run_id: str, flush_s: float = 0.2):
         self.con, self.run_id, self.flush_s = store.connect(), run_id, flush_s
         self.pending: list[tuple] = []
+        self.metrics: list[tuple] = []  # rows of the metrics table (a step's training accuracy)
         self.last_flush = -float("inf")
         self.stop = False
 
@@ -597,6 +613,10 @@ class StepWriter:
             self.flush()
         return self.stop
 
+    def metric(self, step: int, epoch: int, name: str, value: float) -> None:
+        """Buffer one extra metric of a step; it is written with the next flush of steps."""
+        self.metrics.append((self.run_id, step, epoch, name, value))
+
     def flush(self) -> bool:
         """Write buffered steps and the heartbeat in one transaction, and read the stop column.
 
@@ -606,11 +626,13 @@ class StepWriter:
         try:
             with self.con:
                 self.con.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)", self.pending)
+                self.con.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", self.metrics)
                 self.con.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), self.run_id))
                 row = self.con.execute("SELECT stop_requested FROM runs WHERE id = ?", (self.run_id,)).fetchone()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"The run store cannot be written any more ({e}); the run ends here.") from None
         self.pending.clear()
+        self.metrics.clear()
         self.last_flush = time.monotonic()
         self.stop = bool(row and row[0])
         return self.stop

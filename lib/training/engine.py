@@ -35,6 +35,7 @@ from lib.training.checkpoint import LoadedRun, make_checkpoint
 from lib.training.config import TrainConfig
 from lib.training.device import resolve_device
 from lib.training.distributed import SINGLE, Dist
+from lib.training.inside import Recorder, probe_batch, record_every
 from lib.training.loop import Diverged, OnStep, Stopped, check_validation_loss, train_epoch, validation_pass
 from lib.training.models import build_model
 from lib.training.optim import advance, make_optimizer, make_scheduler
@@ -53,6 +54,12 @@ class Hooks:
 
     def on_step(self, step: int, epoch: int, train_loss: float, lr: float, samples_per_sec: float) -> bool:
         return False
+
+    def on_metrics(self, step: int, epoch: int, metrics: dict) -> None:  # a step's training accuracy
+        pass
+
+    def on_layers(self, kind: str, rows: list[tuple]) -> None:  # lib/training/inside.py: what each kind holds
+        pass
 
     def on_epoch(self, epoch: int, metrics: dict) -> None:
         pass
@@ -139,6 +146,7 @@ class _Run:
     augment: torch.Generator  # the augmentation's draws; its state goes into checkpoints
     per_epoch: int  # batches per epoch
     begin: Begin  # the first epoch, the steps before it, the batches of it already trained
+    recorder: Recorder | None = None  # the layers' norms, histograms and dead units (lib/training/inside.py)
 
 
 def _setup(
@@ -191,17 +199,39 @@ def _train(run: _Run, hooks: Hooks, stop: threading.Event, result: FitResult) ->
     prepare = batch_preparer(run.device, data.mean_std, config.augmentation(), run.augment)
     hooks.on_start(run.per_epoch * config.epochs, run.classes, data.mean_std)
     on_step = _recording(hooks, result.losses)
-    for epoch in range(run.begin.epoch, config.epochs + 1):
-        skip = run.begin.skip if epoch == run.begin.epoch else 0
-        metrics = _epoch(run, epoch, skip, prepare=prepare, hooks=hooks, on_step=on_step, stop=stop, result=result)
-        result.epochs.append(metrics)
-        hooks.on_epoch(epoch, metrics)
-        val_loss = metrics["val_loss"]
-        check_validation_loss(val_loss, len(run.classes), epoch)  # a diverged epoch's weights are not checkpointed
-        best = val_loss < result.best_val_loss
-        result.best_val_loss = min(val_loss, result.best_val_loss)
-        after = data.shuffle.get_state() if data.shuffle is not None else None  # = the next epoch's start
-        _checkpoint(run, hooks, result, epoch=epoch, metrics=metrics, best=best, shuffle_state=after)
+    run.recorder = _recorder(run, hooks, prepare)
+    try:
+        for epoch in range(run.begin.epoch, config.epochs + 1):
+            _train_one(run, epoch, prepare, hooks, on_step, stop, result)
+    finally:  # completed, diverged or stopped: the last step is recorded
+        if run.recorder is not None:
+            run.recorder.finish()
+
+
+def _recorder(run: _Run, hooks: Hooks, prepare) -> Recorder | None:
+    """The layers' recorder (lib/training/inside.py), on the main process only; dead units on a fixed
+    validation batch when the split is in memory."""
+    if not run.dist.is_main:
+        return None
+    images = getattr(run.data.val, "images", None)
+    probe = prepare(probe_batch(images), False) if images is not None and len(images) else None
+    every = record_every(run.per_epoch * run.config.epochs)
+    return Recorder(run.model, hooks.on_layers, every=every, probe=probe)
+
+
+def _train_one(run: _Run, epoch: int, prepare, hooks: Hooks, on_step, stop, result: FitResult) -> None:
+    """One epoch: train, validate, report, check, checkpoint."""
+    data = run.data
+    skip = run.begin.skip if epoch == run.begin.epoch else 0
+    metrics = _epoch(run, epoch, skip, prepare=prepare, hooks=hooks, on_step=on_step, stop=stop, result=result)
+    result.epochs.append(metrics)
+    hooks.on_epoch(epoch, metrics)
+    val_loss = metrics["val_loss"]
+    check_validation_loss(val_loss, len(run.classes), epoch)  # a diverged epoch's weights are not checkpointed
+    best = val_loss < result.best_val_loss
+    result.best_val_loss = min(val_loss, result.best_val_loss)
+    after = data.shuffle.get_state() if data.shuffle is not None else None  # = the next epoch's start
+    _checkpoint(run, hooks, result, epoch=epoch, metrics=metrics, best=best, shuffle_state=after)
 
 
 def _epoch(run: _Run, epoch: int, skip: int, *, prepare, hooks: Hooks, on_step, stop, result: FitResult) -> dict:
@@ -219,8 +249,10 @@ def _epoch(run: _Run, epoch: int, skip: int, *, prepare, hooks: Hooks, on_step, 
             stats = train_epoch(
                 run.trained, loader, run.optimizer, scheduler=run.scheduler, prepare=prepare, device=run.device,
                 epoch=epoch, step=run.begin.step + len(result.losses), on_step=on_step, stop=stop,
-                max_batches=batches, dist=run.dist,
+                max_batches=batches, dist=run.dist, on_metrics=hooks.on_metrics, recorder=run.recorder,
             )  # fmt: skip
+            if run.recorder is not None:
+                run.recorder.epoch_end(epoch)  # the epoch's last gradients, before anything else runs
             val_loss, val_accuracy = validation_pass(run.model, run.device, data.val, prepare, run.dist)
     except Stopped:
         _checkpoint(run, hooks, result, epoch=epoch - 1, metrics=None, best=False, shuffle_state=epoch_start,
@@ -229,6 +261,7 @@ def _epoch(run: _Run, epoch: int, skip: int, *, prepare, hooks: Hooks, on_step, 
     return dict(
         epoch=epoch,
         train_loss=stats.train_loss,
+        train_accuracy=stats.train_accuracy,
         val_loss=val_loss,
         val_accuracy=val_accuracy,
         lr=run.optimizer.param_groups[0]["lr"],

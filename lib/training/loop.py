@@ -22,6 +22,8 @@ from lib.training.distributed import SINGLE, Dist
 Batch = tuple[torch.Tensor, torch.Tensor]  # (B, 3, S, S) uint8, (B,) int64
 # (step, epoch, train_loss, lr, samples_per_sec) -> True to stop: Hooks.on_step
 OnStep = Callable[[int, int, float, float, float], bool]
+# (step, epoch, {name: value}): a step's other metrics (its training accuracy): Hooks.on_metrics
+OnMetrics = Callable[[int, int, dict], None]
 
 
 class Diverged(Exception):
@@ -35,6 +37,7 @@ class Stopped(Exception):
 @dataclass
 class EpochStats:
     train_loss: float
+    train_accuracy: float  # of the batches' own logits, in training mode (no extra pass)
     samples: int
     seconds: float
     step: int  # global step count after this epoch
@@ -54,34 +57,51 @@ def train_epoch(
     stop: threading.Event,
     max_batches: int | None = None,
     dist: Dist = SINGLE,
+    on_metrics: OnMetrics | None = None,
+    recorder=None,
 ) -> EpochStats:
     """One pass over loader. Raises Diverged on a non-finite loss, Stopped when asked (checked every batch).
 
     `step` is the global step count before this epoch. With several processes the loss, the image count
-    and the stop are the whole global batch's, on every rank.
+    and the stop are the whole global batch's, on every rank. `recorder` (lib.training.inside.Recorder)
+    sees every step's gradients and update; `on_metrics` gets each step's training accuracy.
     """
     model.train()
-    total, seen, start = 0.0, 0, time.perf_counter()
+    total, hits, seen, start = 0.0, 0, 0, time.perf_counter()
     last = start
     for batch_idx, (data, target) in enumerate(loader):
         if max_batches is not None and batch_idx >= max_batches:
             break
         data, target = prepare(data, True), target.to(device)
         optimizer.zero_grad()
-        value, count, loss = batch_loss(model(data), target, dist)
+        output = model(data)  # (B, K)
+        value, count, loss = batch_loss(output, target, dist)
         if not math.isfinite(value):
             raise Diverged(f"The training loss became {value} at step {step + 1} (epoch {epoch})")
         loss.backward()
+        if recorder is not None:
+            recorder.before_update()
         optimizer.step()
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
         step, now = step + 1, time.perf_counter()
-        total, seen = total + value * count, seen + count
+        correct = batch_correct(output, target, dist)
+        total, hits, seen = total + value * count, hits + correct, seen + count
+        if recorder is not None:
+            recorder.after_update(step, epoch)
+        if on_metrics is not None:
+            on_metrics(step, epoch, {"train_accuracy": fraction(correct, count)})
         if dist.any(on_step(step, epoch, value, lr, count / max(now - last, 1e-9)) or stop.is_set()):
             raise Stopped()
         last = now
-    return EpochStats(total / max(seen, 1), seen, time.perf_counter() - start, step)
+    return EpochStats(total / max(seen, 1), fraction(hits, seen), seen, time.perf_counter() - start, step)
+
+
+def batch_correct(output: torch.Tensor, target: torch.Tensor, dist: Dist = SINGLE) -> int:
+    """Images of the (global) batch whose largest logit is their class."""
+    correct = int((output.detach().argmax(1) == target).sum().item())
+    return int(dist.sums([correct])[0]) if dist.enabled else correct
 
 
 def batch_loss(output: torch.Tensor, target: torch.Tensor, dist: Dist = SINGLE) -> tuple[float, int, torch.Tensor]:

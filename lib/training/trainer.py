@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 
+from lib.runs.inside import write_rows
+from lib.runs.machine import Sampler
 from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.training.batches import DEFAULT_CACHE_BYTES
@@ -17,13 +19,16 @@ from lib.training.engine import FitResult, Hooks, fit
 
 
 class StoreHooks(Hooks):
-    """Engine hooks that write progress and metrics to the run store and read its stop column."""
+    """Engine hooks that write progress and metrics to the run store and read its stop column; the
+    process's load is sampled into it from the start (lib/runs/machine.py)."""
 
     def __init__(self, store: RunStore, run_id: str):
         self.store, self.run_id = store, run_id
         self.writer = store.step_writer(run_id)
         record = store.get_run(run_id)
         self.root = record.root if record is not None else ""
+        self.step = 0
+        self.sampler = Sampler(lambda rows: write_rows(store, run_id, "machine", rows), lambda: self.step).start()
 
     def on_progress(self, message: str) -> bool:
         self.store.update_run(self.run_id, message=message)
@@ -33,9 +38,21 @@ class StoreHooks(Hooks):
         self.store.update_run(self.run_id, total_steps=total_steps, classes=classes, message="training")
 
     def on_step(self, step: int, epoch: int, train_loss: float, lr: float, samples_per_sec: float) -> bool:
+        self.step = step
         return self.writer.step(step, epoch, train_loss, lr, samples_per_sec)
 
+    def on_metrics(self, step: int, epoch: int, metrics: dict) -> None:
+        for name, value in metrics.items():
+            self.writer.metric(step, epoch, name, value)
+
+    def on_layers(self, kind: str, rows: list[tuple]) -> None:
+        write_rows(self.store, self.run_id, kind, rows)
+
     def on_epoch(self, epoch: int, metrics: dict) -> None:
+        metrics = dict(metrics)
+        accuracy = metrics.pop("train_accuracy", None)
+        if accuracy is not None:  # an extra metric, as a logged run would name it
+            self.writer.metric(self.step, epoch, "epoch/train_accuracy", accuracy)
         self.writer.flush()  # every step of the epoch is in the store before its epoch row
         self.store.record_epoch(self.run_id, **metrics)
 
@@ -48,7 +65,8 @@ class StoreHooks(Hooks):
             self.store.files.save_checkpoint(self.run_id, state, "best")
 
     def close(self) -> None:
-        """Write the steps still buffered (called before the final status)."""
+        """Write the steps still buffered (called before the final status); stop sampling."""
+        self.sampler.stop()
         self.writer.close()
 
 

@@ -1,0 +1,122 @@
+"""What a run's layers and process did, in the run store's tables `layer_norms`, `layer_histograms`,
+`dead_units` and `machine` (created and healed with the rest, lib/runs/store.py).
+
+Writers: the engine's recorder through StoreHooks (lib/training/inside.py says what a row holds), the
+logger's `run.watch(model)`, and the machine sampler (lib/runs/machine.py). Readers: the Train and Runs
+pages, and `python -m lib layers`. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING
+
+from lib.runs.store import RunStore, heals
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NORM_COLUMNS = ["step", "epoch", "name", "weight_norm", "grad_norm", "update_ratio"]
+HISTOGRAM_COLUMNS = ["epoch", "name", "which", "low", "high", "count"]
+DEAD_COLUMNS = ["epoch", "name", "fraction", "units"]
+MACHINE_COLUMNS = ["time", "step", "cpu_percent", "rss_mb", "gpu_percent", "gpu_mem_mb"]
+_INSERT = {
+    "norms": "INSERT OR REPLACE INTO layer_norms VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "histograms": "INSERT OR REPLACE INTO layer_histograms VALUES (?, ?, ?, ?, ?, ?)",
+    "dead_units": "INSERT OR REPLACE INTO dead_units VALUES (?, ?, ?, ?, ?)",
+    "machine": "INSERT OR REPLACE INTO machine VALUES (?, ?, ?, ?, ?, ?, ?)",
+}
+
+
+@heals
+def write_rows(store: RunStore, run_id: str, kind: str, rows: list[tuple]) -> None:
+    """Add rows of one kind ("norms", "histograms", "dead_units", "machine"), run id left out, in one transaction.
+
+    Histogram rows carry their edges and counts as lists (stored as JSON).
+    """
+    if kind == "histograms":
+        rows = [(e, n, w, json.dumps(edges), json.dumps(counts)) for e, n, w, edges, counts in rows]
+    with store.transaction() as con:
+        con.executemany(_INSERT[kind], [(run_id, *row) for row in rows])
+
+
+@heals
+def _select(store: RunStore, sql: str, run_id: str) -> list[tuple]:
+    if store.read_only and not store.path.exists():
+        return []
+    with store.transaction() as con:
+        return [tuple(r) for r in con.execute(sql, (run_id,)).fetchall()]
+
+
+def layer_norms(store: RunStore, run_id: str) -> pd.DataFrame:
+    """NORM_COLUMNS by step then name (NaN where a value was not finite)."""
+    import pandas as pd
+
+    rows = _select(store, f"SELECT {', '.join(NORM_COLUMNS)} FROM layer_norms WHERE run_id = ? ORDER BY step, rowid",
+                   run_id)  # fmt: skip
+    frame = pd.DataFrame(rows, columns=NORM_COLUMNS)
+    return frame.astype({c: "float64" for c in NORM_COLUMNS if c != "name"})
+
+
+def histograms(store: RunStore, run_id: str) -> pd.DataFrame:
+    """HISTOGRAM_COLUMNS: one row per bin (its low and high edge and count), by epoch, tensor, weight/grad."""
+    import pandas as pd
+
+    rows = _select(store, "SELECT epoch, name, which, edges, counts FROM layer_histograms WHERE run_id = ?"
+                   " ORDER BY epoch, rowid", run_id)  # fmt: skip
+    bins = []
+    for epoch, name, which, edges, counts in rows:
+        edges = json.loads(edges)
+        bins += [(epoch, name, which, edges[i], edges[i + 1], c) for i, c in enumerate(json.loads(counts))]
+    return pd.DataFrame(bins, columns=HISTOGRAM_COLUMNS)
+
+
+def dead_units(store: RunStore, run_id: str) -> pd.DataFrame:
+    """DEAD_COLUMNS by epoch, ReLUs in the order the model calls them."""
+    import pandas as pd
+
+    rows = _select(store, "SELECT epoch, name, fraction, units FROM dead_units WHERE run_id = ? ORDER BY epoch, rowid",
+                   run_id)  # fmt: skip
+    return pd.DataFrame(rows, columns=DEAD_COLUMNS)
+
+
+def machine(store: RunStore, run_id: str) -> pd.DataFrame:
+    """MACHINE_COLUMNS by time (seconds since the epoch); GPU columns NaN off CUDA."""
+    import pandas as pd
+
+    rows = _select(store, f"SELECT {', '.join(MACHINE_COLUMNS)} FROM machine WHERE run_id = ? ORDER BY time", run_id)
+    return pd.DataFrame(rows, columns=MACHINE_COLUMNS).astype("float64")
+
+
+def layers_json(store: RunStore, run_id: str) -> dict:
+    """`python -m lib layers --json`: {"steps", "params": {name: {weight_norm, grad_norm, update_ratio}},
+    "histograms": {name: {which: [{epoch, edges, counts}]}}, "dead_units": {name: [{epoch, fraction, units}]}}.
+
+    Lists in "params" are aligned with "steps" (None where a tensor has no value at a step).
+    """
+    norms = layer_norms(store, run_id)
+    steps = sorted(int(s) for s in norms["step"].unique())
+    params = {}
+    for name, group in norms.groupby("name", sort=False):
+        at = group.set_index("step")
+        params[name] = {c: [_plain(at[c].get(float(s))) for s in steps] for c in NORM_COLUMNS[3:]}
+    hist: dict = {}
+    rows = _select(store, "SELECT epoch, name, which, edges, counts FROM layer_histograms WHERE run_id = ?"
+                   " ORDER BY epoch, rowid", run_id)  # fmt: skip
+    for epoch, name, which, edges, counts in rows:
+        hist.setdefault(name, {}).setdefault(which, []).append(
+            {"epoch": epoch, "edges": json.loads(edges), "counts": json.loads(counts)}
+        )
+    dead: dict = {}
+    for row in dead_units(store, run_id).itertuples(index=False):
+        dead.setdefault(row.name, []).append({"epoch": int(row.epoch), "fraction": row.fraction, "units": int(row.units)})
+    return {"steps": steps, "params": params, "histograms": hist, "dead_units": dead}
+
+
+def _plain(value) -> float | None:
+    """A JSON number: None for a missing or non-finite value (JSON has no NaN or Infinity)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

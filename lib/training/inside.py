@@ -1,0 +1,148 @@
+"""What a run's layers do while it trains: per-tensor norms and update ratios, histograms, dead ReLU units.
+
+The loop calls a `Recorder` twice per step (`before_update` after backward, `after_update` after the
+optimizer step). Every step it keeps the gradient norms and a copy of the weights (one fused copy, so
+the update ratio of whichever step turns out to be the last is known); on step 1, every `every` steps
+and at the last step (`finish`, also when the run diverges or stops) it turns them into one record per
+parameter tensor (state_dict name): weight norm after the step, gradient norm, and the update ratio
+||w_after - w_before|| / ||w_before||. Once per epoch (`epoch_end`) it histograms every tensor's weights
+and gradients and measures the fraction of dead units after each ReLU on a fixed validation batch.
+Records go to a sink (lib.training.engine.Hooks.on_layers), as rows for lib/runs/inside.py's tables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+TARGET_RECORDS = 200  # records per run: `every` is total steps / this, so a run keeps a few hundred
+HISTOGRAM_BINS = 30
+# (kind, rows): kind is "norms" (step, epoch, name, weight_norm, grad_norm, update_ratio), "histograms"
+# (epoch, name, which, edges, counts) or "dead_units" (epoch, name, fraction, units).
+Sink = Callable[[str, list[tuple]], None]
+
+
+def record_every(total_steps: int, target: int = TARGET_RECORDS) -> int:
+    """Steps between records so that a run of total_steps keeps about `target` records."""
+    return max(1, math.ceil(total_steps / target))
+
+
+class Recorder:
+    """Per-tensor norms and update ratios every `every` steps; histograms and dead units per epoch."""
+
+    def __init__(self, model: nn.Module, sink: Sink, *, every: int, probe: torch.Tensor | None = None):
+        """probe: a fixed, prepared (B, 3, S, S) batch the dead-unit count runs on each epoch."""
+        self.model, self.sink, self.every, self.probe = model, sink, every, probe
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names, self.params = [n for n, _ in named], [p for _, p in named]
+        self.before = [p.detach().clone() for p in self.params]  # the weights before the latest step
+        self.grads: torch.Tensor | None = None  # (P,) gradient norms of the latest step
+        self.last: tuple[int, int] | None = None  # (step, epoch) of the latest completed step
+        self.recorded = 0  # the step of the latest record
+
+    @torch.no_grad()
+    def before_update(self) -> None:
+        """After backward, before the optimizer step: keep the gradient norms and the weights."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self.grads = torch.stack(torch._foreach_norm(grads)) if grads else None
+        torch._foreach_copy_(self.before, [p.detach() for p in self.params])
+
+    def after_update(self, step: int, epoch: int) -> None:
+        """After the optimizer step `step`: a record when it is due (step 1, every `every` steps)."""
+        self.last = (step, epoch)
+        if step == 1 or step % self.every == 0:
+            self._record(step, epoch)
+
+    def finish(self) -> None:
+        """The run is over (completed, diverged, stopped): record its last completed step, once."""
+        if self.last is not None and self.recorded != self.last[0]:
+            self._record(*self.last)
+
+    @torch.no_grad()
+    def _record(self, step: int, epoch: int) -> None:
+        if not self.params or self.grads is None:
+            return
+        after = [p.detach() for p in self.params]
+        weights = torch.stack(torch._foreach_norm(after))
+        moved = torch.stack(torch._foreach_norm(torch._foreach_sub(after, self.before)))
+        start = torch.stack(torch._foreach_norm(self.before))
+        ratio = torch.where(start > 0, moved / start, torch.full_like(start, math.nan))
+        values = torch.stack([weights, self.grads, ratio]).double().cpu().tolist()  # one transfer
+        rows = [(step, epoch, n, *(_finite(v[i]) for v in values)) for i, n in enumerate(self.names)]
+        self.recorded = step
+        self.sink("norms", rows)
+
+    def epoch_end(self, epoch: int) -> None:
+        """Histograms of weights and gradients (the epoch's last step's), and dead units on the probe."""
+        self.sink("histograms", self._histograms(epoch))
+        if self.probe is not None:
+            self.sink("dead_units", [(epoch, *row) for row in dead_units(self.model, self.probe)])
+
+    @torch.no_grad()
+    def _histograms(self, epoch: int) -> list[tuple]:
+        rows = []
+        for name, p in zip(self.names, self.params, strict=True):
+            for which, t in (("weight", p), ("grad", p.grad)):
+                if t is not None and (counts := histogram(t)) is not None:
+                    rows.append((epoch, name, which, *counts))
+        return rows
+
+
+def histogram(t: torch.Tensor, bins: int = HISTOGRAM_BINS) -> tuple[list[float], list[int]] | None:
+    """(bins + 1 edges, bins counts) of t's finite values over [min, max]; None when it has none."""
+    values = t.detach().float().flatten()
+    values = values[torch.isfinite(values)].cpu()
+    if values.numel() == 0:
+        return None
+    low, high = values.min().item(), values.max().item()
+    if high <= low:  # a constant tensor (a fresh bias): one bin around its value
+        low, high = low - 0.5, high + 0.5
+    counts = torch.histc(values, bins=bins, min=low, max=high)
+    edges = torch.linspace(low, high, bins + 1)
+    return edges.tolist(), [int(c) for c in counts.tolist()]
+
+
+@torch.no_grad()
+def dead_units(model: nn.Module, batch: torch.Tensor) -> list[tuple[str, float, int]]:
+    """[(relu's module name, fraction of its units that are 0 for every image and position, units)].
+
+    A unit is a channel of a (B, C, H, W) output or a feature of a (B, F) one. The model runs in eval
+    mode on `batch` and is put back in the mode it was in; a ReLU called twice (torchvision's blocks)
+    is named `name#2` the second time.
+    """
+    found: list[tuple[str, float, int]] = []
+    seen: dict[str, int] = {}
+
+    def hook(name: str):
+        def count(_module, _inputs, output: torch.Tensor) -> None:
+            alive = (output != 0).transpose(0, 1).reshape(output.shape[1], -1).any(1)  # (C,)
+            seen[name] = seen.get(name, 0) + 1
+            label = name if seen[name] == 1 else f"{name}#{seen[name]}"
+            found.append((label, 1.0 - alive.float().mean().item(), int(alive.numel())))
+
+        return count
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, nn.ReLU)]
+    training = model.training
+    try:
+        model.eval()
+        model(batch)
+    finally:
+        model.train(training)
+        for h in handles:
+            h.remove()
+    return found
+
+
+def probe_batch(images: torch.Tensor, size: int = 64) -> torch.Tensor:
+    """Up to `size` images spread evenly over a (N, ...) tensor (a validation split is ordered by class)."""
+    index = torch.linspace(0, len(images) - 1, min(size, len(images))).round().long()
+    return images[index.to(images.device)]
+
+
+def _finite(x: float) -> float | None:
+    """A value for the store: NaN becomes None (SQL NULL); infinities are kept."""
+    return None if x != x else x
