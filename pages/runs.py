@@ -6,10 +6,12 @@ Widget keys (stable, for tests and URLs):
     runs_checkpoint (downloads), runs_edit (run to edit), runs_name_<run id>, runs_rename, runs_note_<run id>, runs_save_note,
     runs_delete, runs_delete_confirm, runs_import_file, runs_import_rename, runs_import; runs_more_run,
     runs_more_epochs, runs_more ("Train more", lib/app/train_tools.py); runs_metric (an extra metric of logged
-    or imported runs, shown when a selected run has one).
-Chart keys: runs_loss_chart, runs_val_loss_chart, runs_accuracy_chart, runs_metric_chart, runs_parallel_chart,
-runs_scatter_chart.
-Kept across page switches (lib.app.state): the filters, runs_x, runs_smoothing, runs_scatter_x, runs_scatter_y.
+    or imported runs, shown when a selected run has one); runs_inside_layer (the tensor whose update ratio is
+    overlaid).
+Chart keys: runs_loss_chart, runs_val_loss_chart, runs_accuracy_chart, runs_metric_chart, runs_ratio_chart,
+runs_parallel_chart, runs_scatter_chart.
+Kept across page switches (lib.app.state): the filters, runs_x, runs_smoothing, runs_inside_layer, runs_scatter_x,
+runs_scatter_y.
 Session state read: session_id (str). Written: runs_selected (the selected run ids, kept across pages).
 """
 
@@ -24,6 +26,7 @@ from lib.app import cache, repairs, sessions
 from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.app.train_tools import train_more
+from lib.charts.inside import layer_order, overlay_ratio_chart
 from lib.charts.runs import (
     overlay_epoch_chart,
     overlay_loss_chart,
@@ -35,6 +38,7 @@ from lib.charts.series import MAX_POINTS
 from lib.runs import compare
 from lib.runs.export import PLAIN_TORCH, bundle_bytes, checkpoint_bytes, checkpoint_files, csv_bytes
 from lib.runs.importer import Limits, import_bundle
+from lib.runs.inside import inside_view, update_ratios
 from lib.runs.status import Status
 from lib.runs.store import StoreError
 from lib.settings import runs_dir
@@ -205,6 +209,22 @@ def metric_chart(summary: pd.DataFrame, selected: list[str], labels: dict[str, s
     )
 
 
+def inside_charts(selected: list[str], labels: dict[str, str]) -> None:
+    """One tensor's update ratio in every selected run that recorded it, overlaid, and each run's rule sentences."""
+    views = {run_id: inside_view(store, run_id) for run_id in selected}
+    names = list(dict.fromkeys(n for v in views.values() for n in layer_order(v.norms)))
+    if not names:
+        st.caption("None of the selected runs recorded its layers (runs from before issue 21, or logged ones).")
+        return
+    keep("runs_inside_layer", names[0], options=names)
+    name = st.selectbox("Layer", names, key="runs_inside_layer", help="A parameter tensor, by its state_dict name")
+    frame = update_ratios(store, selected, name, labels)
+    st.altair_chart(overlay_ratio_chart(frame, name), width="stretch", key="runs_ratio_chart")
+    for run_id, view in views.items():
+        for sentence in view.sentences:
+            st.warning(plain(f"{labels[run_id]}: {sentence}"))
+
+
 def hparam_charts(summary: pd.DataFrame, hp: list[str], selected: list[str], labels: dict[str, str]) -> None:
     """Parallel coordinates over the differing hyperparameters and the final metrics; a chosen scatter."""
     metrics = ["final_val_accuracy", "final_val_loss"]
@@ -323,6 +343,8 @@ if not selected:
 st.subheader("Curves")
 curve_charts(summary, selected, labels)
 metric_chart(summary, selected, labels)
+st.subheader("Inside")
+inside_charts(selected, labels)
 st.subheader("Hyperparameters")
 hparam_charts(shown, hp, selected, labels)
 st.subheader("Configuration differences")

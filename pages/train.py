@@ -10,7 +10,10 @@ Widget keys (stable, for tests and URLs):
     (comma-separated values), train_sweep_start ("Start sweep"); train_lr_find ("Find learning rate");
     lib/app/train_tools.py lists the keys of Train more, Stop sweep and the finder. No st.form: a form sends nothing until submitted, so its values could not survive a
     page switch; every input is kept (lib/app/state.py) and a change only reruns this page.
-Chart keys: train_loss_chart (title "Loss"), train_accuracy_chart, train_lr_chart.
+    train_view ("Curves" or "Inside", kept), train_inside_layer (the tensor whose histograms Inside shows, kept).
+Chart keys: train_loss_chart (title "Loss"), train_step_accuracy_chart, train_accuracy_chart, train_lr_chart;
+Inside: train_ratio_chart, train_grad_chart, train_weight_hist_chart, train_grad_hist_chart, train_dead_chart,
+train_cpu_chart, train_memory_chart, train_gpu_chart, train_gpu_memory_chart.
 Session state read: dataset_root (str), session_id (str). Written: train_run (the run shown).
 """
 
@@ -26,9 +29,18 @@ from lib.app import train_tools as tools
 from lib.app.cache import run_store
 from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
+from lib.charts.inside import (
+    dead_units_chart,
+    grad_norm_chart,
+    histogram_chart,
+    layer_order,
+    machine_chart,
+    update_ratio_heatmap,
+)
 from lib.charts.series import MAX_POINTS
-from lib.charts.train import accuracy_chart, loss_chart, lr_chart
+from lib.charts.train import accuracy_chart, loss_chart, lr_chart, step_accuracy_chart
 from lib.data.sample import sample_root
+from lib.runs.inside import inside_view
 from lib.runs.status import Status
 from lib.runs.store import StoreError
 from lib.runs.sweeps import request_sweep_stop
@@ -83,6 +95,7 @@ if store.recent_notice():
 FIELDS = PAGE_FIELDS  # TrainConfig fields with page=True
 KEY = {f: f"train_{f}" for f in FIELDS}
 OPTIONS = {"model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "normalization": NORMALIZATIONS}
+VIEWS = ("Curves", "Inside")
 SMALL_VALIDATION = 20  # fewer validation images than this: each one moves accuracy by more than 5 %
 
 
@@ -255,13 +268,56 @@ def draw(view: RunView) -> None:
         width="stretch",
         key="train_loss_chart",
     )
+    metrics = store.metrics(record.id)
+    per_step = metrics[metrics["name"] == "train_accuracy"]
+    per_epoch = metrics[metrics["name"] == "epoch/train_accuracy"].rename(columns={"value": "train_accuracy"})
+    if not per_step.empty:
+        st.altair_chart(step_accuracy_chart(per_step), width="stretch", key="train_step_accuracy_chart")
     left, right = st.columns(2)
     if not epochs.empty:
-        left.altair_chart(accuracy_chart(epochs), width="stretch", key="train_accuracy_chart")
+        left.altair_chart(accuracy_chart(epochs, per_epoch), width="stretch", key="train_accuracy_chart")
     right.altair_chart(lr_chart(steps), width="stretch", key="train_lr_chart")
 
 
-def show(run_id: str, running: bool) -> None:
+def draw_inside(run_id: str) -> None:
+    """The Inside view: the rules that trip, then update ratios, gradients, histograms, dead units, the machine."""
+    inside = inside_view(store, run_id)
+    for sentence in inside.sentences:
+        st.warning(plain(sentence))
+    if inside.norms.empty:
+        st.info("This run recorded no layers yet (runs trained before layers were recorded, or logged ones "
+                "without run.watch(model), have none).")  # fmt: skip
+    else:
+        if not inside.sentences:
+            st.success("No rule trips: update ratios between 1e-5 and 1e-1, no vanished gradient, few dead units.")
+        st.altair_chart(update_ratio_heatmap(inside.norms), width="stretch", key="train_ratio_chart")
+        st.altair_chart(grad_norm_chart(inside.norms), width="stretch", key="train_grad_chart")
+    if not inside.histograms.empty:
+        names = layer_order(inside.histograms)
+        keep("train_inside_layer", names[0], options=names)
+        layer = st.selectbox("Layer (histograms)", names, key="train_inside_layer")
+        left, right = st.columns(2)
+        left.altair_chart(histogram_chart(inside.histograms, layer, "weight"), width="stretch",
+                          key="train_weight_hist_chart")  # fmt: skip
+        right.altair_chart(histogram_chart(inside.histograms, layer, "grad"), width="stretch",
+                           key="train_grad_hist_chart")  # fmt: skip
+    if not inside.dead_units.empty:
+        st.altair_chart(dead_units_chart(inside.dead_units), width="stretch", key="train_dead_chart")
+    draw_machine(inside.machine)
+
+
+def draw_machine(machine) -> None:
+    """The trainer process's CPU share and memory (and the GPU's, on CUDA), sampled every few seconds."""
+    if machine.empty:
+        st.caption("The machine: no sample yet (the trainer samples its load every few seconds).")
+        return
+    columns = ["cpu_percent", "rss_mb"] + [c for c in ("gpu_percent", "gpu_mem_mb") if machine[c].notna().any()]
+    keys = {"cpu_percent": "cpu", "rss_mb": "memory", "gpu_percent": "gpu", "gpu_mem_mb": "gpu_memory"}
+    for column, place in zip(columns, st.columns(2) * 2, strict=False):
+        place.altair_chart(machine_chart(machine, column), width="stretch", key=f"train_{keys[column]}_chart")
+
+
+def show(run_id: str, running: bool, mode: str) -> None:
     """Draw run_id; while it trains, redraw from the store every second without rerunning the page."""
 
     @st.fragment(run_every=1.0 if running else None)
@@ -281,7 +337,11 @@ def show(run_id: str, running: bool) -> None:
             else:
                 stop_run(run_id, store)
             st.toast("Stopping after the current batch.")
-        draw(view)
+        if mode == "Inside":
+            STATUS_BOX.get(view.record.status, st.info)(plain(status_sentence(view.record)))
+            draw_inside(run_id)
+        else:
+            draw(view)
         if running and view.record.status != Status.RUNNING:
             st.rerun(scope="app")  # the run ended: refresh the runs list and stop polling
 
@@ -330,4 +390,6 @@ with st.expander("Configuration"):
     dataset = Path(record.root).name if settings.deployed else record.root
     st.json({"run_id": record.id, "dataset": dataset, "parent": record.parent, **record.config})
 tools.train_more(record, store, st.session_state.session_id, settings)
-show(run_id, record.status == Status.RUNNING)
+keep("train_view", VIEWS[0], options=VIEWS)
+mode = st.radio("View", VIEWS, key="train_view", horizontal=True, help="Inside: what the layers do while it trains")
+show(run_id, record.status == Status.RUNNING, mode)

@@ -183,3 +183,24 @@ def pd_concat(proto):
     import pandas as pd
 
     return pd.concat([convert_arrow_bytes_to_pandas_df(d.data.data) for d in proto.datasets], ignore_index=True)
+
+
+def test_inside_overlays_one_layers_update_ratio_of_the_ticked_runs(store):
+    from lib.runs.inside import write_rows
+
+    ratios = {"calm": 1e-3, "wild": 0.5}
+    for name, ratio in ratios.items():
+        run_id = add_run(store, name, lr=0.01)
+        rows = [(s, 1, n, 2.0, 0.1, ratio) for s in (1, 2, 3) for n in ("conv.weight", "fc.weight")]
+        write_rows(store, run_id, "norms", rows)
+    at = select(page().run(), [0, 1])
+    assert not at.exception, at.exception
+    assert at.selectbox(key="runs_inside_layer").options == ["conv.weight", "fc.weight"]
+    at.selectbox(key="runs_inside_layer").set_value("fc.weight").run()
+    chart = next(c for c in at.get("vega_lite_chart") if "Update ratio of fc.weight" in c.proto.spec)
+    frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets]
+    drawn = next(f for f in frames if "update_ratio" in f)
+    assert drawn.groupby("run")["update_ratio"].max().to_dict() == ratios
+    warnings = [w.value.replace("\\", "") for w in at.warning]  # plain() escapes Markdown
+    assert any(w.startswith("wild: fc.weight's updates are 10^-0.3") for w in warnings), warnings
+    assert not any(w.startswith("calm") for w in warnings)

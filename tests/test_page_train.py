@@ -34,9 +34,26 @@ def test_start_a_dry_run_from_the_form_and_see_the_loss_chart(tmp_path, monkeypa
     assert store.get_run(run.id).status == "completed", store.get_run(run.id).message
     assert at.selectbox(key="train_run").value == run.id
     charts = at.get("vega_lite_chart")
-    assert len(charts) == 3  # loss, accuracy, learning rate
+    assert len(charts) == 4  # loss, training accuracy per step, accuracy per epoch, learning rate
     assert any("Completed" in s.value for s in at.success)
     assert {m.label: m.value for m in at.metric}["Batch"] == "3/3"
+    inside_view_draws(at, store, run.id)
+
+
+def inside_view_draws(at: AppTest, store: RunStore, run_id: str) -> None:
+    """The Inside view of a finished run: its five charts, a layer picked by key, the view kept across reruns."""
+    import json
+
+    at.radio(key="train_view").set_value("Inside").run()
+    assert not at.exception
+    titles = [json.loads(c.proto.spec)["title"]["text"] for c in at.get("vega_lite_chart")]
+    assert titles[:5] == ["Update ratio by layer", "Gradient norm by layer", "Weights of 1.weight by epoch",
+                          "Gradients of 1.weight by epoch", "Dead ReLU units (latest epoch)"], titles  # fmt: skip
+    at.selectbox(key="train_inside_layer").set_value("3.weight").run()
+    assert "Weights of 3.weight by epoch" in [
+        json.loads(c.proto.spec)["title"]["text"] for c in at.get("vega_lite_chart")
+    ]
+    assert at.radio(key="train_view").value == "Inside"
 
 
 def test_a_diverged_run_says_why_and_keeps_its_chart(tmp_path, monkeypatch):

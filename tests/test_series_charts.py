@@ -80,7 +80,8 @@ def test_loss_chart_is_titled_bounded_and_has_tooltips():
     datasets = spec["datasets"].values()
     assert all(len(rows) <= 502 for rows in datasets)
     assert all("tooltip" in layer["encoding"] for layer in spec["layer"])
-    val = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "point")
+    val = next(layer for layer in spec["layer"] if layer["mark"].get("point"))  # validation: a line with its points
+    assert val["mark"]["type"] == "line"
     val_rows = spec["datasets"][val["data"]["name"]]
     assert [row["step"] for row in val_rows] == [5_000.0 * e for e in range(1, 11)]  # each epoch's last step
 
@@ -88,6 +89,6 @@ def test_loss_chart_is_titled_bounded_and_has_tooltips():
 def test_accuracy_and_lr_charts_title_their_axes_with_units():
     steps, epochs = _frames(100, 10)
     acc = accuracy_chart(epochs).to_dict()
-    assert acc["encoding"]["y"]["title"] == "Validation accuracy (%)"
+    assert acc["encoding"]["y"]["title"] == "Accuracy (%)"
     assert lr_chart(steps).to_dict()["encoding"]["x"]["title"] == "Step (batches)"
     assert len(downsample(steps, "lr", 10)) <= 12

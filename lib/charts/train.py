@@ -22,7 +22,7 @@ def loss_chart(
     max_points: int = MAX_POINTS,
 ) -> alt.LayerChart:
     """Training loss per step (downsampled keeping min/max; a smoothed line on top when smoothing > 0)
-    and validation loss per epoch as points placed at the epoch's last step."""
+    and validation loss per epoch as a line through points placed at each epoch's last step."""
     steps = steps.assign(smoothed=ema(steps["train_loss"].to_numpy(), smoothing) if smoothing else steps["train_loss"])
     raw = downsample(steps, "train_loss", max_points).assign(series="train (per step)")
     tip = [
@@ -49,17 +49,21 @@ def loss_chart(
     if len(epochs):
         val = epochs.assign(step=_epoch_end_steps(epochs, steps, steps_per_epoch), series=names[2])
         val_tip = [alt.Tooltip("epoch:Q"), alt.Tooltip("val_loss:Q", title="val loss", format=".4f")]
-        layers.append(
+        layers.append(  # a line through the epochs' points: the trend reads at a glance
             alt.Chart(val)
-            .mark_point(filled=True, size=70)
+            .mark_line(point=alt.OverlayMarkDef(filled=True, size=70))
             .encode(STEP_X, alt.Y("val_loss:Q", title=LOSS_TITLE), colour, tooltip=val_tip)
         )
     return styled(alt.layer(*layers), "Loss", height=PLOT_HEIGHT)
 
 
-def accuracy_chart(epochs: pd.DataFrame) -> alt.Chart:
-    """Validation accuracy per epoch, 0-100 %, a tick at every epoch (up to 20 of them)."""
-    data = epochs.assign(accuracy_pct=epochs["val_accuracy"] * 100)
+def accuracy_chart(epochs: pd.DataFrame, train: pd.DataFrame | None = None) -> alt.Chart:
+    """Validation accuracy per epoch, 0-100 %, a tick at every epoch (up to 20 of them); with `train`
+    (epoch, train_accuracy: the epoch's batches scored by their own logits) a training line beside it."""
+    series = [epochs.assign(accuracy_pct=epochs["val_accuracy"] * 100, series="validation")]
+    if train is not None and len(train):
+        series.append(train.assign(accuracy_pct=train["train_accuracy"] * 100, series="train (batches)"))
+    data = pd.concat(series, ignore_index=True)[["epoch", "accuracy_pct", "series"]]
     last = int(data["epoch"].max()) if len(data) else 1
     ticks = {"values": list(range(1, last + 1))} if last <= 20 else {}
     x = alt.X(
@@ -68,16 +72,39 @@ def accuracy_chart(epochs: pd.DataFrame) -> alt.Chart:
         axis=alt.Axis(**INT_AXIS, **ticks),
         scale=alt.Scale(domain=[0.5, last + 0.5], nice=False),  # one epoch sits mid-plot, not on an edge
     )
+    names = ["validation", "train (batches)"]
+    colour = alt.Color("series:N", title=None,
+                       scale=alt.Scale(domain=names, range=[COLOURS["accuracy"], COLOURS["train"]]))  # fmt: skip
     chart = (
         alt.Chart(data)
-        .mark_line(point=True, color=COLOURS["accuracy"])
+        .mark_line(point=True)
         .encode(
             x,
-            alt.Y("accuracy_pct:Q", title="Validation accuracy (%)", scale=alt.Scale(domain=[0, 100])),
-            tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("accuracy_pct:Q", title="accuracy (%)", format=".1f")],
+            alt.Y("accuracy_pct:Q", title="Accuracy (%)", scale=alt.Scale(domain=[0, 100])),
+            colour,
+            tooltip=[
+                alt.Tooltip("epoch:Q"),
+                alt.Tooltip("series:N"),
+                alt.Tooltip("accuracy_pct:Q", title="accuracy (%)", format=".1f"),
+            ],  # fmt: skip
         )
     )
     return styled(chart, "Accuracy", height=SMALL_PLOT_HEIGHT)
+
+
+def step_accuracy_chart(per_step: pd.DataFrame, max_points: int = MAX_POINTS) -> alt.Chart:
+    """Each batch's training accuracy (its own logits, before the update), 0-100 %, by step."""
+    data = downsample(per_step.assign(accuracy_pct=per_step["value"] * 100), "accuracy_pct", max_points)
+    chart = (
+        alt.Chart(data)
+        .mark_line(color=COLOURS["train"])
+        .encode(
+            STEP_X,
+            alt.Y("accuracy_pct:Q", title="Batch accuracy (%)", scale=alt.Scale(domain=[0, 100])),
+            tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("accuracy_pct:Q", title="accuracy (%)", format=".1f")],
+        )
+    )
+    return styled(chart, "Training accuracy per step", height=SMALL_PLOT_HEIGHT)
 
 
 def lr_chart(steps: pd.DataFrame, max_points: int = MAX_POINTS) -> alt.Chart:

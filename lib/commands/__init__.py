@@ -38,6 +38,12 @@ COMMANDS = (
     ),
     Command("runs", "list training runs in the run store", options.runs, "runs:run"),
     Command(
+        "layers",
+        "what a run's layers did: weight and gradient norms, update ratios, histograms, dead units",
+        options.layers,
+        "layers:run",
+    ),
+    Command(
         "export",
         "write runs' metrics as one long CSV, run bundles or TensorBoard event files",
         options.export,

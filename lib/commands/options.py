@@ -120,6 +120,17 @@ def runs(p: ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON array of runs (default: a text table)")
 
 
+def layers(p: ArgumentParser) -> None:
+    p.add_argument("run_id", help="a run id, as `python -m lib runs` lists them")
+    runs_dir(p)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: steps, per-tensor norms and update ratios, histograms, dead units "
+        "(default: a text table of the last record and the rules that trip)",
+    )
+
+
 def export(p: ArgumentParser) -> None:
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="the runs to export (see `python -m lib runs`)")
     p.add_argument(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lib.runs.store import RunStore, heals
@@ -110,7 +111,9 @@ def layers_json(store: RunStore, run_id: str) -> dict:
         )
     dead: dict = {}
     for row in dead_units(store, run_id).itertuples(index=False):
-        dead.setdefault(row.name, []).append({"epoch": int(row.epoch), "fraction": row.fraction, "units": int(row.units)})
+        dead.setdefault(row.name, []).append(
+            {"epoch": int(row.epoch), "fraction": row.fraction, "units": int(row.units)}
+        )
     return {"steps": steps, "params": params, "histograms": hist, "dead_units": dead}
 
 
@@ -120,3 +123,34 @@ def _plain(value) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class InsideView:
+    """What the Train page's Inside view draws for a run (frames as the readers above return them)."""
+
+    norms: pd.DataFrame
+    histograms: pd.DataFrame
+    dead_units: pd.DataFrame
+    machine: pd.DataFrame
+    sentences: list[str]  # lib/runs/rules.py's, for the rules that trip
+
+
+def inside_view(store: RunStore, run_id: str) -> InsideView:
+    """Everything the Inside view shows, read from the store (the page polls it while the run trains)."""
+    from lib.runs.rules import findings
+
+    norms, dead = layer_norms(store, run_id), dead_units(store, run_id)
+    return InsideView(norms, histograms(store, run_id), dead, machine(store, run_id), findings(norms, dead))
+
+
+def update_ratios(store: RunStore, run_ids: list[str], name: str, labels: dict[str, str]) -> pd.DataFrame:
+    """(run, step, update_ratio) of tensor `name` in each run that recorded it, runs by their label."""
+    import pandas as pd
+
+    frames = []
+    for run_id in run_ids:
+        norms = layer_norms(store, run_id)
+        one = norms[norms["name"] == name][["step", "update_ratio"]]
+        frames.append(one.assign(run=labels.get(run_id, run_id)))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "update_ratio", "run"])
