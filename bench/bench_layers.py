@@ -1,0 +1,89 @@
+"""What recording a run's layers (issue 21) costs a small-cnn training step.
+
+A `cnn` step (batch 64, 32 px, CPU, adam) with everything the engine now adds per step (the Recorder's
+gradient norms and weight copy, a record every K steps, the batch's accuracy from its logits) vs the same
+step without, on two copies of one model, the two alternating step by step (which goes first alternates
+too): on this shared machine whole passes drift by a third, a fine interleave lets both see the same.
+The per-epoch work (histograms of every tensor, dead units on a 64-image probe) is timed alone and
+spread over an epoch of the sample's 8 batches. Want: at most 1.05x.
+Run: .venv/bin/python bench/bench_layers.py [--steps N] [--every K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lib.training.inside import Recorder  # noqa: E402
+from lib.training.models import build_model  # noqa: E402
+
+
+def stepper(model, recorder: Recorder | None):
+    """One training step of model on (x, y); with a recorder, the engine's added work too."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    state = {"step": 0}
+
+    def step(x, y) -> None:
+        optimizer.zero_grad()
+        output = model(x)
+        F.cross_entropy(output, y).backward()
+        if recorder is not None:
+            recorder.before_update()
+        optimizer.step()
+        state["step"] += 1
+        if recorder is not None:
+            (output.detach().argmax(1) == y).sum().item()
+            recorder.after_update(state["step"], 1)
+
+    return step
+
+
+def interleaved(steps: int, every: int) -> tuple[float, float, float]:
+    """(seconds with recording, seconds without, seconds of one epoch_end), summed over `steps` steps each."""
+    torch.manual_seed(0)
+    base = build_model("cnn", 10, 32)
+    plain, watched = base, copy.deepcopy(base)
+    x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    rows = []
+    recorder = Recorder(watched, lambda kind, r: rows.append(len(r)), every=every, probe=x)
+    fns = {"plain": stepper(plain, None), "watched": stepper(watched, recorder)}
+    fns["plain"](x, y), fns["watched"](x, y)  # warm
+    total = {"plain": 0.0, "watched": 0.0}
+    for i in range(steps):
+        for name in ("plain", "watched") if i % 2 else ("watched", "plain"):
+            t0 = time.perf_counter()
+            fns[name](x, y)
+            total[name] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    recorder.epoch_end(1)
+    return total["watched"], total["plain"], time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200, help="steps of each arm (default: 200)")
+    parser.add_argument("--every", type=int, default=10, help="steps between records (default: 10)")
+    parser.add_argument("--per-epoch", type=int, default=8, help="steps an epoch_end is spread over (default: 8)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # one core each: the shared machine's other load shifts less
+    watched, plain, epoch_end = interleaved(args.steps, args.every)
+    per_step = plain / args.steps
+    print(f"cnn step (batch 64, 32 px, CPU): {per_step * 1e3:.1f} ms without, {watched / args.steps * 1e3:.1f} ms with")
+    print(f"per-step ratio (record every {args.every}): {watched / plain:.3f}x")
+    print(f"epoch_end (histograms + dead units): {epoch_end * 1e3:.1f} ms = {epoch_end / (per_step * args.per_epoch):.1%} "
+          f"of an epoch of {args.per_epoch} steps")  # fmt: skip
+    total = (watched + epoch_end * args.steps / args.per_epoch) / plain
+    print(f"all in (per-epoch work spread over its steps): {total:.3f}x")
+
+
+if __name__ == "__main__":
+    main()
