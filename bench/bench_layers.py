@@ -23,7 +23,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lib.training.inside import Recorder  # noqa: E402
+from lib.runs.recorder import Recorder  # noqa: E402
 from lib.training.models import build_model  # noqa: E402
 
 

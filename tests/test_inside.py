@@ -17,10 +17,10 @@ from lib.data.index import build_index
 from lib.data.sample import sample_root
 from lib.runs import inside
 from lib.runs.machine import CpuClock, rss_mb
+from lib.runs.recorder import Recorder, dead_units, histogram, record_every
 from lib.runs.rules import findings
 from lib.runs.store import RunStore
 from lib.training.config import TrainConfig
-from lib.training.inside import Recorder, dead_units, histogram, record_every
 from lib.training.trainer import StoreHooks, execute_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -166,9 +166,16 @@ def test_rules_name_vanished_gradients_and_dead_units():
 
 
 def test_machine_figures_against_the_os():
-    clock = CpuClock()
-    sum(i * i for i in range(2_000_000))  # busy: this thread's CPU time grows with the wall time
-    assert 20 < clock.percent() < 100 * os.cpu_count() + 20
+    def proc_cpu() -> float:  # utime + stime of /proc/self/stat, in seconds: the kernel's own count
+        fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    import time
+
+    cpu0, wall0, clock = proc_cpu(), time.monotonic(), CpuClock()
+    sum(i * i for i in range(3_000_000))  # busy for a few hundred ms, however loaded the machine
+    percent, cpu1, wall1 = clock.percent(), proc_cpu(), time.monotonic()
+    assert percent > 0 and percent == pytest.approx(100 * (cpu1 - cpu0) / (wall1 - wall0), abs=10)
     import resource
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -185,3 +192,28 @@ def test_cli_layers_json(sample, tmp_path):
     assert all(len(v) == 4 for p in out["params"].values() for v in p.values())
     assert len(out["histograms"]["1.weight"]["grad"][0]["counts"]) == 30
     assert out["dead_units"]["2"][0]["units"] == 256
+
+
+def test_the_loggers_watch_records_a_plain_loop(tmp_path):
+    from lib.runs.logger import start_run
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    with start_run("plain", runs_dir=tmp_path) as run:
+        run.watch(model, optimizer, every=4, probe=x)
+        for step in range(1, 8):
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            run.log(step=step, train_loss=loss.item())
+        run.log(val_loss=1.0)
+    store = RunStore(tmp_path)
+    norms = inside.layer_norms(store, run.id)
+    assert sorted(norms["step"].unique()) == [1, 4, 7]
+    last = norms[norms["step"] == 7].set_index("name")["weight_norm"]
+    assert last.to_dict() == pytest.approx({n: p.norm().item() for n, p in model.named_parameters()}, rel=1e-6)
+    assert inside.dead_units(store, run.id)["name"].tolist() == ["1"]
+    assert set(inside.histograms(store, run.id)["which"]) == {"weight", "grad"}

@@ -1,7 +1,7 @@
 """What a run's layers and process did, in the run store's tables `layer_norms`, `layer_histograms`,
 `dead_units` and `machine` (created and healed with the rest, lib/runs/store.py).
 
-Writers: the engine's recorder through StoreHooks (lib/training/inside.py says what a row holds), the
+Writers: the engine's recorder through StoreHooks (lib/runs/recorder.py says what a row holds), the
 logger's `run.watch(model)`, and the machine sampler (lib/runs/machine.py). Readers: the Train and Runs
 pages, and `python -m lib layers`. No torch here.
 """

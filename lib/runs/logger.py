@@ -55,6 +55,7 @@ class Run:
         self._step, self._epoch = 0, 0  # the latest step logged; epochs logged so far
         self._stop, self._error = False, None
         self.checkpoint: str | None = None
+        self._recorder = None  # set by watch()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"torchscope-log-{run_id}", daemon=True)
         self._thread.start()
@@ -85,8 +86,34 @@ class Run:
                     self._metrics.append((self.id, self._step, at if fields is EPOCH_FIELDS else row["epoch"],
                                           name, value))  # fmt: skip
             due = len(self._steps) + len(self._metrics) >= self.flush_rows
+        if validation and self._recorder is not None:
+            self._recorder.epoch_end(self._epoch)
         if due:
             self.flush()
+
+    def watch(self, model, optimizer, *, every: int = 10, probe=None) -> None:
+        """Record model's layers as the app's engine does (lib/runs/recorder.py): per-tensor weight and
+        gradient norms and update ratios at optimizer step 1, every `every` steps and the last one, and,
+        each time an epoch's validation is logged, histograms (and dead ReLU units on `probe`, a prepared
+        input batch, when given). Steps count optimizer.step() calls; hooks on the optimizer do the work.
+        """
+        from lib.runs.recorder import Recorder
+
+        recorder = Recorder(model, self._write_layers, every=every, probe=probe)
+        steps = [0]
+
+        def after(*_) -> None:
+            steps[0] += 1
+            recorder.after_update(steps[0], self._epoch + 1)
+
+        optimizer.register_step_pre_hook(lambda *_: recorder.before_update())
+        optimizer.register_step_post_hook(after)
+        self._recorder = recorder
+
+    def _write_layers(self, kind: str, rows: list[tuple]) -> None:
+        from lib.runs.inside import write_rows
+
+        write_rows(self.store, self.id, kind, rows)
 
     @property
     def should_stop(self) -> bool:
@@ -145,6 +172,8 @@ class Run:
         self._done.set()
         self._thread.join()
         try:
+            if self._recorder is not None:
+                self._recorder.finish()
             self.flush()
         finally:
             self.store.finish(self.id, status, message, checkpoint=self.checkpoint)

@@ -21,6 +21,7 @@ from torch import nn
 
 from lib.pixels.decode import Decoding
 from lib.pixels.transforms import augmentation_generator
+from lib.runs.recorder import Recorder, probe_batch, record_every
 from lib.runs.status import Status
 from lib.training.batches import (
     DEFAULT_CACHE_BYTES,
@@ -35,7 +36,6 @@ from lib.training.checkpoint import LoadedRun, make_checkpoint
 from lib.training.config import TrainConfig
 from lib.training.device import resolve_device
 from lib.training.distributed import SINGLE, Dist
-from lib.training.inside import Recorder, probe_batch, record_every
 from lib.training.loop import Diverged, OnStep, Stopped, check_validation_loss, train_epoch, validation_pass
 from lib.training.models import build_model
 from lib.training.optim import advance, make_optimizer, make_scheduler
@@ -58,7 +58,7 @@ class Hooks:
     def on_metrics(self, step: int, epoch: int, metrics: dict) -> None:  # a step's training accuracy
         pass
 
-    def on_layers(self, kind: str, rows: list[tuple]) -> None:  # lib/training/inside.py: what each kind holds
+    def on_layers(self, kind: str, rows: list[tuple]) -> None:  # lib/runs/recorder.py: what each kind holds
         pass
 
     def on_epoch(self, epoch: int, metrics: dict) -> None:
@@ -146,7 +146,7 @@ class _Run:
     augment: torch.Generator  # the augmentation's draws; its state goes into checkpoints
     per_epoch: int  # batches per epoch
     begin: Begin  # the first epoch, the steps before it, the batches of it already trained
-    recorder: Recorder | None = None  # the layers' norms, histograms and dead units (lib/training/inside.py)
+    recorder: Recorder | None = None  # the layers' norms, histograms and dead units (lib/runs/recorder.py)
 
 
 def _setup(
@@ -209,7 +209,7 @@ def _train(run: _Run, hooks: Hooks, stop: threading.Event, result: FitResult) ->
 
 
 def _recorder(run: _Run, hooks: Hooks, prepare) -> Recorder | None:
-    """The layers' recorder (lib/training/inside.py), on the main process only; dead units on a fixed
+    """The layers' recorder (lib/runs/recorder.py), on the main process only; dead units on a fixed
     validation batch when the split is in memory."""
     if not run.dist.is_main:
         return None

@@ -63,7 +63,7 @@ def train_epoch(
     """One pass over loader. Raises Diverged on a non-finite loss, Stopped when asked (checked every batch).
 
     `step` is the global step count before this epoch. With several processes the loss, the image count
-    and the stop are the whole global batch's, on every rank. `recorder` (lib.training.inside.Recorder)
+    and the stop are the whole global batch's, on every rank. `recorder` (lib.runs.recorder.Recorder)
     sees every step's gradients and update; `on_metrics` gets each step's training accuracy.
     """
     model.train()
