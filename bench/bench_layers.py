@@ -48,7 +48,8 @@ def stepper(model, recorder: Recorder | None):
 
 
 def interleaved(steps: int, every: int) -> tuple[float, float, float]:
-    """(seconds with recording, seconds without, seconds of one epoch_end), summed over `steps` steps each."""
+    """(seconds with recording, seconds without, summed over `steps` steps each; seconds of one epoch_end;
+    seconds per step of the recorder's calls alone)."""
     torch.manual_seed(0)
     base = build_model("cnn", 10, 32)
     plain, watched = base, copy.deepcopy(base)
@@ -65,7 +66,16 @@ def interleaved(steps: int, every: int) -> tuple[float, float, float]:
             total[name] += time.perf_counter() - t0
     t0 = time.perf_counter()
     recorder.epoch_end(1)
-    return total["watched"], total["plain"], time.perf_counter() - t0
+    return total["watched"], total["plain"], time.perf_counter() - t0, added_alone(recorder, steps)
+
+
+def added_alone(recorder: Recorder, steps: int) -> float:
+    """Seconds per step of the recorder's own calls, timed without the step around them (less noisy)."""
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        recorder.before_update()
+        recorder.after_update(step, 1)
+    return (time.perf_counter() - t0) / steps
 
 
 def main() -> None:
@@ -75,10 +85,11 @@ def main() -> None:
     parser.add_argument("--per-epoch", type=int, default=8, help="steps an epoch_end is spread over (default: 8)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one core each: the shared machine's other load shifts less
-    watched, plain, epoch_end = interleaved(args.steps, args.every)
+    watched, plain, epoch_end, alone = interleaved(args.steps, args.every)
     per_step = plain / args.steps
     print(f"cnn step (batch 64, 32 px, CPU): {per_step * 1e3:.1f} ms without, {watched / args.steps * 1e3:.1f} ms with")
     print(f"per-step ratio (record every {args.every}): {watched / plain:.3f}x")
+    print(f"the recorder's calls alone: {alone * 1e3:.2f} ms per step = {alone / per_step:.1%} of a step")
     print(f"epoch_end (histograms + dead units): {epoch_end * 1e3:.1f} ms = {epoch_end / (per_step * args.per_epoch):.1%} "
           f"of an epoch of {args.per_epoch} steps")  # fmt: skip
     total = (watched + epoch_end * args.steps / args.per_epoch) / plain
