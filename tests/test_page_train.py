@@ -8,10 +8,11 @@ from train_helpers import wait_for
 
 from lib.runs.store import RunStore
 
+S1 = "5" * 32  # a session id as the app makes them (32 hex digits): Start refuses anything else
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "train.py")
 
 
-def _page(tmp_path, monkeypatch, session_id: str = "s1") -> AppTest:
+def _page(tmp_path, monkeypatch, session_id: str = S1) -> AppTest:
     monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path))
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["session_id"] = session_id
@@ -28,7 +29,7 @@ def test_start_a_dry_run_from_the_form_and_see_the_loss_chart(tmp_path, monkeypa
     assert not at.exception and not at.warning
     store = RunStore(tmp_path)
     (run,) = store.list_runs()
-    assert run.owner == "s1" and run.config["max_batches"] == 3
+    assert run.owner == S1 and run.config["max_batches"] == 3
     wait_for(lambda: store.get_run(run.id).status != "running")
     at.run()
     assert store.get_run(run.id).status == "completed", store.get_run(run.id).message
@@ -58,7 +59,7 @@ def inside_view_draws(at: AppTest, store: RunStore, run_id: str) -> None:
 
 def test_a_diverged_run_says_why_and_keeps_its_chart(tmp_path, monkeypatch):
     store = RunStore(tmp_path)
-    run_id = store.create_run({"model": "mlp", "epochs": 1, "batch_size": 8}, owner="s1", pid=os.getpid())
+    run_id = store.create_run({"model": "mlp", "epochs": 1, "batch_size": 8}, owner=S1, pid=os.getpid())
     store.record_step(run_id, 1, 1, 1.4, 10.0, 80.0)
     store.finish(run_id, "diverged", "The training loss became nan at step 2. Lower the learning rate (try 1).")
     at = _page(tmp_path, monkeypatch).run()
