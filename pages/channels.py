@@ -198,7 +198,8 @@ b.image(to_uint8(view.reconstruction), caption="denormalize(normalize(x))", widt
 c.metric("Largest difference", f"{view.max_abs_diff:.2e}", help="max |denormalized - original|, [0, 1] scale")
 
 with st.container(key="pixel_histograms"):  # .st-key-pixel_histograms
-    st.altair_chart(pixel_histograms(histogram_frame(view)))
+    for chart in pixel_histograms(histogram_frame(view), normalized=norm is not None):
+        st.altair_chart(chart, width="stretch")
 
 st.subheader("Augmented versions (the training pipeline)")
 st.caption(

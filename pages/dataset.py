@@ -5,6 +5,7 @@ import math
 import streamlit as st
 
 from lib.app import cache, repairs, sessions
+from lib.app.layout import THIRD, tiles
 from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
 from lib.charts import dataset as charts
@@ -24,6 +25,7 @@ KEY_CLASS_CHART, KEY_GRID_CLASS, KEY_SEED, KEY_PAGE, KEY_RESCAN = (
 KEY_CHECK = "full_check"
 KEY_CHART_N = "class_chart_n"  # bumped to clear the bar selection
 PER_PAGE = 24
+GRID_PX = 72  # a grid cell: eight to a row in a 704 px page
 AUTO_CHECK_MAX = 2_000  # the full check starts by itself up to this many images, on a button above
 ALL = "All classes"
 
@@ -146,10 +148,9 @@ with st.container(key="image_grid"):
         "<style>.st-key-image_grid [data-testid='stImageCaption'] p {white-space: nowrap; overflow: hidden;"
         " text-overflow: ellipsis}</style>"
     )
-    grid = st.columns(8)
-    for i, (path, target) in enumerate(batch):
+    # Fixed-width cells that wrap: eight to a row at 1400 px, five at 800 px, no caption squeezed to "tria…".
+    for cell, (path, target) in zip(tiles(len(batch), GRID_PX, key="image_grid_cells"), batch, strict=True):
         thumb = cache.thumbnail_uri(path)
-        cell = grid[i % 8]
         if thumb.startswith("data:"):
             name = short_name(path.rsplit("/", 1)[-1])
             cell.image(thumb, caption=f"{plain(index.classes[target])}  \n{plain(name)}", width="stretch")
@@ -158,7 +159,7 @@ with st.container(key="image_grid"):
 
 st.subheader("Sizes, shapes and modes")
 headers = cache.header_frame(root, index.verified)
-c1, c2, c3 = st.columns(3)
+c1, c2, c3 = tiles(3, THIRD)  # three in a row at 1400 px; at 800 px two, then one: whole axis titles
 sizes = explore.size_counts(headers)
 c1.altair_chart(charts.size_chart(sizes), width="stretch")
 if len(sizes) and sizes["bin_px"].iloc[0] > 1:

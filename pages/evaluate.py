@@ -1,7 +1,9 @@
 """Evaluate: where a trained run fails, down to the image.
 
 Widget keys (stable, for tests and URLs):
-    evaluate_run            the run (only runs with a checkpoint; the Train page's run by default)
+    evaluate_run            the run (only runs with a checkpoint; by default the Train page's run once finished,
+                            else the latest finished run)
+    evaluate_load           a running run's button: evaluate the checkpoint it has now (never by itself)
     evaluate_norm           confusion colour: counts, recall (row share), precision (column share)
     evaluate_order          class order: "class order" or "most errors first"
     evaluate_confusion      the heatmap (click a cell: its images show below)
@@ -27,6 +29,7 @@ import streamlit as st
 from lib.app import cache, repairs
 from lib.app.cache import run_store
 from lib.app.imported import dataset_picked
+from lib.app.layout import HALF, THUMB, tiles
 from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
 from lib.charts.evaluate import (
@@ -40,13 +43,13 @@ from lib.charts.evaluate import (
 )
 from lib.data.sources import source_to_params
 from lib.evaluation.metrics import confused_pairs, images_of, top_losses
+from lib.runs.status import Status
 from lib.runs.view import run_label
 from lib.settings import runs_dir
 
 repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
 
 PER_PAGE = 12
-COLUMNS = 6
 THUMB_PX = 112
 ORDERS = ("class order", "most errors first")
 EXPLAIN = Path(__file__).with_name("explain.py")
@@ -60,8 +63,11 @@ if not runs:
     st.info("No run has a checkpoint yet: train one on the Train page (a run saves one at the end of each epoch).")
     st.stop()
 labels = {r.id: run_label(r) for r in runs}
-# Kept across page switches and named in the URL (?run=); on a first visit, the Train page's run.
-keep("evaluate_run", st.session_state.get("train_run") if st.session_state.get("train_run") in labels else runs[0].id,
+finished = [r.id for r in runs if r.status != Status.RUNNING]
+# Kept across page switches and named in the URL (?run=); on a first visit, the Train page's run once it has
+# finished, else the latest finished run: a run still training changed its matrix under the user.
+train_run = st.session_state.get("train_run")
+keep("evaluate_run", train_run if train_run in finished else (finished or list(labels))[0],
      options=list(labels), param="run")  # fmt: skip
 run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="evaluate_run")
 record = next(r for r in runs if r.id == run_id)
@@ -69,9 +75,34 @@ if not dataset_picked(record, store):  # an imported run reads only a dataset it
     st.stop()
 
 
+def pinned(key: str):
+    """A running run's evaluation at the checkpoint the user loaded, or None when they ask for the latest.
+    Stops the page until they load one: a new checkpoint never re-predicts by itself."""
+    chosen = st.session_state.setdefault("evaluate_pinned", {})
+    if st.session_state.pop("evaluate_load_now", None) == run_id:  # the button's callback (a click survives reruns)
+        chosen[run_id] = key
+        return None
+    held = chosen.get(run_id)
+    found = cache.stored_evaluation(run_id, held) if held else None
+    epoch = record.final.get("epoch")
+    label = f"Evaluate the checkpoint of epoch {epoch:.0f}" if epoch is not None else "Evaluate its latest checkpoint"
+    load_now = {"key": "evaluate_load", "on_click": lambda: st.session_state.update(evaluate_load_now=run_id)}
+    if found is None:
+        st.info("This run is still training: its checkpoint changes each epoch. Load one to evaluate it.")
+        st.button(label, type="primary", **load_now)
+        st.stop()
+    newer = "" if held == key else "; a newer one has landed"
+    st.caption(f"This run is still training: shown at the checkpoint you loaded{newer}.")
+    if held != key:
+        st.button(label, **load_now)
+    return held, found
+
+
 def load():
     """The run's evaluation: from memory or the run store, else predicted now with a progress bar."""
     key = cache.evaluation_key(run_id)
+    if record.status == Status.RUNNING and (held := pinned(key)) is not None:
+        return held
     found = cache.stored_evaluation(run_id, key)
     if found is None:
         bar = st.progress(0.0, text="Predicting over the validation split…")
@@ -147,9 +178,10 @@ with st.container():
     framed = (view["true"], view["pred"]) if view["true"] and view["pred"] else None
     heatmap = confusion_heatmap(confusion_frame(m.confusion, m.classes, norm), order, normalize=norm, selected=framed)
     st.altair_chart(
-        heatmap, width="content", key="evaluate_confusion", on_select=lambda: on_cell(run_id), selection_mode=CELL
+        heatmap, width="stretch", key="evaluate_confusion", on_select=lambda: on_cell(run_id), selection_mode=CELL
     )
-left, right = st.columns([3, 2], gap="large")
+# The table, then the pairs, each the page's width: side by side they showed 4 columns and cut buttons at 800 px.
+left, right = st.container(), st.container()
 with left:
     st.subheader("Per class, worst first")
     worst = m.per_class.sort_values(["f1", "support"], ascending=[True, False]).reset_index(drop=True)
@@ -201,10 +233,9 @@ def _index_version() -> tuple[int, bool]:
 
 def gallery(rows, key: str, linked: bool) -> None:
     """Thumbnails with captions (path, true → predicted, confidence) and links to Channels and Explain."""
-    for n, (_, row) in enumerate(rows.iterrows()):
-        if n % COLUMNS == 0:  # a row of columns at a time: the page reads left to right, then down
-            grid = st.columns(COLUMNS)
-        with grid[n % COLUMNS]:
+    # Fixed-width cells that wrap: six to a row at 1400 px, four at 800 px, captions and buttons whole.
+    for cell, (n, (_, row)) in zip(tiles(len(rows), THUMB), enumerate(rows.iterrows()), strict=True):
+        with cell:
             thumb = cache.thumbnail(str(Path(record.root) / row["path"]), THUMB_PX)
             # Two lines (a Markdown hard break between): the path, then true → predicted · confidence.
             caption = plain(row["path"]) + "  \n" + plain(f"{row['true']} → {row['pred']} · {row['confidence']:.0%}")
@@ -248,7 +279,7 @@ with st.container(key="evaluate_top_losses"):
 
 # --- curves --------------------------------------------------------------------------------------
 st.subheader("Precision-recall and calibration")
-left, right = st.columns(2, gap="large")
+left, right = tiles(2, HALF)  # side by side at 1400 px, one above the other at 800 px
 with left:
     by_ap = m.per_class.sort_values("average_precision")["class"].tolist()
     keep("evaluate_pr_classes", by_ap[: min(5, len(by_ap))], valid=lambda v: set(v) <= set(m.classes))

@@ -25,6 +25,7 @@ import streamlit as st
 
 from lib.app import cache, repairs
 from lib.app.imported import dataset_picked
+from lib.app.layout import HALF, tiles
 from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.charts.explain import PICK, embedding_chart, probability_chart
@@ -205,8 +206,8 @@ else:
 
 st.subheader("Embedding map")
 st.caption(
-    "Each point a validation image: where the model's penultimate features put it (left) and where its raw "
-    "pixels do (right), both by PCA. Colour is the true class, a cross a mistake; hover for the image, click to "
+    "Each point a validation image: where the model's penultimate features put it (first map) and where "
+    "its raw pixels do (second), both by PCA. Colour is the true class, a cross a mistake; hover for the image, click to "
     "explain it. The percentage in each title is the share of the variance its two components keep."
 )
 keep("explain_points", 300, valid=lambda v: isinstance(v, int) and 50 <= v <= 2000)
@@ -223,7 +224,7 @@ if found is None:
 frame, model_share, pixel_share, skipped = found
 with st.container(key="explain_embedding"):  # .st-key-explain_embedding
     for column, (prefix, what, share), key_ in zip(
-        st.columns(2),
+        tiles(2, HALF),  # side by side at 1400 px; at 800 px one above the other, each readable
         [("model", "Model features", model_share), ("pixel", "Raw pixels", pixel_share)],
         MAP_KEYS,
         strict=True,

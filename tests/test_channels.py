@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lib.charts.channels import HEATMAP_TITLE, HISTOGRAM_TITLE, channel_heatmaps, pixel_histograms
+from lib.charts.channels import HEATMAP_TITLE, channel_heatmaps, histogram_titles, pixel_histograms
 from lib.charts.style import title_text
 from lib.pixels.channels import (
     NORM_CHOICES,
@@ -117,8 +117,13 @@ def test_charts_have_titles_tooltips_and_one_centred_colour_scale():
     assert heat["spec"]["encoding"]["color"]["scale"]["domainMid"] == 0
     assert heat["resolve"]["scale"]["color"] == "shared" and "tooltip" in heat["spec"]["encoding"]
     assert heat["spec"]["encoding"]["x"]["title"] == "x (pixel)"
-    hist = pixel_histograms(histogram_frame(view)).to_dict()
-    assert title_text(hist) == HISTOGRAM_TITLE and "tooltip" in hist["spec"]["layer"][0]["encoding"]
+    hists = [h.to_dict() for h in pixel_histograms(histogram_frame(view))]
+    assert [title_text(h) for h in hists] == list(histogram_titles(True))
+    assert all("tooltip" in h["layer"][0]["encoding"] and h["autosize"]["type"] == "fit-x" for h in hists)
+    assert [h["layer"][0]["encoding"]["x"]["title"] for h in hists] == [
+        "Pixel value ([0, 1])",
+        "Pixel value (std units)",
+    ]
 
 
 def test_previews_are_displayable_and_seeded():

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from lib.app.cache import _stats_store
 from lib.app.text import plain
-from lib.charts.channels import HEATMAP_TITLE, HISTOGRAM_TITLE, RAW_HEATMAP_TITLE
+from lib.charts.channels import HEATMAP_TITLE, RAW_HEATMAP_TITLE, histogram_titles
 from lib.charts.style import title_text
 from lib.pixels.channels import NORM_CHOICES
 
@@ -57,7 +57,10 @@ def test_every_choice_draws(dataset):
         at.radio(key="norm_choice").set_value(choice).run()
         assert not at.exception and not at.error, choice
         heatmaps = RAW_HEATMAP_TITLE if choice == "None" else HEATMAP_TITLE
-        assert _chart_titles(at) == [heatmaps, HISTOGRAM_TITLE], choice
+        # None says the second histogram is not normalized either (it said "after: normalized", "std units").
+        assert _chart_titles(at) == [heatmaps, *histogram_titles(choice != "None")], choice
+        if choice == "None":
+            assert "not normalized" in _chart_titles(at)[2] and "std units" not in json.dumps(_chart_titles(at))
         assert "Largest difference" in _metrics(at)
         assert at.subheader[1].value == ("Not normalized ([0, 1])" if choice == "None" else "Normalized"), choice
     assert _metrics(at)["red mean"] != "+0.000"
@@ -79,11 +82,11 @@ def test_dataset_choice_needs_compute_then_becomes_default(dataset):
     at.radio(key="norm_choice").set_value(NORM_CHOICES[0]).run()
     # Not computed at this size: the page still draws (unnormalized) and says so, with a button.
     assert not at.exception and at.warning and "not computed yet" in at.warning[0].value
-    assert _chart_titles(at) == [RAW_HEATMAP_TITLE, HISTOGRAM_TITLE]
+    assert _chart_titles(at) == [RAW_HEATMAP_TITLE, *histogram_titles(False)]
     at.button(key="channels_compute_here").click().run()
     assert not at.exception and at.radio(key="norm_choice").value == NORM_CHOICES[0]
     assert "10 images" in at.sidebar.caption[0].value
-    assert _chart_titles(at) == [HEATMAP_TITLE, HISTOGRAM_TITLE] and not at.warning
+    assert _chart_titles(at) == [HEATMAP_TITLE, *histogram_titles(True)] and not at.warning
     # A fresh session on the same dataset finds the stored statistics and defaults to them.
     again = _page(dataset)
     assert not again.exception and again.radio(key="norm_choice").value == NORM_CHOICES[0]

@@ -1,6 +1,10 @@
 """The Evaluate page under AppTest on a short trained run: headline agrees with Train, galleries show
 exactly the chosen cell's images, a pair opens its cell, an image opens on Channels, predictions are reused."""
 
+import os
+import shutil
+import time
+
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -107,3 +111,31 @@ def test_the_views_settings_survive_a_page_switch_and_the_url_names_the_run(trai
     assert at.radio(key="evaluate_order").value == "most errors first"
     assert at.multiselect(key="evaluate_pr_classes").value == [last]
     assert at.query_params["run"] == run_id
+
+
+def test_a_running_run_is_evaluated_only_at_the_checkpoint_the_user_loads(trained, monkeypatch):
+    run_id, data, runs = trained
+    store = RunStore(runs)
+    finished = store.get_run(run_id)
+    live = store.create_run(finished.config, root=str(data), name="still-training", pid=os.getpid())  # alive
+    checkpoint = store.files.checkpoint_path(live)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(store.files.checkpoint_path(run_id), checkpoint)
+    try:
+        at = open_evaluate(trained, monkeypatch)
+        assert at.selectbox(key="evaluate_run").value == run_id  # the finished run, not the newer running one
+        at.selectbox(key="evaluate_run").set_value(live).run()
+        assert not at.exception and not at.get("vega_lite_chart") and "still training" in at.info[0].value
+        at.button(key="evaluate_load").click().run()
+        assert not at.exception and len(at.get("vega_lite_chart")) == 3
+        accuracy = {m.label: m.value for m in at.metric}["Accuracy"]
+        import lib.evaluation.predictions as P
+
+        monkeypatch.setattr(P, "load_model", lambda *a, **k: pytest.fail("predicted again by itself"))
+        os.utime(checkpoint, ns=(time.time_ns() + 10**9,) * 2)  # the next epoch's checkpoint lands
+        at.run()
+        assert not at.exception and {m.label: m.value for m in at.metric}["Accuracy"] == accuracy
+        assert any("a newer one has landed" in c.value for c in at.caption)
+        assert at.button(key="evaluate_load").label.startswith("Evaluate")
+    finally:
+        store.delete_runs([live])

@@ -24,15 +24,19 @@ def channel_heatmaps(
     beside them fit an 800 px window next to the sidebar, and the panels fill most of the chart's height.
     """
     unit = "std units" if normalized else "[0, 1]"
+    # A symmetric domain puts 0 in the legend's middle, named (it showed only the ends).
+    top = max(float(df["value"].abs().max()), 1e-6) if normalized and len(df) else 1.0
     scale = (
-        alt.Scale(scheme="redblue", reverse=True, domainMid=0)
+        alt.Scale(scheme="redblue", reverse=True, domain=[-top, top], domainMid=0)
         if normalized
         else alt.Scale(scheme="greys", reverse=True, domain=[0, 1])
     )
+    ticks = [round(-top, 1), 0, round(top, 1)] if normalized else [0, 0.5, 1]
     base = (
         alt.Chart(df)
-        .mark_rect()
+        .mark_rect(strokeWidth=0.6)  # each cell outlined in its own colour: no white seams between cells
         .encode(
+            stroke=alt.Stroke("value:Q", scale=scale, legend=None),
             x=alt.X("x:O", title="x (pixel)", axis=None),  # pixel positions are in the tooltip
             y=alt.Y("y:O", title="y (pixel)", axis=None),
             color=alt.Color(
@@ -40,7 +44,11 @@ def channel_heatmaps(
                 title=unit,  # short: the legend sits beside three panels in an 800 px window
                 scale=scale,
                 legend=alt.Legend(
-                    orient="right", gradientLength=panel_px - 30, gradientThickness=10, titleLimit=panel_px
+                    orient="right",
+                    gradientLength=panel_px - 30,
+                    gradientThickness=10,
+                    titleLimit=panel_px,
+                    values=ticks,
                 ),
             ),
             tooltip=[
@@ -60,22 +68,38 @@ def channel_heatmaps(
     return styled(chart, HEATMAP_TITLE if normalized else RAW_HEATMAP_TITLE, height=None)
 
 
-def pixel_histograms(df: pd.DataFrame, width: int = 400) -> alt.FacetChart:
-    """Per-channel histograms from `histogram_frame`, before and after normalization, one row each.
+def histogram_titles(normalized: bool) -> tuple[str, str]:
+    """The two histograms' titles; without normalization the second stage is the same [0, 1] pixels."""
+    after = "after normalization (std units)" if normalized else "after: not normalized ([0, 1])"
+    return f"{HISTOGRAM_TITLE} before normalization ([0, 1])", f"{HISTOGRAM_TITLE} {after}"
 
-    The channels are layered; a rule marks 0, so a normalization that misses the data's centre shows.
+
+def pixel_histograms(df: pd.DataFrame, *, normalized: bool = True) -> list[alt.LayerChart]:
+    """Per-channel histograms from `histogram_frame`: one chart before normalization, one after.
+
+    Two charts rather than a facet, so each follows its column's width (a facet has a fixed width and ran
+    past an 800 px window). The channels are layered; a rule marks 0, so a normalization that misses the
+    data's centre shows.
     """
+    units = ("[0, 1]", "std units" if normalized else "[0, 1]")
+    stages = (df["stage"].str.startswith("before"), ~df["stage"].str.startswith("before"))
+    return [
+        _histogram(df[rows], title, f"Pixel value ({unit})")
+        for rows, title, unit in zip(stages, histogram_titles(normalized), units, strict=True)
+    ]
+
+
+def _histogram(df: pd.DataFrame, title: str, x_title: str) -> alt.LayerChart:
     bars = (
         alt.Chart()
         .mark_bar(opacity=0.45, binSpacing=0)
         .encode(
-            x=alt.X("start:Q", title="pixel value (before: [0, 1]; after: std units)"),
+            x=alt.X("start:Q", title=x_title),
             x2="end:Q",
-            y=alt.Y("count:Q", title="pixels", stack=None),
+            y=alt.Y("count:Q", title="Pixels", stack=None),
             y2=alt.datum(0),  # bars rise from 0: x/x2 ranges alone leave Vega-Lite guessing the orientation
-            color=alt.Color("channel:N", scale=CHANNEL_COLOURS, title="channel"),
+            color=alt.Color("channel:N", scale=CHANNEL_COLOURS, title="Channel"),
             tooltip=[
-                alt.Tooltip("stage:N"),
                 alt.Tooltip("channel:N"),
                 alt.Tooltip("start:Q", format=".3f", title="from"),
                 alt.Tooltip("end:Q", format=".3f", title="to"),
@@ -84,10 +108,4 @@ def pixel_histograms(df: pd.DataFrame, width: int = 400) -> alt.FacetChart:
         )
     )
     zero = alt.Chart().mark_rule(color="black", strokeDash=[4, 3]).encode(x=alt.datum(0))
-    chart = (
-        alt.layer(bars, zero, data=df)
-        .properties(width=width, height=140)
-        .facet(row=alt.Row("stage:N", sort="descending", title=None))  # "before" above "after"
-        .resolve_scale(x="independent", y="independent")
-    )
-    return styled(chart, HISTOGRAM_TITLE, height=None)
+    return styled(alt.layer(bars, zero, data=df), title, height=140)

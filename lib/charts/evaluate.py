@@ -10,6 +10,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from lib.charts.style import PADDING
+
 CELL = "cell"  # the heatmap's selection parameter
 NORMALIZE = {
     "counts": "Counts",
@@ -17,7 +19,7 @@ NORMALIZE = {
     "precision": "Share of the prediction (precision)",
 }
 TEXT_MAX_CLASSES = 15  # above this many classes the cells are too small for their numbers
-TITLE = {"anchor": "start", "fontSize": 16}
+TITLE = {"anchor": "start", "fontSize": 16, "limit": 0}  # 0: never cut (Streamlit cut titles short)
 # Width follows the column, `height` is the plot's own (Streamlit's default "fit" squeezes the plot
 # to make room for a legend). lib/charts/style.py does the same once it lands.
 FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
@@ -51,8 +53,30 @@ def error_order(confusion: np.ndarray, classes: list[str]) -> list[str]:
 
 
 def cell_px(num_classes: int) -> int:
-    """Side of one cell: large for a few classes, at least 7 px so 100 classes fit in 700 px."""
+    """Height of one row of cells: large for a few classes, at least 7 px so 100 classes fit in 700 px."""
     return int(np.clip(640 // max(num_classes, 1), 7, 48))
+
+
+def _cell_colours(df: pd.DataFrame, x, y, normalize: str) -> list[alt.Chart]:
+    """Right answers in blues, mistakes in oranges, each on its own scale, so a single mistake among
+    hundreds of right answers shows; cells with no image stay blank (they read as errors' pale blue)."""
+    share = normalize != "counts"
+    layers = []
+    for rows, scheme, title in ((~df["error"], "blues", "right"), (df["error"], "oranges", "mistakes")):
+        part = df[rows & (df["count"] > 0)]
+        top = float(part["value"].max()) if len(part) else 1.0
+        # The range starts past white: the smallest count is already clearly coloured.
+        scale = alt.Scale(scheme=alt.SchemeParams(scheme, extent=[0.3, 1.0]), domain=[0, top], type="sqrt")
+        low = float(part["value"].min()) if len(part) else 0.0
+        ends = sorted({low, top}) if share else sorted({int(low), int(top)})  # whole counts, no "1 1 2 2"
+        legend = alt.Legend(format=".0%" if share else "d", orient="bottom", gradientLength=120, values=ends)
+        label = f"{NORMALIZE[normalize].split(' (')[0]}, {title}"
+        layers.append(
+            alt.Chart(part)
+            .mark_rect()
+            .encode(x=x, y=y, color=alt.Color("value:Q", scale=scale, title=label, legend=legend))
+        )
+    return layers
 
 
 def confusion_heatmap(
@@ -60,6 +84,7 @@ def confusion_heatmap(
 ) -> alt.LayerChart:
     """Rows true, columns predicted, colour the chosen value; click a cell to select it (CELL).
 
+    The matrix follows its column's width (draw with width="stretch"): at 800 px all classes stay in view.
     `selected` (true, pred) draws a frame around the cell whose images the page shows (the page's choice,
     which a button may have made too, so the frame and not the click's own highlight marks it).
     """
@@ -74,31 +99,37 @@ def confusion_heatmap(
     )
     y = alt.Y("true:N", sort=order, title="True class", axis=alt.Axis(labelFontSize=font))
     share = normalize != "counts"
-    scale = alt.Scale(scheme="blues", domain=[0, 1]) if share else alt.Scale(scheme="blues", type="sqrt")
-    base = alt.Chart(df).encode(x=x, y=y)
-    cells = base.mark_rect(stroke="#ffffff", strokeWidth=0.5 if k <= 60 else 0).encode(
-        color=alt.Color("value:Q", scale=scale, title=NORMALIZE[normalize].split(" (")[0],
-                        legend=alt.Legend(format=".0%" if share else "d")),
+    # On top of the colours: every cell, transparent, clickable, with its tooltip and a grid line.
+    cells = alt.Chart(df, name="cells").mark_rect(
+        fill="transparent", stroke="#dddddd", strokeWidth=0.5 if k <= 60 else 0
+    ).encode(
+        x=x, y=y,
         tooltip=[alt.Tooltip("true:N", title="true"), alt.Tooltip("pred:N", title="predicted"),
                  alt.Tooltip("count:Q", title="images"), alt.Tooltip("row_share:Q", title="share of true", format=".1%"),
                  alt.Tooltip("col_share:Q", title="share of predicted", format=".1%")],
     ).add_params(select)  # fmt: skip
-    layers = [cells]
+    layers = [*_cell_colours(df, x, y, normalize), cells]
     if k <= TEXT_MAX_CLASSES:
-        limit = df["value"].max() / 2 if len(df) else 0
-        layers.append(base.mark_text(fontSize=min(14, px // 3)).encode(
-            text=alt.Text("value:Q", format=".0%" if share else "d"),
-            color=alt.condition(alt.datum.value > limit, alt.value("white"), alt.value("#333333")),
+        # White on the darker half of each scale (sqrt: past a quarter of its group's largest value).
+        top = df.groupby("error")["value"].transform("max").replace(0, 1)
+        text = df.assign(dark=df["value"] > top / 4)
+        layers.append(alt.Chart(text).mark_text(fontSize=min(14, px // 3)).encode(
+            x=x, y=y, text=alt.Text("value:Q", format=".0%" if share else "d"),
+            color=alt.condition(alt.datum.dark, alt.value("white"), alt.value("#333333")),
         ).transform_filter(alt.datum.count > 0))  # fmt: skip
     if selected is not None:
         frame = pd.DataFrame({"true": [selected[0]], "pred": [selected[1]]})
         layers.append(alt.Chart(frame).mark_rect(fill=None, stroke="#d62728", strokeWidth=2.5).encode(x=x, y=y))
-    return alt.layer(*layers).properties(
-        width=px * k,
-        height=px * k,
-        title=alt.Title("Confusion matrix: click a cell to see its images", **TITLE),
-        usermeta={"embedOptions": {"renderer": "svg"}},  # cells as SVG paths: a browser test can click one
-        autosize=alt.AutoSizeParams(type="pad"),  # square cells: the plot keeps its size, whatever the column's
+    return (
+        alt.layer(*layers)
+        .resolve_scale(color="independent")
+        .properties(
+            height=px * k,
+            title=alt.Title("Confusion matrix: click a cell to see its images", **TITLE),
+            usermeta={"embedOptions": {"renderer": "svg"}},  # cells as SVG paths: a browser test can click one
+            autosize=FIT_X,
+            padding=PADDING,  # room for the title's and the y axis title's first pixel
+        )
     )
 
 
@@ -108,14 +139,12 @@ def pr_chart(curves: pd.DataFrame) -> alt.Chart:
         alt.Chart(curves)
         .mark_line(interpolate="step-after", clip=True)
         .encode(
-            x=alt.X("recall:Q", title="Recall (share of the class found)", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y(
-                "precision:Q", title="Precision (share of picks that are right)", scale=alt.Scale(domain=[0, 1.02])
-            ),
+            x=alt.X("recall:Q", title="Recall (class found)", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("precision:Q", title="Precision (picks right)", scale=alt.Scale(domain=[0, 1.02])),
             color=alt.Color(
                 "label:N",
                 title="Class (average precision)",
-                legend=alt.Legend(orient="bottom", columns=2, labelLimit=260),
+                legend=alt.Legend(orient="bottom", columns=2, labelLimit=140),
             ),
             tooltip=[
                 "class:N",
@@ -124,7 +153,9 @@ def pr_chart(curves: pd.DataFrame) -> alt.Chart:
                 alt.Tooltip("threshold:Q", title="score ≥", format=".3f"),
             ],
         )  # fmt: skip
-        .properties(height=240, title=alt.Title("Precision-recall, one vs rest", **TITLE), autosize=FIT_X)
+        .properties(
+            height=240, title=alt.Title("Precision-recall, one vs rest", **TITLE), autosize=FIT_X, padding=PADDING
+        )
     )
 
 
@@ -132,7 +163,7 @@ def reliability_chart(bins: pd.DataFrame, ece: float) -> alt.LayerChart:
     """Accuracy per confidence bin against the diagonal a calibrated model follows; bars' tooltips count."""
     df = bins.assign(mid=(bins["lower"] + bins["upper"]) / 2, gap=bins["accuracy"] - bins["confidence"])
     df = df[df["count"] > 0]
-    x = alt.X("lower:Q", title="Confidence (max softmax probability)", scale=alt.Scale(domain=[0, 1]))
+    x = alt.X("lower:Q", title="Confidence (top probability)", scale=alt.Scale(domain=[0, 1]))
     bars = alt.Chart(df).mark_bar(color="#4c78a8", stroke="white", strokeWidth=1).encode(
         x=x, x2="upper:Q",
         y=alt.Y("accuracy:Q", title="Accuracy in the bin", scale=alt.Scale(domain=[0, 1])), y2=alt.datum(0),
@@ -144,4 +175,4 @@ def reliability_chart(bins: pd.DataFrame, ece: float) -> alt.LayerChart:
         color="#d62728", strokeDash=[5, 4]
     ).encode(x="lower:Q", y="accuracy:Q")  # fmt: skip
     title = alt.Title(f"Reliability: ECE {ece:.3f}", subtitle="Under the dashed line: overconfident", **TITLE)
-    return alt.layer(bars, ideal).properties(height=240, title=title, autosize=FIT_X)
+    return alt.layer(bars, ideal).properties(height=240, title=title, autosize=FIT_X, padding=PADDING)

@@ -76,6 +76,9 @@ def overlay_metric_chart(data: pd.DataFrame, labels: list[str], name: str) -> al
     return styled(chart, name, height=SMALL_PLOT_HEIGHT)
 
 
+AXIS_PX = 110  # room for an axis' name and its end values
+
+
 def parallel_chart(data: pd.DataFrame, labels: dict[str, str], selected: list[str], axes: list[str]) -> alt.LayerChart:
     """Parallel coordinates: one line per run across its hyperparameters and metrics (each axis scaled
     0..1, min at the bottom); the selected runs in their colours, the others grey beneath them.
@@ -100,8 +103,9 @@ def parallel_chart(data: pd.DataFrame, labels: dict[str, str], selected: list[st
         .mark_text(align="left", dx=4, fontSize=11, color="#555")
         .encode(x, y, text="value:N")
     )  # each axis' lowest and highest value, so the scaled lines can be read back
-    title = "Hyperparameters and results (each axis from its minimum at the bottom to its maximum)"
-    return styled(alt.layer(rules, others, chosen, labels_), title, height=PLOT_HEIGHT)
+    # A fixed width per axis (the page scrolls it in a narrow window): 150 px of column crushed six axes' ticks.
+    chart = styled(alt.layer(rules, others, chosen, labels_), "Hyperparameters and results", height=PLOT_HEIGHT)
+    return chart.properties(width=AXIS_PX * max(len(axes), 3), autosize=alt.AutoSizeParams(type="pad"))
 
 
 def scatter_chart(

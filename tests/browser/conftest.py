@@ -157,3 +157,37 @@ def shot(page, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+# Every chart of the page, measured: its drawing (svg or canvas) against the column that holds it, and each text
+# of the drawing against the drawing. Vega cuts a text at its `limit` with an ellipsis: that counts as cut too.
+CHART_FIT = """els => els.flatMap((el, i) => {
+  const col = el.closest('[data-testid="stColumn"]') || el.closest('[data-testid="stMainBlockContainer"]');
+  const c = col.getBoundingClientRect();
+  const drawing = el.querySelector('svg.marks, canvas.marks');
+  if (!drawing) return [`chart ${i}: not drawn`];
+  const d = drawing.getBoundingClientRect();
+  // A chart that scrolls inside its own box (in the chart or around it) is within the column if the box is.
+  let scroller = [...el.querySelectorAll('*')].find(n => n.scrollWidth > n.clientWidth + 1 &&
+      ['auto', 'scroll'].includes(getComputedStyle(n).overflowX));
+  for (let n = el.parentElement; !scroller && n && n !== col; n = n.parentElement)
+    if (n.scrollWidth > n.clientWidth + 1 && ['auto', 'scroll'].includes(getComputedStyle(n).overflowX)) scroller = n;
+  const box = scroller ? scroller.getBoundingClientRect() : d;
+  const title = (el.querySelector('g.role-title text') || {}).textContent || `chart ${i}`;
+  const out = [];
+  if (box.left < c.left - 1 || box.right > c.right + 1)
+    out.push(`${title}: drawn ${Math.round(box.left)}..${Math.round(box.right)} in a column ${Math.round(c.left)}..${Math.round(c.right)}`);
+  for (const t of el.querySelectorAll('svg.marks text')) {
+    const r = t.getBoundingClientRect();
+    if (!t.textContent || r.width === 0) continue;
+    if (t.textContent.endsWith('…')) out.push(`${title}: "${t.textContent}" cut`);
+    if (r.left < d.left - 1 || r.right > d.right + 1 || r.top < d.top - 1 || r.bottom > d.bottom + 1)
+      out.push(`${title}: "${t.textContent}" outside its chart`);
+  }
+  return out;
+})"""
+
+
+def charts_that_do_not_fit(page) -> list[str]:
+    """What sticks out: charts wider than their column, texts outside or cut within their chart (empty: all fit)."""
+    return page.locator("[data-testid='stVegaLiteChart']").evaluate_all(CHART_FIT)

@@ -48,7 +48,7 @@ def test_click_a_confusion_cell_and_see_its_images(served, page):
     k = len(preds.classes)
     # A diagonal cell with images that is not the cell shown by default (the most confused pair).
     true = next(c for c in range(k) if ((preds.targets == c) & (preds.preds == c)).any())
-    cells = page.locator(".st-key-evaluate_confusion g.mark-rect").first.locator("path")
+    cells = page.locator(".st-key-evaluate_confusion g.cells_marks").locator("path")  # the clickable layer
     assert cells.count() == k * k  # one path per cell, rows true, in class order
     cells.nth(true * k + true).click()
     name = preds.classes[true]
