@@ -23,8 +23,9 @@ import pandas as pd
 import streamlit as st
 
 from lib.app import cache, repairs, sessions
+from lib.app.layout import scroller
 from lib.app.state import keep
-from lib.app.text import plain, plain_error
+from lib.app.text import file_stem, plain, plain_error
 from lib.app.train_tools import train_more
 from lib.charts.inside import layer_order, overlay_ratio_chart
 from lib.charts.runs import (
@@ -48,13 +49,14 @@ from lib.training.resume import RESUMABLE
 repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
 
 COLUMNS = {
-    "name": st.column_config.TextColumn("name"),
+    "name": st.column_config.TextColumn("name", pinned=True),  # stays in view as a narrow table scrolls
     "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent"),
     "final_val_accuracy": st.column_config.NumberColumn("final val acc", format="percent"),
     "best_val_loss": st.column_config.NumberColumn("best val loss", format="%.4f"),
     "final_val_loss": st.column_config.NumberColumn("final val loss", format="%.4f"),
     "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
     "samples_per_sec": st.column_config.NumberColumn("samples/s", format="%.0f"),
+    "epochs_done": st.column_config.NumberColumn("epochs done", format="%d"),
     "sweep_winner": st.column_config.CheckboxColumn("sweep winner", help="Best final val accuracy of its sweep"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
 }
@@ -142,7 +144,18 @@ def filtered(summary: pd.DataFrame) -> pd.DataFrame:
 def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
     """The table with row selection; returns the selected run ids (also kept in session state)."""
     hp = [c for c in hp if c != "hp.model"]  # the model has its own column
-    order = ["name", "status", "dataset", "model", *hp, *compare.METRICS, "duration_s", "samples_per_sec"]
+    # Epochs done, then what was set: a run stopped at epoch 2 of 10 read as "10".
+    order = [
+        "name",
+        "status",
+        "dataset",
+        "model",
+        "epochs_done",
+        *hp,
+        *compare.METRICS,
+        "duration_s",
+        "samples_per_sec",
+    ]
     order += [c for c in (*compare.LINKS, "sweep_winner") if c in shown.columns] + ["created", "note"]
     kept = st.session_state.get("runs_selected", [])
     default = [i for i, run_id in enumerate(shown["id"]) if run_id in kept]
@@ -156,7 +169,8 @@ def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
         width="stretch",
         placeholder="—",
         column_order=order,
-        column_config={**COLUMNS, **{c: st.column_config.Column(c.removeprefix("hp.")) for c in hp}},
+        column_config={**COLUMNS, **{c: st.column_config.Column(c.removeprefix("hp.")) for c in hp}}
+        | {"hp.epochs": st.column_config.Column("epochs set")},
     )
     selected = [shown["id"].iloc[i] for i in event.selection.rows if i < len(shown)]
     st.session_state.runs_selected = selected
@@ -231,7 +245,9 @@ def hparam_charts(summary: pd.DataFrame, hp: list[str], selected: list[str], lab
     axes = hp + metrics
     frame = compare.parallel_frame(summary, axes)
     names = [a.removeprefix("hp.") for a in axes]
-    st.altair_chart(parallel_chart(frame, labels, selected, names), width="stretch", key="runs_parallel_chart")
+    st.caption("Each axis runs from its smallest value (bottom) to its largest (top).")
+    with scroller(key="runs_parallel"):  # its own width: a narrow page scrolls it rather than crushing its axes
+        st.altair_chart(parallel_chart(frame, labels, selected, names), width="content", key="runs_parallel_chart")
     options = hp or [c for c in summary.columns if c.startswith("hp.")]
     left, right = st.columns(2)
     keep("runs_scatter_x", options[0] if options else None, options=options)
@@ -248,10 +264,11 @@ def hparam_charts(summary: pd.DataFrame, hp: list[str], selected: list[str], lab
 def downloads(selected: list[str], labels: dict[str, str]) -> None:
     """Every metric of the selected runs as one long CSV, a bundle of them, and one checkpoint alone."""
     left, mid = st.columns(2)
+    stem = file_stem([labels[i] for i in selected])  # named after the runs, not "runs-metrics"
     left.download_button(
         "Metrics (long CSV, every step)",
         lambda: csv_bytes(store, selected),
-        file_name="runs-metrics.csv",
+        file_name=f"{stem}-metrics.csv",
         mime="text/csv",
         on_click="ignore",
         key="runs_csv",
@@ -259,7 +276,7 @@ def downloads(selected: list[str], labels: dict[str, str]) -> None:
     mid.download_button(
         "Run bundle (.zip)",
         lambda: bundle_bytes(store, selected, private=settings.deployed),  # deployed: no server paths or sessions
-        file_name=f"{selected[0]}.zip" if len(selected) == 1 else "runs-bundle.zip",
+        file_name=f"{stem}.zip",
         mime="application/zip",
         on_click="ignore",
         key="runs_bundle",
@@ -274,11 +291,11 @@ def downloads(selected: list[str], labels: dict[str, str]) -> None:
         st.download_button(
             f"Download {which}",
             lambda: checkpoint_bytes(files[which], private=settings.deployed),
-            file_name=f"{run_id}-{which}",
+            file_name=f"{file_stem([labels[run_id]])}-{which}",
             on_click="ignore",
             key="runs_checkpoint",
         )
-        st.code(PLAIN_TORCH.format(file=f"{run_id}-{which}"), language="python")
+        st.code(PLAIN_TORCH.format(file=f"{file_stem([labels[run_id]])}-{which}"), language="python")
 
 
 def write(change, *args) -> None:

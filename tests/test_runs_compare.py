@@ -114,3 +114,20 @@ def test_the_winner_of_each_sweep_is_marked_and_runs_outside_sweeps_are_not(tmp_
     frame = compare.summary_frame(store).set_index("name")
     # a3 ties a2 on accuracy and wins on the lower loss; b1 is alone in its sweep; x is in none.
     assert {n for n in plan if frame.loc[n, "sweep_winner"]} == {"a3", "b1"}
+
+
+def test_config_diff_keeps_integers_as_written():
+    # A run without batch_size leaves a gap: pandas holds the column as floats (64.0), the diff shows 64.
+    s = summary([{"id": "a", "name": "A", "hp.batch_size": 64, "hp.lr": 3e-4}, {"id": "b", "name": "B", "hp.lr": 1.5}])
+    diff = compare.config_diff(s, ["a", "b"])
+    assert s["hp.batch_size"].dtype == float and diff.loc["batch_size"].tolist() == ["64", "—"]
+    assert diff.loc["lr"].tolist() == ["0.0003", "1.5"]
+
+
+def test_a_run_stopped_one_batch_into_an_epoch_ends_there_on_the_epoch_axis():
+    # 4 steps an epoch, then stopped after the first batch of epoch 3: that step is epoch 2.25, not 3.0.
+    steps = pd.DataFrame({"step": np.arange(1.0, 10), "epoch": [1.0] * 4 + [2.0] * 4 + [3.0], "train_loss": 1.0,
+                          "lr": 0.1, "samples_per_sec": 10.0})  # fmt: skip
+    lines, _ = compare.curves(steps, pd.DataFrame(columns=["epoch"]), batch_size=8, smoothing=0.0)
+    raw = lines[lines["line"] == "raw"].sort_values("step")
+    assert raw["epoch"].tolist() == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]

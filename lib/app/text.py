@@ -56,3 +56,15 @@ def plain(value: object) -> str:
 def plain_error(error: BaseException) -> str:
     """An exception's message as plain text (its type name when the message is empty)."""
     return plain(str(error) or type(error).__name__)
+
+
+def file_stem(names: list[str], limit: int = 60) -> str:
+    """A download's file name from the runs in it: 'alpha+beta', characters a file name cannot hold as '_',
+    cut at `limit` with the count of runs left out ('alpha+beta+3-more')."""
+    safe = [re.sub(r"[^\w.-]+", "_", n).strip("._") or "run" for n in names]
+    stem = "+".join(safe)
+    for keep in range(len(safe) - 1, 0, -1):
+        if len(stem) <= limit:
+            break
+        stem = "+".join(safe[:keep]) + f"+{len(safe) - keep}-more"
+    return stem[: limit + 8]

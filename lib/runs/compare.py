@@ -102,10 +102,17 @@ def config_diff(summary: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
     chosen = summary.set_index("id").loc[run_ids]
     keys = differing_keys(chosen.reset_index())
     labels = run_labels(summary)
-    diff = chosen[keys].T.astype(object).where(chosen[keys].T.notna(), "—")
+    diff = chosen[keys].T.astype(object).where(chosen[keys].T.notna(), "—").map(_as_written)
     diff.index = [k.removeprefix("hp.") for k in keys]
     diff.columns = [labels[i] for i in run_ids]
-    return diff.astype(str)
+    return diff
+
+
+def _as_written(value) -> str:
+    """A config value as the user set it: a column holding a gap turns 64 into 64.0, which reads as a float."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return str(value)
 
 
 def curves(
@@ -120,8 +127,11 @@ def curves(
     steps = steps.reset_index(drop=True)
     secs = batch_size / steps["samples_per_sec"].where(steps["samples_per_sec"] > 0)
     per_epoch = steps.groupby("epoch")["step"].agg(["min", "max"])
-    lo, hi = per_epoch["min"].reindex(steps["epoch"]).to_numpy(), per_epoch["max"].reindex(steps["epoch"]).to_numpy()
-    frac = (steps["step"].to_numpy() - lo + 1) / (hi - lo + 1)
+    length = per_epoch["max"] - per_epoch["min"] + 1
+    if len(length) > 1:  # a run stopped early in its last epoch: that epoch is as long as the first, not whole
+        length.iloc[-1] = max(length.iloc[-1], length.iloc[0])
+    lo, n = per_epoch["min"].reindex(steps["epoch"]).to_numpy(), length.reindex(steps["epoch"]).to_numpy()
+    frac = (steps["step"].to_numpy() - lo + 1) / n
     full = steps.assign(
         time=secs.fillna(0).cumsum(),
         epoch=steps["epoch"] - 1 + frac,
