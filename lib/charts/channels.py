@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import pandas as pd
 
@@ -25,13 +27,13 @@ def channel_heatmaps(
     """
     unit = "std units" if normalized else "[0, 1]"
     # A symmetric domain puts 0 in the legend's middle, named (it showed only the ends).
-    top = max(float(df["value"].abs().max()), 1e-6) if normalized and len(df) else 1.0
+    top = math.ceil(max(float(df["value"].abs().max()), 0.1) * 10) / 10 if normalized and len(df) else 1.0
     scale = (
         alt.Scale(scheme="redblue", reverse=True, domain=[-top, top], domainMid=0)
         if normalized
         else alt.Scale(scheme="greys", reverse=True, domain=[0, 1])
     )
-    ticks = [round(-top, 1), 0, round(top, 1)] if normalized else [0, 0.5, 1]
+    ticks = [-top, 0, top] if normalized else [0, 0.5, 1]
     base = (
         alt.Chart(df)
         .mark_rect(strokeWidth=0.6)  # each cell outlined in its own colour: no white seams between cells
@@ -49,6 +51,7 @@ def channel_heatmaps(
                     gradientThickness=10,
                     titleLimit=panel_px,
                     values=ticks,
+                    type="gradient",  # the stroke (same field) would make it a legend of symbols
                 ),
             ),
             tooltip=[
