@@ -101,7 +101,9 @@ def _histogram(df: pd.DataFrame, title: str, x_title: str) -> alt.LayerChart:
             x2="end:Q",
             y=alt.Y("count:Q", title="Pixels", stack=None),
             y2=alt.datum(0),  # bars rise from 0: x/x2 ranges alone leave Vega-Lite guessing the orientation
-            color=alt.Color("channel:N", scale=CHANNEL_COLOURS, title="Channel"),
+            # No legend: red, green and blue are the channels' own colours (and the tooltip names them); a legend
+            # under each of two charts took more height than their plots.
+            color=alt.Color("channel:N", scale=CHANNEL_COLOURS, title="Channel", legend=None),
             tooltip=[
                 alt.Tooltip("channel:N"),
                 alt.Tooltip("start:Q", format=".3f", title="from"),
@@ -111,4 +113,4 @@ def _histogram(df: pd.DataFrame, title: str, x_title: str) -> alt.LayerChart:
         )
     )
     zero = alt.Chart().mark_rule(color="black", strokeDash=[4, 3]).encode(x=alt.datum(0))
-    return styled(alt.layer(bars, zero, data=df), title, height=140)
+    return styled(alt.layer(bars, zero, data=df), title, height=160)
