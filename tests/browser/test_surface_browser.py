@@ -174,7 +174,9 @@ def test_every_chart_fills_its_container_with_whole_titles(browser, app, width):
         page.locator(f"{CHART}").nth(3).wait_for()
         page.locator("[data-testid='stImage'] img").nth(23).wait_for()  # the grid drawn, for the screenshot
         assert_charts_fill(page, "dataset", {"Images per class", "Image sizes", "Aspect ratio", "Modes and formats"})
-        assert page.locator("[data-testid='stMetric']").count() == 6 and not clipped_metrics(page)  # Marked too (issue 19)
+        assert page.locator("[data-testid='stMetric']").count() == 6 and not clipped_metrics(
+            page
+        )  # Marked too (issue 19)
         shot(page, f"tour-dataset-{width}")
         shot_charts(page, f"tour-dataset-{width}")
         go(page, "Channels")
