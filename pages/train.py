@@ -1,7 +1,8 @@
 """Train: hyperparameters in the sidebar, Start, watch loss and accuracy draw live, Stop, revisit any run.
 
 Widget keys (stable, for tests and URLs):
-    train_model, train_epochs, train_batch_size, train_lr, train_optimizer, train_weight_decay,
+    train_model (type to search), train_model_file (local mode: FILE.py:build), train_pretrained, train_finetune,
+    train_backbone_lr_scale, train_download_weights ("Download weights"), train_epochs, train_batch_size, train_lr, train_optimizer, train_weight_decay,
     train_schedule, train_image_size, train_random_crop, train_hflip, train_rotation, train_color_jitter,
     train_normalization, train_val_split, train_seed,
     train_max_batches, train_name, train_start (label "Start"), train_stop (label "Stop"),
@@ -55,6 +56,7 @@ from lib.runs.view import (
 )
 from lib.settings import runs_dir
 from lib.training.config import (
+    FINETUNES,
     MODELS,
     NORMALIZATIONS,
     OPTIMIZERS,
@@ -94,7 +96,10 @@ if store.recent_notice():
 
 FIELDS = PAGE_FIELDS  # TrainConfig fields with page=True
 KEY = {f: f"train_{f}" for f in FIELDS}
-OPTIONS = {"model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "normalization": NORMALIZATIONS}
+OPTIONS = {
+    "model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "normalization": NORMALIZATIONS,
+    "finetune": FINETUNES,
+}  # fmt: skip
 VIEWS = ("Curves", "Inside")
 SMALL_VALIDATION = 20  # fewer validation images than this: each one moves accuracy by more than 5 %
 
@@ -112,7 +117,8 @@ def hyperparameter_inputs() -> None:
     lrs = sorted({*LEARNING_RATES, float(st.session_state[KEY["lr"]])})  # a run's own lr may be off the list
     with st.sidebar:
         st.subheader("Hyperparameters")
-        st.selectbox("Model", MODELS, key=KEY["model"])
+        st.selectbox("Model", MODELS, key=KEY["model"], help="Type to search; `python -m lib models` lists them.")
+        model_fields()
         st.number_input("Epochs", min_value=1, step=1, key=KEY["epochs"], help=f"At most {settings.max_epochs}.")
         st.number_input("Batch size", 1, 1024, step=1, key=KEY["batch_size"])
         st.select_slider("Learning rate", lrs, format_func=lambda x: f"{x:g}", key=KEY["lr"])
@@ -143,6 +149,71 @@ def hyperparameter_inputs() -> None:
         validation_notes()
 
 
+def model_fields() -> None:
+    """Under Model: its size and input, a model file (local mode), pretrained weights and how much trains."""
+    if not settings.deployed:
+        keep("train_model_file", "")
+        st.text_input("Or your model file", key="train_model_file", placeholder="path/to/file.py:build",
+                      help="build(num_classes) -> torch.nn.Module; the run records the file's SHA-256.")  # fmt: skip
+    facts = cache.model_facts(st.session_state[KEY["model"]])
+    at_hand = "weights at hand" if facts["cached"] else "weights not downloaded"
+    st.caption(
+        f"{facts['params']:,} parameters · {facts['default_size']} px input"
+        + (f" · {at_hand}" if facts["weights"] else "")
+    )
+    if not facts["weights"]:
+        return
+    st.checkbox("Pretrained weights", key=KEY["pretrained"], on_change=weights_preprocessing, args=(facts,))
+    if not st.session_state[KEY["pretrained"]]:
+        return
+    st.radio("Fine-tune", FINETUNES, key=KEY["finetune"], horizontal=True,
+             help="head: only a new head trains, on the frozen backbone's features computed once; full: every layer.")  # fmt: skip
+    if st.session_state[KEY["finetune"]] == "full":
+        st.number_input("Backbone LR scale", 0.0, 1.0, step=0.05, key=KEY["backbone_lr_scale"])
+    if not facts["cached"]:
+        weights_download(facts)
+
+
+def weights_preprocessing(facts: dict) -> None:
+    """Ticking Pretrained uses the weights' own input size and mean/std (both stay editable); unticking
+    goes back to scratch training's."""
+    if st.session_state[KEY["pretrained"]]:
+        set_value(KEY["image_size"], facts["default_size"])
+        set_value(KEY["normalization"], "weights")
+    else:
+        set_value(KEY["finetune"], "full")
+        if st.session_state[KEY["normalization"]] == "weights":
+            set_value(KEY["normalization"], "dataset")
+
+
+def weights_download(facts: dict) -> None:
+    """Missing weights: deployed mode says who seeds them; local mode offers the download, with progress."""
+    if settings.deployed:
+        st.info(
+            "These weights are not on this server, and it never downloads: its operator pre-seeds torch hub's cache."
+        )
+        return
+    job = cache.weights_job(facts["name"])
+    if job is None:
+        size = facts.get("file_mb")
+        label = f"Download weights ({size:g} MB)" if size else "Download weights"
+        st.button(label, key="train_download_weights", on_click=cache.weights_job, args=(facts["name"],),
+                  kwargs={"start": True})  # fmt: skip
+        return
+    download_progress(facts["name"])
+
+
+@st.fragment(run_every=0.5)
+def download_progress(name: str) -> None:
+    job = cache.weights_job(name)
+    if job.error:
+        st.error(plain_error(job.error))
+    elif not job.done:
+        st.progress(job.fraction, text="Downloading weights into torch hub's cache…")
+    else:
+        st.success("Weights downloaded.")
+
+
 def augmentation_fields() -> None:
     """The Channels page's augmentation controls, under the same labels: what is previewed there is trained here."""
     st.caption("Augmentation (training batches; preview it on the Channels page)")
@@ -167,6 +238,11 @@ def input_config() -> TrainConfig:
     """The inputs as a TrainConfig (raises ValueError with a sentence)."""
     values = {f: st.session_state[KEY[f]] for f in FIELDS}
     values.update(max_batches=values["max_batches"] or None, rotation=float(values["rotation"]))
+    model_file = "" if settings.deployed else st.session_state.get("train_model_file", "").strip()
+    if model_file:
+        values["model"] = model_file
+    if model_file or not cache.model_facts(values["model"])["weights"]:  # scratch: no weights to start from
+        values.update(pretrained=False, weights="", finetune="full")
     return TrainConfig(**values)
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.evaluation.attributions import attribute, black_input, conv_blocks, methods_for, predict
+from lib.evaluation.attributions import attribute, black_input, conv_blocks, gradcam_layer, methods_for, predict
 from lib.evaluation.embeddings import features_and_logits, pca_2d, pick, pooled_pixels, thumbnail_url
 from lib.evaluation.features import LUT, activation_grid, feature_maps, first_filters, grid, overlay
 from lib.training.models import build_model
@@ -80,12 +80,22 @@ def test_occlusion_marks_the_only_region_the_model_reads():
 
 def test_models_without_conv_get_the_gradient_methods_and_a_reason():
     model = build_model("mlp", 3, 8)
-    assert methods_for(model) == ["ig", "saliency", "occlusion"]
-    with pytest.raises(ValueError, match="Grad-CAM needs a convolutional layer"):
+    assert methods_for(model, 8) == ["ig", "saliency", "occlusion"]
+    with pytest.raises(ValueError, match="Grad-CAM needs a layer with a spatial feature map"):
         attribute(model, torch.zeros(1, 3, 8, 8), 0, "gradcam")
     with pytest.raises(ValueError, match="Unknown method 'lime'"):
         attribute(model, torch.zeros(1, 3, 8, 8), 0, "lime")
-    assert methods_for(cnn()) == ["gradcam", "ig", "saliency", "occlusion"]
+    assert methods_for(cnn(), 8) == ["gradcam", "ig", "saliency", "occlusion"]
+
+
+@pytest.mark.parametrize(
+    "name, size, layer",
+    [("cnn", 32, "10"), ("resnet18", 64, "layer4"), ("resnet18", 32, "layer3"),
+     ("mobilenet_v3_small", 64, "features"),
+     ("swin_t", 224, "permute"), ("vit_b_32", 224, None)],
+)  # fmt: skip
+def test_gradcam_layer_is_the_last_spatial_map_and_none_when_tokens_follow(name, size, layer):
+    assert gradcam_layer(build_model(name, 3, size).eval(), size) == layer
 
 
 def test_conv_blocks_name_each_blocks_output():

@@ -138,7 +138,7 @@ def test_cli_target_and_method(runs, tmp_path):
         ),
         (
             ["{linear}", "x.png", "--method", "gradcam"],
-            "error: Grad-CAM needs a convolutional layer and this model has none",
+            "error: Grad-CAM needs a layer with a spatial feature map before the classifier",
         ),
     ],
 )
@@ -215,7 +215,7 @@ def test_page_for_a_model_without_conv_layers_says_why_no_gradcam(app_env):
     _, linear, _, _ = app_env
     at = open_explain(run=linear)
     assert at.radio(key="explain_method").options == ["Integrated Gradients", "Saliency", "Occlusion"]
-    assert any("Grad-CAM needs a convolutional layer" in c.value for c in at.caption)
+    assert any("Grad-CAM needs a layer with a spatial feature map" in c.value for c in at.caption)
     assert any("no convolutional layer, so it has no feature maps" in c.value for c in at.caption)
 
 

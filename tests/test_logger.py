@@ -234,5 +234,5 @@ def test_evaluate_and_explain_pages_say_in_one_sentence_when_a_logged_model_cann
     assert not at.exception, at.exception
     assert [e.value.replace("\\", "") for e in at.error] == [  # shown as plain text: Markdown escaped
         f"Run {run.id} saved a model Torchscope cannot rebuild ('mine'), so it cannot be opened here; a logged run "
-        "can be when its config names one of linear, mlp, cnn, resnet18 and its image_size."
+        "can be when its config names a model of `python -m lib models` and its image_size."
     ]

@@ -255,21 +255,24 @@ def test_export_refuses_an_unknown_suffix_in_one_line(runs, tmp_path):
     assert done.returncode == 2 and "must end in .csv" in done.stderr and not (tmp_path / "x.txt").exists()
 
 
-@pytest.mark.parametrize("name", ["linear", "mlp", "cnn", "resnet18"])
-def test_plain_torch_snippet_rebuilds_every_model(tmp_path, name):
+@pytest.mark.parametrize(
+    "name, size, weights",
+    [("linear", 16, ""), ("mlp", 16, ""), ("cnn", 16, ""), ("resnet18", 16, ""), ("squeezenet1_1", 17, ""),
+     ("mobilenet_v3_small", 16, ""), ("googlenet", 32, "IMAGENET1K_V1"), ("densenet121", 32, "")],
+)  # fmt: skip
+def test_plain_torch_snippet_rebuilds_every_model(tmp_path, name, size, weights):
     from lib.training.models import build_model
 
-    reference = build_model(name, 3, 16)
+    reference = build_model(name, 3, size, weights=weights, load=False)  # the architecture pretrained runs have
     path = tmp_path / "x-last.pt"
-    torch.save(
-        {"model": reference.state_dict(), "config": {"model": name, "image_size": 16}, "classes": list("abc")}, path
-    )
+    config = {"model": name, "image_size": size, "weights": weights}
+    torch.save({"model": reference.state_dict(), "config": config, "classes": list("abc")}, path)
     scope: dict = {}
     exec(PLAIN_TORCH.format(file=path), scope)  # noqa: S102 - our own snippet, as a user would paste it
     rebuilt = scope["model"].state_dict()
     assert list(rebuilt) == list(reference.state_dict())
     assert all(torch.equal(rebuilt[k], v) for k, v in reference.state_dict().items())
-    x = torch.rand(2, 3, 16, 16)
+    x = torch.rand(2, 3, size, size)
     assert torch.equal(scope["model"](x), reference.eval()(x))
     cli = (ROOT / "docs" / "cli.md").read_text()
     assert PLAIN_TORCH.format(file="RUN_ID-last.pt") in cli  # docs/cli.md shows the very same lines

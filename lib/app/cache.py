@@ -452,3 +452,32 @@ def embedding(run_id: str, limit: int, progress=None) -> tuple:
         while len(store) > 8:
             store.popitem(last=False)
     return result
+
+
+@st.cache_data(ttl=5, show_spinner=False, max_entries=256)
+def model_facts(name: str) -> dict:
+    """{name, params, default_size, weights, cached} of a model by name (`python -m lib models`); the cache
+    flag is rechecked every few seconds, so a finished download shows."""
+    from lib.training.models import model_facts as facts
+    from lib.training.models import weights_enum
+
+    d = facts(name)
+    if d["weights"]:  # the page names the download's size
+        d["file_mb"] = weights_enum(name).meta.get("_file_size")
+    return d
+
+
+@st.cache_resource(show_spinner=False)
+def _weights_jobs() -> dict[str, BackgroundJob]:
+    return {}  # one download per weights file for the whole server, whoever asked first
+
+
+def weights_job(name: str, *, start: bool = False) -> BackgroundJob | None:
+    """The download of a model's DEFAULT weights into torch hub's cache (local mode); started when asked."""
+    from lib.training.models import download_with_progress
+
+    with _jobs_lock:
+        jobs = _weights_jobs()
+        if name not in jobs and start:
+            jobs[name] = BackgroundJob(lambda p: download_with_progress(name, "DEFAULT", p), name=f"weights:{name}")
+        return jobs.get(name)

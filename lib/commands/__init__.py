@@ -36,6 +36,9 @@ COMMANDS = (
         epilog="exit codes: 0 completed, 1 failed, 2 bad input, 3 diverged, 4 stopped; under torchrun 0 unless "
         "the run failed (its status is in the store and the --json line)",
     ),
+    Command(
+        "models", "the models a run can train, with parameters, input size and weights", options.models, "models:run"
+    ),  # fmt: skip
     Command("runs", "list training runs in the run store", options.runs, "runs:run"),
     Command(
         "layers",

@@ -18,10 +18,10 @@ def run(args) -> int:
     from lib.evaluation.attributions import gradcam_unavailable
 
     loaded = load_model(args.run_id, runs_dir=args.runs_dir, which=args.which, device=resolve_device(args.device))
-    method = args.method or ("gradcam" if gradcam_unavailable(loaded.model) is None else "ig")
+    method = args.method or ("gradcam" if gradcam_unavailable(loaded.model, loaded.config.image_size) is None else "ig")
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    if method == "gradcam" and (why := gradcam_unavailable(loaded.model)):
+    if method == "gradcam" and (why := gradcam_unavailable(loaded.model, loaded.config.image_size)):
         raise ValueError(why)
     target = class_index(loaded, args.target)
     out = Path(args.out)

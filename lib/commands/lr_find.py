@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 
 from lib.commands.options import check_args
+from lib.commands.plumbing import run_config
 from lib.data.index import build_index
 from lib.data.sources import cli_root
-from lib.training.config import TrainConfig, config_from_args
+from lib.training.config import TrainConfig
 
 
 def run(args) -> int:
@@ -20,7 +21,7 @@ def run(args) -> int:
     from lib.training.watch import exit_watches
 
     exit_watches(args.parent_pid, args.max_minutes)  # the app's finder ends with its server and its time limit
-    config = TrainConfig.from_dict(json.loads(args.config)) if args.config else config_from_args(args)
+    config = TrainConfig.from_dict(json.loads(args.config)) if args.config else run_config(args)
     index = build_index(str(cli_root(args.source)))
     if index.num_images == 0:
         raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")

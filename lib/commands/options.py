@@ -115,6 +115,14 @@ def train(p: ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line (default: text)")
 
 
+def models(p: ArgumentParser) -> None:
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON list of {name, params, default_size, weights, cached} (default: a text table)",
+    )
+
+
 def runs(p: ArgumentParser) -> None:
     runs_dir(p)
     p.add_argument("--json", action="store_true", help="print one JSON array of runs (default: a text table)")

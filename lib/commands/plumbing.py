@@ -10,7 +10,7 @@ import threading
 from contextlib import contextmanager
 
 from lib.runs.store import RunStore, StoreError
-from lib.training.config import TrainConfig
+from lib.training.config import TrainConfig, config_from_args, is_model_file
 from lib.training.timings import Timings
 from lib.training.watch import ParentWatch, time_limit
 
@@ -30,6 +30,27 @@ def open_store(runs_dir: str | None) -> RunStore:
     if store.notice:
         print(f"warning: {store.notice}", file=sys.stderr)
     return store
+
+
+def run_config(args, world_size: int = 1) -> TrainConfig:
+    """The TrainConfig the options describe (config_from_args), with --pretrained resolved to its weights'
+    name, their crop size and mean/std where --image-size and --normalization are not given, and a model
+    file's SHA-256: what the run records."""
+    from lib.training.model_names import TORCHVISION_MODELS
+
+    if (args.pretrained or args.weights) and args.model in TORCHVISION_MODELS:
+        from lib.training.models import weights_at_hand, weights_preprocessing
+
+        args.weights, size = weights_preprocessing(args.model, args.weights or "DEFAULT")
+        weights_at_hand(args.model, args.weights, download=getattr(args, "download_weights", False))
+        args.image_size = size if args.image_size is None else args.image_size
+        args.normalization = args.normalization or "weights"
+    config = config_from_args(args, world_size)
+    if is_model_file(config.model):
+        from lib.training.models import with_model_file_hash
+
+        config = with_model_file_hash(config)
+    return config
 
 
 def check_runnable(index, config: TrainConfig) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 
 from lib.commands.options import check_args
-from lib.commands.plumbing import stop_on_signals
+from lib.commands.plumbing import run_config, stop_on_signals
 from lib.data.sources import cli_root
 from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.runs.sweeps import create_sweep, sweep_runs, sweep_winner
 from lib.settings import load_settings
-from lib.training.config import config_from_args
 from lib.training.sweep import check_sweep_limits, grid, parse_values
 from lib.training.watch import ParentWatch, StopEvent
 
@@ -37,7 +36,7 @@ def _create(store: RunStore, args) -> str:
     """A new sweep in the store from the command line's options (limits checked first)."""
     if args.source is None:
         raise ValueError("Name a dataset to sweep on (a folder, a .zip, or `sample`), or --sweep-id.")
-    base, axes = config_from_args(args), _axes(args)
+    base, axes = run_config(args), _axes(args)
     configs = grid(base, axes)
     check_sweep_limits(configs, load_settings())
     return create_sweep(store, base.to_dict(), axes, len(configs), root=str(cli_root(args.source)), owner=None)

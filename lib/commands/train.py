@@ -12,12 +12,20 @@ import os
 import sys
 
 from lib.commands.options import check_args
-from lib.commands.plumbing import check_runnable, open_store, report, start_watches, stop_on_signals, store_hooks
+from lib.commands.plumbing import (
+    check_runnable,
+    open_store,
+    report,
+    run_config,
+    start_watches,
+    stop_on_signals,
+    store_hooks,
+)
 from lib.data.index import build_index, verify_index
 from lib.data.sources import cli_root
 from lib.runs.status import Status
 from lib.runs.store import RunStore
-from lib.training.config import TrainConfig, config_from_args, fits_in_memory
+from lib.training.config import TrainConfig, fits_in_memory
 from lib.training.resume import continue_config, resumable
 from lib.training.timings import Timings, process_age
 from lib.training.watch import StopEvent
@@ -135,4 +143,4 @@ def _claim_run(store: RunStore, args) -> tuple[str | None, TrainConfig, str, dic
         return None, continue_config(start, args.epochs, name=args.name), parent.root, start
     if args.source is None:
         raise ValueError("Name a dataset to train on (a folder, a .zip, or `sample`), or --resume RUN_ID.")
-    return None, config_from_args(args), args.source, None
+    return None, run_config(args), args.source, None

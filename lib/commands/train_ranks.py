@@ -22,14 +22,22 @@ from typing import NoReturn
 
 import torch
 
-from lib.commands.plumbing import check_runnable, open_store, report, start_watches, stop_on_signals, store_hooks
+from lib.commands.plumbing import (
+    check_runnable,
+    open_store,
+    report,
+    run_config,
+    start_watches,
+    stop_on_signals,
+    store_hooks,
+)
 from lib.data.index import DatasetIndex, build_index, verify_index
 from lib.data.sources import cli_root
 from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.settings import runs_dir as runs_folder
 from lib.training import distributed
-from lib.training.config import config_from_args, fits_in_memory
+from lib.training.config import fits_in_memory
 from lib.training.device import idle_cores, resolve_device
 from lib.training.distributed import Dist
 from lib.training.engine import Hooks, fit
@@ -51,7 +59,7 @@ def run_ranks(args) -> NoReturn:
     if args.source is None:
         raise ValueError("Name a dataset to train on (a folder, a .zip, or `sample`).")
     ctx = distributed.from_environment()
-    config = config_from_args(args, ctx.world_size)
+    config = run_config(args, ctx.world_size)
     index = build_index(str(cli_root(args.source)))
     if index.num_images == 0:
         raise ValueError(f"{args.source} has no usable images; run `python -m lib inspect` to see why.")

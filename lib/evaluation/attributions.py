@@ -3,8 +3,9 @@
 Every method returns one float32 (H, W) map at the model's input size in which larger means more
 important for the target class's logit:
 
-- gradcam: Captum's LayerGradCam on the output of the last convolutional block (ReLU'd), upsampled
-  bilinearly with LayerAttribution.interpolate. Needs a conv layer: `linear` and `mlp` have none.
+- gradcam: Captum's LayerGradCam on the output of the last module with a spatial (B, C, h, w) output
+  (gradcam_layer: ResNet's layer4, `cnn`'s last ReLU), upsampled bilinearly with LayerAttribution.interpolate.
+  `linear` and `mlp` have none, nor a ViT, whose patch embedding is followed by tokens.
 - ig: IntegratedGradients from a black image (pixel value 0, then normalized), 32 steps; the map is the
   attribution summed over the colour channels, signed: evidence for the target is positive (summing
   absolute values instead lets bright background noise outweigh the object, see tests/test_explain_sanity.py).
@@ -15,6 +16,7 @@ important for the target class's logit:
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,16 +99,48 @@ def block_names(model: nn.Module) -> list[str]:
     return [f"block {i} ({name})" for i, (name, _) in enumerate(conv_blocks(model), 1)]
 
 
-def gradcam_unavailable(model: nn.Module) -> str | None:
+_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {input side: Grad-CAM layer name}
+
+
+def gradcam_layer(model: nn.Module, size: int) -> str | None:
+    """The name of the last module with a spatial output (B, C, h, w), h and w over 1, at size x size inputs,
+    unless a token sequence (a 3-D output) follows it, as in a ViT after its patch embedding: None then."""
+    cached = _LAYERS.setdefault(model, {})
+    if size in cached:
+        return cached[size]
+    seen: list[tuple[str, int, tuple]] = []  # (name, ndim, shape) as each module finishes
+
+    def record(name: str):
+        return lambda _m, _i, out: seen.append((name, getattr(out, "ndim", 0), tuple(getattr(out, "shape", ()))))
+
+    hooks = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    spatial = [i for i, (_, ndim, shape) in enumerate(seen) if ndim == 4 and shape[-1] > 1 and shape[-2] > 1]
+    last = spatial[-1] if spatial else None
+    if last is not None and any(ndim == 3 for _, ndim, _ in seen[last + 1 :]):
+        last = None
+    cached[size] = seen[last][0] if last is not None else None
+    return cached[size]
+
+
+def gradcam_unavailable(model: nn.Module, size: int) -> str | None:
     """Why Grad-CAM does not apply to this model (one sentence), or None when it does."""
-    if conv_blocks(model):
+    if gradcam_layer(model, size) is not None:
         return None
-    return "Grad-CAM needs a convolutional layer and this model has none; use Integrated Gradients or Saliency."
+    return (
+        "Grad-CAM needs a layer with a spatial feature map before the classifier and this model has none (a "
+        "transformer sees tokens); use Integrated Gradients, Saliency or Occlusion."
+    )
 
 
-def methods_for(model: nn.Module) -> list[str]:
+def methods_for(model: nn.Module, size: int) -> list[str]:
     """The attribution methods that apply to this model, in METHODS order."""
-    return [m for m in METHODS if m != "gradcam" or gradcam_unavailable(model) is None]
+    return [m for m in METHODS if m != "gradcam" or gradcam_unavailable(model, size) is None]
 
 
 def black_input(x: torch.Tensor, mean_std: tuple | None) -> torch.Tensor:
@@ -128,7 +162,7 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, mean_
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    if method == "gradcam" and (why := gradcam_unavailable(model)) is not None:
+    if method == "gradcam" and (why := gradcam_unavailable(model, x.shape[-1])) is not None:
         raise ValueError(why)
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -137,7 +171,7 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int, method: str, mean_
 
 
 def _gradcam(model, x, target, black) -> torch.Tensor:
-    layer = conv_blocks(model)[-1][1]
+    layer = model.get_submodule(gradcam_layer(model, x.shape[-1]))
     cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)  # (1, 1, h, w)
     return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), "bilinear")[0, 0]
 
@@ -209,7 +243,7 @@ def model_facts(loaded: LoadedRun) -> ModelFacts:
         image_size=loaded.config.image_size,
         val_paths=list(loaded.val_paths),
         val_targets=list(loaded.val_targets),
-        methods=methods_for(loaded.model),
-        gradcam_reason=gradcam_unavailable(loaded.model),
+        methods=methods_for(loaded.model, loaded.config.image_size),
+        gradcam_reason=gradcam_unavailable(loaded.model, loaded.config.image_size),
         blocks=block_names(loaded.model),
     )

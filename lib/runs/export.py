@@ -40,18 +40,19 @@ JSON_COLUMNS = ("config", "classes")  # stored as JSON text in the runs table, w
 # Rebuilds a checkpoint's model in plain torch (shown beside the checkpoint download and in docs/cli.md;
 # tests/test_runs_transfer.py runs it for every model). `{file}` is the checkpoint's file name.
 PLAIN_TORCH = """import torch
+import torchvision
 from torch import nn
-from torchvision.models import resnet18  # only for "resnet18"
 
 ckpt = torch.load("{file}", map_location="cpu", weights_only=True)
-n, size = len(ckpt["classes"]), ckpt["config"]["image_size"]
+name, config = ckpt["config"]["model"], ckpt["config"]
+n, size = len(ckpt["classes"]), config["image_size"]
 
 
 def block(cin, cout):  # the "cnn" model's conv block
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
 
-model = {{
+small = {{
     "linear": lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, n)),
     "mlp": lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 256), nn.ReLU(), nn.Linear(256, n)),
     "cnn": lambda: nn.Sequential(
@@ -64,8 +65,17 @@ model = {{
         nn.Flatten(),
         nn.Linear(128, n),
     ),
-    "resnet18": lambda: resnet18(num_classes=n),
-}}[ckpt["config"]["model"]]()
+}}
+if name in small:
+    model = small[name]()
+else:  # a torchvision classifier with n classes (a model file: build(n) from that file instead)
+    pretrained = bool(config.get("weights") or config.get("pretrained"))
+    extra = {{}}
+    if name in ("googlenet", "inception_v3"):  # without auxiliary heads; pretrained ones transform their input
+        extra = dict(aux_logits=False, init_weights=False, transform_input=pretrained)
+    if name.startswith("vit_") and not pretrained:
+        extra = dict(image_size=size)
+    model = torchvision.models.get_model(name, num_classes=n, **extra)
 model.load_state_dict(ckpt["model"])
 model.eval()  # input: (B, 3, size, size) floats in [0, 1], minus ckpt["mean"], divided by ckpt["std"]
 """

@@ -29,6 +29,7 @@ from lib.data.archive import extract_all
 from lib.runs.export import BUNDLE_FORMAT, CSV_COLUMNS, JSON_COLUMNS, LOCAL_COLUMNS, MANIFEST
 from lib.runs.status import Status
 from lib.runs.store import RunStore, new_run_id
+from lib.settings import load_settings
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # also a safe folder name
 FILE_TYPES = (".pt", ".json", ".csv", ".npz", ".npy")  # what a checkpoint folder may hold
@@ -141,6 +142,11 @@ def _read_run(folder: Path, run_id: str, name: str, check_config: Callable) -> _
             raise ValueError(f"{name} was refused: {where} needs {key!r} of type {_type_name(types)}.")
     if row["id"] != run_id or row["status"] not in set(Status):
         raise ValueError(f"{name} was refused: {where} has the wrong id or an unknown status.")
+    # A model file (FILE.py:build, lib.training.config.is_model_file) would run its code on this server.
+    if str(row["config"].get("model", "")).rpartition(":")[0].endswith(".py") and load_settings().deployed:
+        raise ValueError(
+            f"{name} was refused: run {run_id} was trained from a model file, which this server does not run."
+        )
     note = row.pop("note", "")
     for key, value in row.items():
         if key not in JSON_COLUMNS and not (value is None or isinstance(value, (str, int, float))):

@@ -361,6 +361,10 @@ def normalization_for(
     """(mean, std) for the config's normalization: the training split's own, ImageNet's, or None."""
     if config.normalization == "imagenet":
         return IMAGENET_MEAN, IMAGENET_STD
+    if config.normalization == "weights":  # the pretrained weights' own transforms()
+        from lib.training.models import weights_mean_std
+
+        return weights_mean_std(config.model, config.weights_name)
     if config.normalization == "dataset":
         return dataset_mean_std(train_paths, config.image_size, decoded=decoded, dist=dist)
     return None

@@ -23,7 +23,8 @@ with `weights_only=True` (no pickled code runs on load). Keys (FORMAT 1):
 Plain torch rebuilds the model without this package:
 
     ckpt = torch.load("runs/checkpoints/<run_id>/last.pt", weights_only=True)
-    model = build_model(ckpt["config"]["model"], len(ckpt["classes"]), ckpt["config"]["image_size"])
+    model = torchvision.models.get_model(ckpt["config"]["model"])  # a torchvision model: its head replaced
+    model.fc = torch.nn.Linear(model.fc.in_features, len(ckpt["classes"]))  # resnet's rule; see HEADS
     model.load_state_dict(ckpt["model"])
 """
 
@@ -37,8 +38,8 @@ from torch import nn
 
 from lib.runs.store import RunStore
 from lib.settings import Settings, load_settings
-from lib.training.config import MODELS, TrainConfig, stored_config
-from lib.training.models import build_model
+from lib.training.config import MODELS, TrainConfig, is_model_file, stored_config
+from lib.training.models import build_model, file_sha256, split_model_file
 
 FORMAT = 1
 
@@ -104,6 +105,7 @@ class LoadedRun:
     device: torch.device
     metrics: dict = field(default_factory=dict)
     checkpoint: dict = field(default_factory=dict, repr=False)  # optimizer/scheduler state, for resuming
+    note: str = ""  # one sentence about the rebuild, e.g. a model file that changed since the run
 
     def val_samples(self) -> list[tuple[str, int]]:
         """The stored validation split as [(absolute path, class index)], in evaluation order.
@@ -123,24 +125,27 @@ class LoadedRun:
         return str(self.root / relative)
 
 
-def _rebuilt(run_id: str, ckpt: dict, settings: Settings) -> tuple[TrainConfig, nn.Module]:
-    """The config (held to this server's limits) and the untrained model a checkpoint names.
+def _rebuilt(run_id: str, ckpt: dict, settings: Settings) -> tuple[TrainConfig, nn.Module, str]:
+    """The config (held to this server's limits), the untrained model a checkpoint names (the architecture
+    its weights need; the weights file is not read) and a note on a model file (model_file_note).
 
     Raises:
         ValueError: when its config names no model Torchscope builds (a logged run's own model), or is
             out of range or over the limits.
     """
     model = ckpt["config"].get("model") if isinstance(ckpt["config"], dict) else None
-    if not isinstance(model, str) or model not in MODELS:
+    if not isinstance(model, str) or not (model in MODELS or is_model_file(model)):
         raise ValueError(
             f"Run {run_id} saved a model Torchscope cannot rebuild ({str(model)[:60]!r}), so it cannot be opened "
-            f"here; a logged run can be when its config names one of {', '.join(MODELS)} and its image_size."
+            "here; a logged run can be when its config names a model of `python -m lib models` and its image_size."
         )
     try:
         config = stored_config(ckpt["config"], settings)
     except ValueError as e:
         raise ValueError(f"Run {run_id} cannot be loaded here: {e}") from None
-    return config, build_model(config.model, len(ckpt["classes"]), config.image_size)
+    note = model_file_note(config)
+    model = build_model(config.model, len(ckpt["classes"]), config.image_size, weights=config.weights_name, load=False)
+    return config, model, note
 
 
 def load_model(
@@ -168,7 +173,7 @@ def load_model(
     ckpt = store.files.load_checkpoint(run_id, which)
     if "model" not in ckpt:  # the first checkpoints: weights and normalization only, no split
         ckpt = {"model": ckpt["model_state"], "val_paths": [], "val_targets": [], "epoch": 0, "step": 0, **ckpt}
-    config, model = _rebuilt(run_id, ckpt, settings or load_settings())
+    config, model, note = _rebuilt(run_id, ckpt, settings or load_settings())
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as e:
@@ -189,4 +194,22 @@ def load_model(
         device=device,
         metrics=dict(ckpt.get("metrics", {})),
         checkpoint=ckpt,
+        note=note,
     )
+
+
+def model_file_note(config: TrainConfig) -> str:
+    """One sentence when a run's model file changed since it trained ("" otherwise; a strict load decides
+    whether it still fits).
+
+    Raises:
+        ValueError: when the file is gone.
+    """
+    if not is_model_file(config.model):
+        return ""
+    path, _ = split_model_file(config.model)
+    if not path.is_file():
+        raise ValueError(f"The run's model file {path} is gone; put it back there to rebuild the run.")
+    if config.model_sha256 and file_sha256(path) != config.model_sha256:
+        return f"The model file {path} changed since this run trained; its weights still loaded strictly into it."
+    return ""

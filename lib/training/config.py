@@ -11,11 +11,13 @@ from dataclasses import asdict, dataclass, field, fields
 
 from lib.pixels.augmentation import Augmentation
 from lib.settings import Settings
+from lib.training.model_names import TORCHVISION_MODELS, is_model_file
 
-MODELS = ("linear", "mlp", "cnn", "resnet18")
+MODELS = ("linear", "mlp", "cnn", *TORCHVISION_MODELS)  # a model may also be a file: FILE.py:build (local mode)
+FINETUNES = ("full", "head")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
-NORMALIZATIONS = ("dataset", "imagenet", "none")
+NORMALIZATIONS = ("dataset", "imagenet", "weights", "none")  # weights: the pretrained weights' own mean/std
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENT_FIELDS = frozenset(("random_crop", "hflip", "rotation", "color_jitter"))
 MAX_EPOCHS, MAX_BATCH, MAX_SEED = 100_000, 1_000_000, 2**32 - 1
@@ -45,7 +47,9 @@ class TrainConfig:
     (stratified). max_batches caps the batches per epoch (a dry run); None trains on every batch.
     """
 
-    model: str = knob("cnn", "architecture", choices=MODELS)
+    model: str = knob(
+        "cnn", "a name from `python -m lib models`, or FILE.py:build (local mode; build(num_classes) -> nn.Module)"
+    )
     epochs: int = knob(5, "passes over the training split; with --resume, how many more", low=1, high=MAX_EPOCHS)
     batch_size: int = knob(
         64, "images per step; under torchrun over all processes, each rank taking 1/N", low=1, high=MAX_BATCH
@@ -54,7 +58,7 @@ class TrainConfig:
     optimizer: str = knob("adam", "sgd uses momentum 0.9", choices=OPTIMIZERS)
     weight_decay: float = knob(0.0, "adds WD x weight to each gradient (adamw: decays the weights directly)")
     schedule: str = knob("none", "learning-rate schedule", choices=SCHEDULES)
-    image_size: int = knob(32, "square side in pixels")
+    image_size: int = knob(32, "square side in pixels", weights_default="the weights' crop size with weights, else 32")
     random_crop: bool = knob(
         False, "pad each side by max(1, size // 8) px (reflect), crop back at a random offset", group="augment"
     )
@@ -66,16 +70,25 @@ class TrainConfig:
         metavar="J",
         group="augment",
     )
-    normalization: str = knob("dataset", "per-channel mean/std to subtract", choices=NORMALIZATIONS)
+    normalization: str = knob(
+        "dataset", "per-channel mean/std to subtract", choices=NORMALIZATIONS,
+        weights_default="weights with weights, else dataset",
+    )  # fmt: skip
     val_split: float = knob(0.2, "fraction of each class held out for validation")
     seed: int = knob(0, "seed for split, init, shuffling, augmentation", low=0, high=MAX_SEED)
     device: str = knob("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES, page=False)
     max_batches: int | None = knob(None, "batches per epoch, for a dry run", low=1, high=MAX_BATCH, default_text="all")
-    pretrained: bool = knob(
-        False,
-        "resnet18 only: start from ImageNet weights already in the torch hub cache, never downloaded",
-        page=False,
-    )
+    pretrained: bool = knob(False, "start from the model's DEFAULT weights in torch hub's cache (see --weights)")
+    weights: str = knob(
+        "", "torchvision weights NAME from torch hub's cache ($TORCH_HOME; `python -m lib models` lists them)",
+        metavar="NAME", default_text="none", page=False,
+    )  # fmt: skip
+    finetune: str = knob(
+        "full", "with weights, head trains only a new head on the frozen backbone's cached features; full trains "
+        "every layer", choices=FINETUNES,
+    )  # fmt: skip
+    backbone_lr_scale: float = knob(1.0, "full fine-tuning: the backbone's learning rate is lr x this, e.g. 0.1")
+    model_sha256: str = knob("", "SHA-256 of a model file, recorded when the run starts", page=False, cli=False)
     name: str = knob("", "a label for the run", default_text="the run id")
     # Processes the run spans: set from torchrun's environment, not chosen.
     world_size: int = knob(1, "processes the run spans", low=1, page=False, cli=False)
@@ -99,10 +112,29 @@ class TrainConfig:
         if not 0.0 < self.val_split < 1.0:
             raise ValueError(f"val_split must be between 0 and 1 (exclusive), got {self.val_split}; try 0.2.")
         self.augmentation()  # validates rotation and color_jitter
-        if self.pretrained and self.model != "resnet18":
+        self._check_model()
+
+    def _check_model(self) -> None:
+        """A known name or FILE.py:build; weights only for torchvision models; head mode only with weights."""
+        if self.model not in MODELS and not is_model_file(self.model):
             raise ValueError(
-                f"Pretrained weights exist only for resnet18, not {self.model}; choose resnet18 or untick pretrained."
+                f"Unknown model {self.model!r}; list them with `python -m lib models`, or give FILE.py:build."
             )
+        if (self.pretrained or self.weights) and self.model not in TORCHVISION_MODELS:
+            raise ValueError(
+                f"Pretrained weights exist only for torchvision models, not {self.model}; train from scratch."
+            )
+        if self.finetune == "head" and not (self.pretrained or self.weights):
+            raise ValueError("Head-only training needs pretrained weights; add --pretrained or use --finetune full.")
+        if self.normalization == "weights" and not (self.pretrained or self.weights):
+            raise ValueError("Normalization 'weights' needs pretrained weights; choose dataset, imagenet or none.")
+        if not 0 <= self.backbone_lr_scale < float("inf"):
+            raise ValueError(f"backbone_lr_scale must be zero or positive, got {self.backbone_lr_scale}; try 0.1.")
+
+    @property
+    def weights_name(self) -> str:
+        """The weights the run starts from: `weights`, DEFAULT when only `pretrained`, or "" (scratch)."""
+        return self.weights or ("DEFAULT" if self.pretrained else "")
 
     def augmentation(self) -> Augmentation:
         """What training applies to each training batch (the Channels preview shows the same)."""
@@ -126,6 +158,7 @@ class TrainConfig:
 
 
 PAGE_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.metadata["page"])  # the Train page's inputs
+_CLI_FIELDS = {f.name: f for f in fields(TrainConfig) if f.metadata["cli"]}
 _TYPES = {"str": str, "int": int, "float": float, "int | None": int}
 
 
@@ -143,7 +176,8 @@ def add_config_options(parser: argparse.ArgumentParser, *, exclude: tuple[str, .
             target.add_argument(flag, action="store_true", help=help)
             continue
         options = {k: meta[k] for k in ("choices", "metavar") if k in meta}
-        target.add_argument(flag, type=_TYPES[f.type], default=f.default, help=help, **options)
+        default = None if "weights_default" in meta else f.default  # None: filled by fill_weights_preprocessing
+        target.add_argument(flag, type=_TYPES[f.type], default=default, help=help, **options)
     group.add_argument("--augment", action="store_true", help="shorthand for --random-crop --hflip (default: off)")
 
 
@@ -153,15 +187,16 @@ def config_from_args(args: argparse.Namespace, world_size: int = 1) -> TrainConf
     Raises:
         ValueError: one sentence for a bad value.
     """
-    values = {f.name: getattr(args, f.name, f.default) for f in fields(TrainConfig) if f.metadata["cli"]}
+    values = {k: f.default if getattr(args, k, None) is None else getattr(args, k) for k, f in _CLI_FIELDS.items()}
     augment = getattr(args, "augment", False)
     values.update(random_crop=values["random_crop"] or augment, hflip=values["hflip"] or augment)
     return TrainConfig(**values, world_size=world_size)
 
 
 def _default_text(f) -> str:
-    if "default_text" in f.metadata:
-        return f.metadata["default_text"]
+    for key in ("weights_default", "default_text"):
+        if key in f.metadata:
+            return f.metadata[key]
     if isinstance(f.default, bool):
         return "on" if f.default else "off"
     return f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
@@ -169,6 +204,8 @@ def _default_text(f) -> str:
 
 def check_limits(config: TrainConfig, settings: Settings) -> None:
     """Raises ValueError when config asks for more than this server allows (deployed mode is stricter)."""
+    if settings.deployed and is_model_file(config.model):
+        raise ValueError("This server accepts no model files; choose a model by name.")
     if config.epochs > settings.max_epochs:
         raise ValueError(f"This server trains at most {settings.max_epochs} epochs; lower epochs.")
     if config.image_size > settings.max_image_size:

@@ -36,8 +36,9 @@ from lib.training.checkpoint import LoadedRun, make_checkpoint
 from lib.training.config import TrainConfig
 from lib.training.device import resolve_device
 from lib.training.distributed import SINGLE, Dist
+from lib.training.finetune import FrozenBackbone, cached_features_apply, feature_data, parameter_groups
 from lib.training.loop import Diverged, OnStep, Stopped, check_validation_loss, train_epoch, validation_pass
-from lib.training.models import build_model
+from lib.training.models import build_model, head_module
 from lib.training.optim import advance, make_optimizer, make_scheduler
 from lib.training.resume import Begin, resume_point, same_split
 from lib.training.timings import Timings
@@ -139,8 +140,10 @@ class _Run:
     data: Data
     device: torch.device
     dist: Dist
-    model: nn.Module  # the plain module: evaluated, and saved for one process
-    trained: nn.Module  # what the steps run: DistributedDataParallel with several processes, else model
+    model: nn.Module  # the plain module: saved in checkpoints
+    trained: nn.Module  # what the steps run: DistributedDataParallel with several processes, else `evaluated`
+    evaluated: nn.Module  # what validates: model, or its head alone on cached features (head mode)
+    prepare: Callable  # (batch, train) -> the input `evaluated` takes, on device
     optimizer: torch.optim.Optimizer
     scheduler: object  # a torch LR scheduler, or None
     augment: torch.Generator  # the augmentation's draws; its state goes into checkpoints
@@ -165,23 +168,29 @@ def _setup(
         data.mean_std = (tuple(start["mean"]), tuple(start["std"])) if start.get("mean") is not None else None
     result.mean_std = data.mean_std
     with result.timings("model"):  # the model, its optimizer and schedule
-        run = _model(
-            config, classes, data, device=device, dist=dist, model_fn=model_fn, start=start, note=hooks.on_progress
-        )
+        run = _model(config, classes, data, device=device, dist=dist, model_fn=model_fn, start=start,
+                     note=hooks.on_progress, cache_bytes=cache_bytes)  # fmt: skip
     result.model = run.model
     return run
 
 
-def _model(config, classes, data: Data, *, device, dist: Dist, model_fn, start, note) -> _Run:
-    """The model on device, its optimizer and schedule; restored from `start` when given."""
+def _model(config, classes, data: Data, *, device, dist: Dist, model_fn, start, note, cache_bytes) -> _Run:
+    """The model on device, its optimizer and schedule; restored from `start` when given. Head mode trains
+    the head on cached features where lib.training.finetune can cache them, else beside a frozen backbone."""
     per_epoch = min(len(data.train), config.max_batches or len(data.train))
     # Each rank its own draws (rank 0 keeps the single-process ones): ranks augment different images alike otherwise.
     augment = augmentation_generator(dist.rank_seed(config.seed))
     torch.manual_seed(config.seed)  # weight init
-    model = model_fn(config.model, len(classes), config.image_size, pretrained=config.pretrained).to(device)
-    trained = dist.wrap(model, device)  # DistributedDataParallel with several processes, else model itself
-    model = trained.module if dist.enabled else model
-    optimizer = make_optimizer(config, model.parameters())
+    model = model_fn(config.model, len(classes), config.image_size, weights=config.weights_name).to(device)
+    prepare = batch_preparer(device, data.mean_std, config.augmentation(), augment)
+    stepped = model
+    if config.finetune == "head" and cached_features_apply(config, data, dist):
+        features = feature_data(config, data, model, prepare, cache_bytes=cache_bytes, device=device, note=note)
+        stepped, prepare = features.model, features.prepare
+    elif config.finetune == "head":
+        stepped = FrozenBackbone(model, head_module(model, config.model))
+    trained = dist.wrap(stepped, device)  # DistributedDataParallel with several processes, else stepped itself
+    optimizer = make_optimizer(config, parameter_groups(model, config))
     begin = Begin(epoch=1, step=0, skip=0)
     if start:
         begin = resume_point(start, model, optimizer, data.shuffle, augment, per_epoch, note)
@@ -189,14 +198,15 @@ def _model(config, classes, data: Data, *, device, dist: Dist, model_fn, start, 
     # uninterrupted run of config.epochs follows (make_scheduler's own first step is step 0).
     scheduler = make_scheduler(config, optimizer, per_epoch * config.epochs)
     advance(scheduler, begin.step)
-    return _Run(config, classes, data, device, dist, model=model, trained=trained, optimizer=optimizer,
-                scheduler=scheduler, augment=augment, per_epoch=per_epoch, begin=begin)  # fmt: skip
+    return _Run(config, classes, data, device, dist, model=model, trained=trained, evaluated=stepped, prepare=prepare,
+                optimizer=optimizer, scheduler=scheduler, augment=augment, per_epoch=per_epoch,
+                begin=begin)  # fmt: skip
 
 
 def _train(run: _Run, hooks: Hooks, stop: threading.Event, result: FitResult) -> None:
     """The epochs from run.begin to config.epochs: train, validate, report, check, checkpoint."""
     config, data = run.config, run.data
-    prepare = batch_preparer(run.device, data.mean_std, config.augmentation(), run.augment)
+    prepare = run.prepare
     hooks.on_start(run.per_epoch * config.epochs, run.classes, data.mean_std)
     on_step = _recording(hooks, result.losses)
     run.recorder = _recorder(run, hooks, prepare)
@@ -216,7 +226,7 @@ def _recorder(run: _Run, hooks: Hooks, prepare) -> Recorder | None:
     images = getattr(run.data.val, "images", None)
     probe = prepare(probe_batch(images), False) if images is not None and len(images) else None
     every = record_every(run.per_epoch * run.config.epochs)
-    return Recorder(run.model, hooks.on_layers, every=every, probe=probe)
+    return Recorder(run.evaluated, hooks.on_layers, every=every, probe=probe)  # head mode: the head on features
 
 
 def _train_one(run: _Run, epoch: int, prepare, hooks: Hooks, on_step, stop, result: FitResult) -> None:
@@ -253,7 +263,7 @@ def _epoch(run: _Run, epoch: int, skip: int, *, prepare, hooks: Hooks, on_step, 
             )  # fmt: skip
             if run.recorder is not None:
                 run.recorder.epoch_end(epoch)  # the epoch's last gradients, before anything else runs
-            val_loss, val_accuracy = validation_pass(run.model, run.device, data.val, prepare, run.dist)
+            val_loss, val_accuracy = validation_pass(run.evaluated, run.device, data.val, prepare, run.dist)
     except Stopped:
         _checkpoint(run, hooks, result, epoch=epoch - 1, metrics=None, best=False, shuffle_state=epoch_start,
                     partial=True)  # fmt: skip

@@ -99,7 +99,7 @@ def find_lr(
     device = resolve_device(config.device)
     data = prepare_data(config, samples, cache_bytes=cache_bytes, workers=workers, device=device)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, len(classes), config.image_size, pretrained=config.pretrained).to(device)
+    model = build_model(config.model, len(classes), config.image_size, weights=config.weights_name).to(device)
     optimizer = make_optimizer(config, model.parameters())
     prepare = batch_preparer(device, data.mean_std, config.augmentation(), augmentation_generator(config.seed))
     result = LRFinderResult()

@@ -28,6 +28,7 @@ from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.settings import Settings, load_settings
 from lib.training.config import TrainConfig, check_limits
+from lib.training.model_names import with_model_file_hash
 from lib.training.resume import continue_config, resumable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +113,7 @@ def start_run(
     """
     settings = settings or load_settings()
     check_limits(config, settings)
-    return _spawn(config, root, store, owner, settings, visitor)
+    return _spawn(with_model_file_hash(config), root, store, owner, settings, visitor)
 
 
 def _spawn(

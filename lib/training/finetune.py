@@ -1,0 +1,141 @@
+"""How much of a pretrained model trains: `head` (a linear probe on the frozen backbone) or `full`.
+
+Head mode freezes every backbone parameter and keeps the backbone in eval mode, BatchNorm statistics
+included, so its tensors end bit-identical to the weights file. When the images are decoded in memory,
+one process trains and there is no augmentation, each image's features (the head's input) are computed
+once and the epochs train the head alone on them: a cache keyed by model, weights, size, normalization and
+the images' pixels, kept in memory within the cache budget, else on disk. With augmentation every
+augmented view is new, so nothing is cached: the frozen backbone runs at every step (full-forward speed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lib.training.batches import Data, TensorBatches
+from lib.training.config import TrainConfig
+from lib.training.models import head_module
+
+Prepare = Callable[[torch.Tensor, bool], torch.Tensor]
+
+
+class FrozenBackbone(nn.Module):
+    """model, of which only `head` trains: train() leaves everything else in eval mode."""
+
+    def __init__(self, model: nn.Module, head: nn.Module):
+        super().__init__()
+        self.model, self.head = model, head
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in head.parameters():
+            p.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> FrozenBackbone:
+        self.training = mode
+        self.model.eval()
+        self.head.train(mode)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class HeadOnFeatures(nn.Module):
+    """The head alone, mapping cached features (the head's input) to logits (B, K)."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features).flatten(1)  # squeezenet's head ends (B, K, 1, 1)
+
+
+def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """What the optimizer updates: the head alone in head mode; else every parameter, the backbone's at
+    lr x backbone_lr_scale."""
+    head = head_module(model, config.model)
+    head_ids = {id(p) for p in head.parameters()}
+    if config.finetune == "head":
+        return [{"params": list(head.parameters())}]
+    if config.backbone_lr_scale == 1.0:
+        return [{"params": list(model.parameters())}]
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    return [{"params": backbone, "lr": config.lr * config.backbone_lr_scale}, {"params": list(head.parameters())}]
+
+
+def head_features(model: nn.Module, head: nn.Module, images: torch.Tensor, prepare: Prepare, batch: int):
+    """The head's input for every image (N, ...): the backbone in eval mode, batch by batch, on the CPU."""
+    seen: list[torch.Tensor] = []
+    handle = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().cpu()))
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(images), batch):
+                model(prepare(images[i : i + batch], False))
+    finally:
+        handle.remove()
+    return torch.cat(seen) if seen else torch.empty(0)
+
+
+def cache_key(config: TrainConfig, mean_std, images: torch.Tensor) -> str:
+    """What produced the features: model, weights, size, normalization and the images' pixels."""
+    h = hashlib.sha256(repr((config.model, config.weights_name, config.image_size, mean_std)).encode())
+    h.update(images.contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+@dataclass
+class Features:
+    data: Data  # train/val over features instead of images
+    model: nn.Module  # what trains and validates: the head on features
+    prepare: Prepare
+
+
+def feature_data(config, data: Data, model: nn.Module, prepare: Prepare, *, cache_bytes: int, device, note) -> Features:
+    """data's images replaced by their cached backbone features (computed now unless on disk already)."""
+    head = head_module(model, config.model)
+    train, val = data.train, data.val
+    images = torch.cat([train.images.cpu(), val.images.cpu()])
+    features = _cached(config, data.mean_std, images, cache_bytes, note,
+                       lambda: head_features(model, head, images, prepare, config.batch_size))  # fmt: skip
+    n = len(train.targets)
+    if device.type == "cuda":
+        features = features.to(device)
+    batches = dict(batch_size=config.batch_size)
+    data.train = TensorBatches(features[:n], train.targets, shuffle=True, generator=train.generator, **batches)
+    data.val = TensorBatches(features[n:], val.targets, shuffle=False, **batches)
+    return Features(data, HeadOnFeatures(head), lambda x, _train: x.to(device, non_blocking=True))
+
+
+def _cached(config, mean_std, images: torch.Tensor, cache_bytes: int, note, compute) -> torch.Tensor:
+    """Features from the disk cache, else computed (and written there when they exceed the memory budget)."""
+    from lib.settings import cache_dir
+
+    path = cache_dir() / "features" / f"{cache_key(config, mean_std, images)}.pt"
+    if path.is_file():
+        note("features from the cache")
+        return torch.load(path, weights_only=True, mmap=True)
+    note(f"computing features of {len(images):,} images once")
+    features = compute()
+    if features.numel() * features.element_size() > cache_bytes:  # over budget: kept on disk, memory-mapped
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(features, path)
+        return torch.load(path, weights_only=True, mmap=True)
+    return features
+
+
+def cached_features_apply(config: TrainConfig, data: Data, dist) -> bool:
+    """Whether head mode can train on cached features: in memory, one process, no augmentation."""
+    return (
+        config.finetune == "head"
+        and data.cached
+        and not dist.enabled
+        and not config.augmentation().enabled
+        and isinstance(data.train, TensorBatches)
+    )
