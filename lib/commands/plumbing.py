@@ -47,7 +47,7 @@ def run_config(args, world_size: int = 1) -> TrainConfig:
         args.normalization = args.normalization or "weights"
     config = config_from_args(args, world_size)
     if is_model_file(config.model):
-        from lib.training.models import with_model_file_hash
+        from lib.training.model_names import with_model_file_hash
 
         config = with_model_file_hash(config)
     return config
