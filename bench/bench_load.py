@@ -90,7 +90,7 @@ async def start_training(page) -> bool:
     if await visit(page, "Train") is None:
         return False
     sidebar = page.locator("[data-testid='stSidebar']")
-    await sidebar.get_by_label("Epochs").fill(EPOCHS)
+    await sidebar.get_by_role("spinbutton", name="Epochs", exact=True).fill(EPOCHS)
     await sidebar.get_by_role("button", name="Start", exact=True).click()
     try:
         await page.locator(STOP).wait_for(timeout=90_000)  # the trainer subprocess imports torch first
@@ -218,7 +218,9 @@ async def hostile(browser, url: str, page) -> list[str]:
     try:
         for p in (page, tab):  # Start on both tabs; the two trainers above already hold the global slots
             await visit(p, "Train")
-            await p.locator("[data-testid='stSidebar']").get_by_label("Epochs").fill(EPOCHS)
+            await (
+                p.locator("[data-testid='stSidebar']").get_by_role("spinbutton", name="Epochs", exact=True).fill(EPOCHS)
+            )
             await p.locator("[data-testid='stSidebar']").get_by_role("button", name="Start", exact=True).click()
         if not await _refused(tab, "counted across your tabs|training slots of this server are taken"):
             failed.append("second run from a second tab")
@@ -230,19 +232,40 @@ async def hostile(browser, url: str, page) -> list[str]:
     return failed + await _bundles(page)
 
 
+async def _choose(page, box, option: str) -> None:
+    """Pick option in a Streamlit selectbox, opening its list again when a rerun closed it."""
+    item = page.get_by_role("option", name=option, exact=True)
+    for attempt in range(3):
+        await page.locator(IDLE).wait_for(state="attached")
+        await box.click()
+        try:
+            await item.wait_for(timeout=15_000)
+        except PlaywrightError:
+            if attempt == 2:
+                raise
+            continue
+        await item.click()
+        return
+
+
 async def _sweep_and_finder(page) -> list[str]:
     """Two quick Start sweep clicks and the finder: a sweep claims its slot at once, the finder takes one."""
     failed = []
-    await page.locator(".st-key-train_sweep_param1").click()
-    await page.get_by_role("option", name="lr", exact=True).click()
-    await page.locator(".st-key-train_sweep_values1 input").fill("1e-3, 3e-3")
-    button = page.locator(".st-key-train_sweep_start button")
+    sidebar = page.locator("[data-testid='stSidebar']")
+    await sidebar.locator(".st-key-train_sweep_param1").scroll_into_view_if_needed()
+    await _choose(page, sidebar.get_by_role("combobox", name="Vary #1"), "lr")
+    await sidebar.get_by_label("Values #1").fill("1e-3, 3e-3")
+    await page.locator(IDLE).wait_for(state="attached")
+    button = sidebar.get_by_role("button", name="Start sweep")
     await button.click()
     await button.click()
     if not await _refused(page, "is still running|training slots of this server are taken|counted across your tabs"):
         failed.append("a second sweep")
-    await page.locator(".st-key-train_lr_find button").click()
-    if not await _refused(page, "training slots of this server are taken|counted across your tabs|still running"):
+    await page.locator(IDLE).wait_for(state="attached")
+    await sidebar.get_by_role("button", name="Find learning rate").click()
+    if not await _refused(
+        page, "training slots of this server are taken|counted across your tabs|finder is still running"
+    ):
         failed.append("the learning-rate finder past the caps")
     return failed
 
@@ -255,6 +278,8 @@ async def _bundles(page) -> list[str]:
     for case, why in (("path", "not a plain relative path"), ("image size", "px"), ("step", "out of range")):
         files = {"name": f"{case}.zip", "mimeType": "application/zip", "buffer": _bundle(case)}
         await page.locator(".st-key-runs_import_file input[type='file']").set_input_files(files)
+        await page.get_by_text(f"{case}.zip").first.wait_for()  # the upload is in before Import is pressed
+        await page.locator(IDLE).wait_for(state="attached")
         await page.locator(".st-key-runs_import button").click()
         if not await _refused(page, f"was refused.*{why}"):
             failed.append(f"bundle with a bad {case}")

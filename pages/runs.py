@@ -115,7 +115,7 @@ def import_upload(up, rename: bool) -> None:
     try:
         path.write_bytes(up.getvalue())
         limits = Limits(settings.max_archive_files, min(settings.max_archive_mb * 2**20, room - up.size))
-        ids = import_bundle(path, store, rename=rename, owner=owner, limits=limits,
+        ids = import_bundle(path, store, rename=rename, owner=owner, limits=limits, name=up.name,
                             check_config=lambda config: accept_imported_config(config, settings))  # fmt: skip
     except (ValueError, OSError, StoreError) as e:
         st.error(plain_error(e))  # names the uploaded file and its members: outside text

@@ -70,6 +70,7 @@ def import_bundle(
     owner: str | None = None,
     limits: Limits = Limits(),
     check_config: Callable[[dict], object] | None = None,
+    name: str | None = None,
 ) -> dict[str, str]:
     """Add the runs of a bundle to the store as they were: same ids, metrics, config and checkpoint files.
 
@@ -81,6 +82,7 @@ def import_bundle(
         limits: the archive limits.
         check_config: raises ValueError for a config this server refuses (lib.training.config.stored_config);
             applied to each run's and each checkpoint's config.
+        name: what refusals call the bundle (an upload's own name; default the file's).
 
     Returns:
         {id in the bundle: id in the store}.
@@ -88,7 +90,7 @@ def import_bundle(
     Raises:
         ValueError: one sentence saying why the bundle was refused (nothing was written).
     """
-    name = Path(path).name
+    name = name or Path(path).name
     tmp = store.root / f".import-{secrets.token_hex(6)}"
     try:
         files = extract_all(path, tmp, max_files=limits.max_files, max_bytes=limits.max_bytes)
