@@ -4,8 +4,9 @@ A `cnn` step (batch 64, 32 px, CPU, adam) with everything the engine now adds pe
 gradient norms and weight copy, a record every K steps, the batch's accuracy from its logits) vs the same
 step without, on two copies of one model, the two alternating step by step (which goes first alternates
 too): on this shared machine whole passes drift by a third, a fine interleave lets both see the same.
-The per-epoch work (histograms of every tensor, dead units on a 64-image probe) is timed alone and
-spread over an epoch of the sample's 8 batches. Want: at most 1.05x.
+The per-epoch work (histograms of every tensor) is timed alone and spread over an epoch of the sample's
+8 batches; dead units are counted by hooks during the validation pass, timed as one 64-image eval
+forward with and without them. Want: at most 1.05x.
 Run: .venv/bin/python bench/bench_layers.py [--steps N] [--every K]
 """
 
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lib.runs.recorder import Recorder  # noqa: E402
+from lib.runs.recorder import Recorder, relu_alive  # noqa: E402
 from lib.training.models import build_model  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def interleaved(steps: int, every: int) -> tuple[float, float, float]:
     plain, watched = base, copy.deepcopy(base)
     x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
     rows = []
-    recorder = Recorder(watched, lambda kind, r: rows.append(len(r)), every=every, probe=x)
+    recorder = Recorder(watched, lambda kind, r: rows.append(len(r)), every=every)
     fns = {"plain": stepper(plain, None), "watched": stepper(watched, recorder)}
     fns["plain"](x, y), fns["watched"](x, y)  # warm
     total = {"plain": 0.0, "watched": 0.0}
@@ -78,6 +79,24 @@ def added_alone(recorder: Recorder, steps: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+@torch.no_grad()
+def hooked_forward(repeats: int = 20) -> tuple[float, float]:
+    """(seconds of an eval forward of 64 images with the dead-unit hooks, without), summed, alternating."""
+    model = build_model("cnn", 10, 32).eval()
+    x = torch.randn(64, 3, 32, 32)
+    total = [0.0, 0.0]
+    for i in range(repeats):
+        for hooked in (True, False) if i % 2 else (False, True):
+            t0 = time.perf_counter()
+            if hooked:
+                with relu_alive(model):
+                    model(x)
+            else:
+                model(x)
+            total[not hooked] += time.perf_counter() - t0
+    return total[0], total[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="steps of each arm (default: 200)")
@@ -90,7 +109,9 @@ def main() -> None:
     print(f"cnn step (batch 64, 32 px, CPU): {per_step * 1e3:.1f} ms without, {watched / args.steps * 1e3:.1f} ms with")
     print(f"per-step ratio (record every {args.every}): {watched / plain:.3f}x")
     print(f"the recorder's calls alone: {alone * 1e3:.2f} ms per step = {alone / per_step:.1%} of a step")
-    print(f"epoch_end (histograms + dead units): {epoch_end * 1e3:.1f} ms = {epoch_end / (per_step * args.per_epoch):.1%} "
+    hooked, bare = hooked_forward()
+    print(f"validation forward with dead-unit hooks: {hooked / bare:.3f}x a bare one")
+    print(f"epoch_end (histograms): {epoch_end * 1e3:.1f} ms = {epoch_end / (per_step * args.per_epoch):.1%} "
           f"of an epoch of {args.per_epoch} steps")  # fmt: skip
     total = (watched + epoch_end * args.steps / args.per_epoch) / plain
     print(f"all in (per-epoch work spread over its steps): {total:.3f}x")

@@ -17,7 +17,7 @@ from lib.data.index import build_index
 from lib.data.sample import sample_root
 from lib.runs import inside
 from lib.runs.machine import CpuClock, rss_mb
-from lib.runs.recorder import Recorder, dead_units, histogram, record_every
+from lib.runs.recorder import Recorder, dead_fractions, dead_units, histogram, record_every, relu_alive
 from lib.runs.rules import findings
 from lib.runs.store import RunStore
 from lib.training.config import TrainConfig
@@ -87,6 +87,21 @@ def test_histogram_and_dead_units_against_hand_counts():
     model = nn.Sequential(layer, nn.ReLU(), nn.Linear(4, 2))
     assert dead_units(model, torch.randn(6, 3)) == [("1", 0.5, 4)]
     assert model.training  # put back as it was
+
+
+def test_dead_units_are_counted_over_every_pass_of_the_block():
+    sign = nn.Linear(1, 2)
+    with torch.no_grad():
+        sign.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        sign.bias.zero_()
+    model = nn.Sequential(sign, nn.ReLU())
+    with relu_alive(model) as alive:
+        model(torch.ones(3, 1))  # unit 0 alive, unit 1 silent
+    assert dead_fractions(alive) == [("1", 0.5, 2)]
+    with relu_alive(model) as alive:
+        model(torch.ones(3, 1))
+        model(-torch.ones(3, 1))  # unit 1 speaks in the second pass: no unit is dead over both
+    assert dead_fractions(alive) == [("1", 0.0, 2)]
 
 
 def trained(sample, tmp_path, **knobs):

@@ -13,7 +13,8 @@ Records go to a sink (lib.training.engine.Hooks.on_layers), as rows for lib/runs
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -75,6 +76,13 @@ class Recorder:
         self.recorded = step
         self.sink("norms", rows)
 
+    @contextmanager
+    def counting_dead_units(self, epoch: int) -> Iterator[None]:
+        """Dead units over whatever passes run in the block (the engine's validation pass: no extra forward)."""
+        with relu_alive(self.model) as alive:
+            yield
+        self.sink("dead_units", [(epoch, *row) for row in dead_fractions(alive)])
+
     def epoch_end(self, epoch: int) -> None:
         """Histograms of weights and gradients (the epoch's last step's), and dead units on the probe."""
         self.sink("histograms", self._histograms(epoch))
@@ -105,42 +113,49 @@ def histogram(t: torch.Tensor, bins: int = HISTOGRAM_BINS) -> tuple[list[float],
     return edges.tolist(), [int(c) for c in counts.tolist()]
 
 
-@torch.no_grad()
-def dead_units(model: nn.Module, batch: torch.Tensor) -> list[tuple[str, float, int]]:
-    """[(relu's module name, fraction of its units that are 0 for every image and position, units)].
-
-    A unit is a channel of a (B, C, H, W) output or a feature of a (B, F) one. The model runs in eval
-    mode on `batch` and is put back in the mode it was in; a ReLU called twice (torchvision's blocks)
-    is named `name#2` the second time.
-    """
-    found: list[tuple[str, float, int]] = []
-    seen: dict[str, int] = {}
+@contextmanager
+def relu_alive(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """While the block runs, {relu's module name: (C,) bool, whether each unit was ever non-zero}, over
+    every forward pass. A unit is a channel of a (B, C, H, W) output or a feature of a (B, F) one; a ReLU
+    called twice in one pass (torchvision's blocks) is `name#2` the second time."""
+    alive: dict[str, torch.Tensor] = {}
+    calls: dict[str, int] = {}
 
     def hook(name: str):
         def count(_module, _inputs, output: torch.Tensor) -> None:
-            alive = (output != 0).transpose(0, 1).reshape(output.shape[1], -1).any(1)  # (C,)
-            seen[name] = seen.get(name, 0) + 1
-            label = name if seen[name] == 1 else f"{name}#{seen[name]}"
-            found.append((label, 1.0 - alive.float().mean().item(), int(alive.numel())))
+            calls[name] = calls.get(name, 0) + 1
+            label = name if calls[name] == 1 else f"{name}#{calls[name]}"
+            now = (output != 0).transpose(0, 1).reshape(output.shape[1], -1).any(1)  # (C,)
+            alive[label] = alive[label] | now if label in alive else now
 
         return count
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, nn.ReLU)]
+    relus = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ReLU)]
+    handles = [m.register_forward_hook(hook(n)) for n, m in relus]
+    handles.append(model.register_forward_pre_hook(lambda *_: calls.clear()))  # names restart each pass
+    try:
+        yield alive
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def dead_fractions(alive: dict[str, torch.Tensor]) -> list[tuple[str, float, int]]:
+    """[(relu's name, fraction of its units never non-zero, units)] from relu_alive's dict."""
+    return [(name, 1.0 - a.float().mean().item(), int(a.numel())) for name, a in alive.items()]
+
+
+@torch.no_grad()
+def dead_units(model: nn.Module, batch: torch.Tensor) -> list[tuple[str, float, int]]:
+    """dead_fractions of one eval-mode pass over `batch`; the model is put back in the mode it was in."""
     training = model.training
     try:
         model.eval()
-        model(batch)
+        with relu_alive(model) as alive:
+            model(batch)
     finally:
         model.train(training)
-        for h in handles:
-            h.remove()
-    return found
-
-
-def probe_batch(images: torch.Tensor, size: int = 64) -> torch.Tensor:
-    """Up to `size` images spread evenly over a (N, ...) tensor (a validation split is ordered by class)."""
-    index = torch.linspace(0, len(images) - 1, min(size, len(images))).round().long()
-    return images[index.to(images.device)]
+    return dead_fractions(alive)
 
 
 def _finite(x: float) -> float | None:

@@ -14,6 +14,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 
 from lib.pixels.decode import Decoding
 from lib.pixels.transforms import augmentation_generator
-from lib.runs.recorder import Recorder, probe_batch, record_every
+from lib.runs.recorder import Recorder, record_every
 from lib.runs.status import Status
 from lib.training.batches import (
     DEFAULT_CACHE_BYTES,
@@ -209,7 +210,7 @@ def _train(run: _Run, hooks: Hooks, stop: threading.Event, result: FitResult) ->
     prepare = run.prepare
     hooks.on_start(run.per_epoch * config.epochs, run.classes, data.mean_std)
     on_step = _recording(hooks, result.losses)
-    run.recorder = _recorder(run, hooks, prepare)
+    run.recorder = _recorder(run, hooks)
     try:
         for epoch in range(run.begin.epoch, config.epochs + 1):
             _train_one(run, epoch, prepare, hooks, on_step, stop, result)
@@ -218,15 +219,13 @@ def _train(run: _Run, hooks: Hooks, stop: threading.Event, result: FitResult) ->
             run.recorder.finish()
 
 
-def _recorder(run: _Run, hooks: Hooks, prepare) -> Recorder | None:
-    """The layers' recorder (lib/runs/recorder.py), on the main process only; dead units on a fixed
-    validation batch when the split is in memory."""
+def _recorder(run: _Run, hooks: Hooks) -> Recorder | None:
+    """The layers' recorder (lib/runs/recorder.py), on the main process only (its dead units are counted
+    over the validation pass, lib.training.engine._epoch)."""
     if not run.dist.is_main:
         return None
-    images = getattr(run.data.val, "images", None)
-    probe = prepare(probe_batch(images), False) if images is not None and len(images) else None
     every = record_every(run.per_epoch * run.config.epochs)
-    return Recorder(run.evaluated, hooks.on_layers, every=every, probe=probe)  # head mode: the head on features
+    return Recorder(run.evaluated, hooks.on_layers, every=every)  # head mode: the head on features
 
 
 def _train_one(run: _Run, epoch: int, prepare, hooks: Hooks, on_step, stop, result: FitResult) -> None:
@@ -263,7 +262,9 @@ def _epoch(run: _Run, epoch: int, skip: int, *, prepare, hooks: Hooks, on_step, 
             )  # fmt: skip
             if run.recorder is not None:
                 run.recorder.epoch_end(epoch)  # the epoch's last gradients, before anything else runs
-            val_loss, val_accuracy = validation_pass(run.evaluated, run.device, data.val, prepare, run.dist)
+            dead = run.recorder.counting_dead_units(epoch) if run.recorder is not None else nullcontext()
+            with dead:  # dead ReLU units over the whole validation split, at no extra forward pass
+                val_loss, val_accuracy = validation_pass(run.evaluated, run.device, data.val, prepare, run.dist)
     except Stopped:
         _checkpoint(run, hooks, result, epoch=epoch - 1, metrics=None, best=False, shuffle_state=epoch_start,
                     partial=True)  # fmt: skip
