@@ -2,8 +2,9 @@
 
 A `cnn` step (batch 64, 32 px, CPU, adam) with everything the engine now adds per step (the Recorder's
 gradient norms and weight copy, a record every K steps, the batch's accuracy from its logits) vs the same
-step without, on two copies of one model, the two alternating step by step (which goes first alternates
-too): on this shared machine whole passes drift by a third, a fine interleave lets both see the same.
+step without, on one model and optimizer, steps with and without alternating (which goes first
+alternates too): on this shared machine whole passes drift by a third, a fine interleave lets both see
+the same.
 The per-epoch work (histograms of every tensor) is timed alone and spread over an epoch of the sample's
 8 batches; dead units are counted by hooks during the validation pass, timed as one 64-image eval
 forward with and without them. Want: at most 1.05x.
@@ -13,7 +14,6 @@ Run: .venv/bin/python bench/bench_layers.py [--steps N] [--every K]
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path
@@ -28,46 +28,44 @@ from lib.runs.recorder import Recorder, relu_alive  # noqa: E402
 from lib.training.models import build_model  # noqa: E402
 
 
-def stepper(model, recorder: Recorder | None):
-    """One training step of model on (x, y); with a recorder, the engine's added work too."""
+def stepper(model, recorder: Recorder):
+    """One training step of model on (x, y); with record=True, the engine's added work too."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     state = {"step": 0}
 
-    def step(x, y) -> None:
+    def step(x, y, record: bool) -> None:
         optimizer.zero_grad()
         output = model(x)
         F.cross_entropy(output, y).backward()
-        if recorder is not None:
+        if record:
             recorder.before_update()
         optimizer.step()
         state["step"] += 1
-        if recorder is not None:
+        if record:
             (output.detach().argmax(1) == y).sum().item()
             recorder.after_update(state["step"], 1)
 
     return step
 
 
-def interleaved(steps: int, every: int) -> tuple[float, float, float]:
+def interleaved(steps: int, every: int) -> tuple[float, float, float, float]:
     """(seconds with recording, seconds without, summed over `steps` steps each; seconds of one epoch_end;
     seconds per step of the recorder's calls alone)."""
     torch.manual_seed(0)
-    base = build_model("cnn", 10, 32)
-    plain, watched = base, copy.deepcopy(base)
+    model = build_model("cnn", 10, 32)
     x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
-    rows = []
-    recorder = Recorder(watched, lambda kind, r: rows.append(len(r)), every=every)
-    fns = {"plain": stepper(plain, None), "watched": stepper(watched, recorder)}
-    fns["plain"](x, y), fns["watched"](x, y)  # warm
-    total = {"plain": 0.0, "watched": 0.0}
+    recorder = Recorder(model, lambda kind, r: None, every=every)
+    step = stepper(model, recorder)
+    step(x, y, True), step(x, y, False)  # warm
+    total = {True: 0.0, False: 0.0}
     for i in range(steps):
-        for name in ("plain", "watched") if i % 2 else ("watched", "plain"):
+        for record in (False, True) if i % 2 else (True, False):
             t0 = time.perf_counter()
-            fns[name](x, y)
-            total[name] += time.perf_counter() - t0
+            step(x, y, record)
+            total[record] += time.perf_counter() - t0
     t0 = time.perf_counter()
     recorder.epoch_end(1)
-    return total["watched"], total["plain"], time.perf_counter() - t0, added_alone(recorder, steps)
+    return total[True], total[False], time.perf_counter() - t0, added_alone(recorder, steps)
 
 
 def added_alone(recorder: Recorder, steps: int) -> float:

@@ -125,7 +125,8 @@ def relu_alive(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
         def count(_module, _inputs, output: torch.Tensor) -> None:
             calls[name] = calls.get(name, 0) + 1
             label = name if calls[name] == 1 else f"{name}#{calls[name]}"
-            now = (output != 0).transpose(0, 1).reshape(output.shape[1], -1).any(1)  # (C,)
+            # A ReLU's output is >= 0: a unit spoke when its largest value over batch and positions is > 0.
+            now = output.detach().amax(dim=[d for d in range(output.dim()) if d != 1]) > 0  # (C,)
             alive[label] = alive[label] | now if label in alive else now
 
         return count
