@@ -77,6 +77,18 @@ def test_records_at_step_one_every_k_and_the_last_step_only():
     assert record_every(10_000) == 50 and record_every(30) == 1
 
 
+def test_only_the_tensors_the_optimizer_steps_are_recorded_by_their_state_dict_names():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))  # a frozen backbone, then a head
+    optimizer = torch.optim.SGD(model[2].parameters(), lr=0.1)
+    rows = []
+    recorder = Recorder(model, lambda kind, r: rows.extend(r), every=1, updated=optimizer.param_groups[0]["params"])
+    F.cross_entropy(model(torch.randn(5, 3)), torch.tensor([0, 1, 0, 1, 0])).backward()
+    recorder.before_update()
+    optimizer.step()
+    recorder.after_update(1, 1)
+    assert [r[2] for r in rows] == ["2.weight", "2.bias"]  # the backbone's tensors would read "vanished"
+
+
 def test_histogram_and_dead_units_against_hand_counts():
     edges, counts = histogram(torch.tensor([0.0, 0.1, 0.2, 1.0, float("nan")]), bins=2)
     assert edges == [0.0, 0.5, 1.0] and counts == [3, 1]

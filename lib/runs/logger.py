@@ -99,7 +99,8 @@ class Run:
         """
         from lib.runs.recorder import Recorder
 
-        recorder = Recorder(model, self._write_layers, every=every, probe=probe)
+        updated = [p for group in optimizer.param_groups for p in group["params"]]
+        recorder = Recorder(model, self._write_layers, every=every, probe=probe, updated=updated)
         steps = [0]
 
         def after(*_) -> None:

@@ -34,10 +34,13 @@ def record_every(total_steps: int, target: int = TARGET_RECORDS) -> int:
 class Recorder:
     """Per-tensor norms and update ratios every `every` steps; histograms and dead units per epoch."""
 
-    def __init__(self, model: nn.Module, sink: Sink, *, every: int, probe: torch.Tensor | None = None):
-        """probe: a fixed, prepared (B, 3, S, S) batch the dead-unit count runs on each epoch."""
+    def __init__(self, model: nn.Module, sink: Sink, *, every: int, probe: torch.Tensor | None = None, updated=None):
+        """probe: a fixed, prepared (B, 3, S, S) batch the dead-unit count runs on each epoch. updated: the
+        parameters the optimizer steps (a head-only fine-tune steps the head alone); default: every one
+        that requires grad. Names are model's state_dict names, as in its checkpoint."""
         self.model, self.sink, self.every, self.probe = model, sink, every, probe
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        chosen = {id(p) for p in updated} if updated is not None else None
+        named = [(n, p) for n, p in model.named_parameters() if (id(p) in chosen if chosen else p.requires_grad)]
         self.names, self.params = [n for n, _ in named], [p for _, p in named]
         self.before = [p.detach().clone() for p in self.params]  # the weights before the latest step
         self.grads: torch.Tensor | None = None  # (P,) gradient norms of the latest step
@@ -77,9 +80,10 @@ class Recorder:
         self.sink("norms", rows)
 
     @contextmanager
-    def counting_dead_units(self, epoch: int) -> Iterator[None]:
-        """Dead units over whatever passes run in the block (the engine's validation pass: no extra forward)."""
-        with relu_alive(self.model) as alive:
+    def counting_dead_units(self, epoch: int, runs: nn.Module | None = None) -> Iterator[None]:
+        """Dead units over the passes of `runs` (default: the model) in the block: the engine's validation
+        pass, so no extra forward. ReLUs are named within `runs`."""
+        with relu_alive(runs or self.model) as alive:
             yield
         self.sink("dead_units", [(epoch, *row) for row in dead_fractions(alive)])
 

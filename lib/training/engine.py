@@ -225,7 +225,8 @@ def _recorder(run: _Run, hooks: Hooks) -> Recorder | None:
     if not run.dist.is_main:
         return None
     every = record_every(run.per_epoch * run.config.epochs)
-    return Recorder(run.evaluated, hooks.on_layers, every=every)  # head mode: the head on features
+    updated = [p for group in run.optimizer.param_groups for p in group["params"]]  # head mode: the head alone
+    return Recorder(run.model, hooks.on_layers, every=every, updated=updated)  # names as in the checkpoint
 
 
 def _train_one(run: _Run, epoch: int, prepare, hooks: Hooks, on_step, stop, result: FitResult) -> None:
@@ -262,7 +263,8 @@ def _epoch(run: _Run, epoch: int, skip: int, *, prepare, hooks: Hooks, on_step, 
             )  # fmt: skip
             if run.recorder is not None:
                 run.recorder.epoch_end(epoch)  # the epoch's last gradients, before anything else runs
-            dead = run.recorder.counting_dead_units(epoch) if run.recorder is not None else nullcontext()
+            recorder = run.recorder
+            dead = recorder.counting_dead_units(epoch, run.evaluated) if recorder is not None else nullcontext()
             with dead:  # dead ReLU units over the whole validation split, at no extra forward pass
                 val_loss, val_accuracy = validation_pass(run.evaluated, run.device, data.val, prepare, run.dist)
     except Stopped:
