@@ -110,7 +110,9 @@ def source_inputs(kind: str) -> Source | None:
         return Source("sample")
     if kind in ("folder", "zip"):
         hint = "/data/my_images" if kind == "folder" else "/data/my_images.zip"
-        path = st.text_input("Path", key=KEY_PATH, placeholder=hint).strip()
+        # Enter (or leaving the box) opens the path: Open was disabled until the box committed, so the first
+        # click only committed the text and a second click opened it.
+        path = st.text_input("Path", key=KEY_PATH, placeholder=hint, on_change=_path_entered).strip()
         return Source(kind, path) if path else None
     if kind == "upload":
         return uploaded_source()
@@ -125,6 +127,10 @@ def source_inputs(kind: str) -> Source | None:
         if st.button(f"Download {name} there", key=KEY_DOWNLOAD, help="Needs a connection to the internet."):
             download(name, os.path.expanduser(root))
     return Source("builtin", name, os.path.expanduser(root)) if root else None
+
+
+def _path_entered() -> None:
+    st.session_state._path_entered = True
 
 
 def download(name: str, root: str) -> None:
@@ -202,9 +208,14 @@ def sidebar() -> None:
             st.session_state._last_upload = chosen.value
             with st.spinner("Opening the archive…"):
                 open_source(chosen)
-        elif st.button("Open", key=KEY_OPEN, type="primary", disabled=chosen is None, width="stretch"):
-            with st.spinner("Opening…"):
-                open_source(chosen)
+        else:
+            clicked = st.button("Open", key=KEY_OPEN, type="primary", width="stretch")
+            entered = st.session_state.pop("_path_entered", False) and chosen != st.session_state.source
+            if (clicked or entered) and chosen is None:
+                st.caption("Type a path, then Open (or press Enter).")
+            elif clicked or entered:
+                with st.spinner("Opening…"):
+                    open_source(chosen)
         if st.session_state.get("source_error"):
             st.error(plain(st.session_state.source_error))
         st.caption(f"Showing: {plain(st.session_state.source.label())}")

@@ -206,3 +206,16 @@ def _no_stray_env(monkeypatch):
     monkeypatch.delenv("TORCHSCOPE_MODE", raising=False)
     yield
     os.environ.pop("TORCHSCOPE_MAX_EPOCHS", None)
+
+
+def test_a_typed_path_opens_with_enter_and_open_is_never_disabled(tmp_path):
+    from tests.helpers import write_imagefolder
+
+    root = write_imagefolder(tmp_path / "pets", classes=("cat", "dog"), per_class=2)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.sidebar.radio(key="source_kind").set_value("folder").run()
+    # Disabled while the box was uncommitted, Open swallowed the first click (it only committed the text).
+    assert not at.sidebar.button(key="source_open").disabled
+    at.sidebar.text_input(key="source_path").set_value(str(root)).run()  # typed, then Enter: no click at all
+    assert not at.exception and at.session_state["dataset_root"] == str(root)
+    assert at.title[0].value == "Dataset" and any(m.label == "Classes" and m.value == "2" for m in at.metric)
