@@ -48,6 +48,7 @@ from lib.training.resume import RESUMABLE
 
 repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
 
+LATEST = 3  # runs ticked on a first visit
 COLUMNS = {
     "name": st.column_config.TextColumn("name", pinned=True),  # stays in view as a narrow table scrolls
     "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent"),
@@ -157,7 +158,8 @@ def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
         "samples_per_sec",
     ]
     order += [c for c in (*compare.LINKS, "sweep_winner") if c in shown.columns] + ["created", "note"]
-    kept = st.session_state.get("runs_selected", [])
+    # On a first visit the latest runs are ticked, so their curves are drawn without a click (as W&B does).
+    kept = st.session_state.get("runs_selected", list(shown["id"].iloc[:LATEST]))
     default = [i for i, run_id in enumerate(shown["id"]) if run_id in kept]
     event = st.dataframe(
         compare.spreadsheet_safe(shown),  # its toolbar's CSV download writes no formula
