@@ -12,7 +12,8 @@ Widget keys (stable, for tests and URLs):
     explain_map, explain_pixel_map       the two embedding charts (clicking a point picks its image)
 Every widget above but the uploader and the maps keeps its value across page switches (lib.app.state.keep).
 Query parameters: run=<run id>, image=<path relative to the dataset root> (as the Evaluate page links).
-Containers: explain_overlay, explain_embedding (CSS .st-key-<name>).
+Containers: explain_overlay, explain_embedding, explain_picked (the clicked point's image explained under the
+maps) (CSS .st-key-<name>).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def apply_link_and_clicks() -> None:
         path = chosen[0].get("path") if chosen else None
         if path and path != st.session_state.get(f"_{key}_done"):
             st.session_state[f"_{key}_done"] = path
-            pick_image(path, load_facts(st.session_state.explain_run))
+            if pick_image(path, load_facts(st.session_state.explain_run)):
+                st.session_state._explain_picked = path  # explained again under the maps, where the user is
 
 
 apply_link_and_clicks()
@@ -175,16 +177,23 @@ with st.spinner(f"Computing {METHOD_NAMES[method]}…"):
 top = pd.DataFrame(
     [{"class": facts.classes[i], "p": p, "is target": i == result.target} for i, p in result.prediction.top(5)]
 )
-with st.container(key="explain_overlay"):  # .st-key-explain_overlay: the browser test's anchor
-    left, middle, right = st.columns(3)
-    left.image(enlarged(image), caption=plain(caption), width="stretch")
-    middle.image(
-        enlarged(overlay(image, result.heatmap, opacity)),
-        caption=f"{METHOD_NAMES[method]} for {plain(facts.classes[result.target])}: brighter = more important",
-        width="stretch",
-    )
-    right.markdown(f"**Predicted {plain(facts.classes[result.prediction.predicted])}**; top {len(top)}:")
-    right.altair_chart(probability_chart(top), width="stretch", key="explain_probabilities")
+
+
+def draw_explanation(key: str) -> None:
+    """The image, its attribution map and its top-5 probabilities, side by side, in container `key`."""
+    with st.container(key=key):
+        left, middle, right = st.columns(3)
+        left.image(enlarged(image), caption=plain(caption), width="stretch")
+        middle.image(
+            enlarged(overlay(image, result.heatmap, opacity)),
+            caption=f"{METHOD_NAMES[method]} for {plain(facts.classes[result.target])}: brighter = more important",
+            width="stretch",
+        )
+        right.markdown(f"**Predicted {plain(facts.classes[result.prediction.predicted])}**; top {len(top)}:")
+        right.altair_chart(probability_chart(top), width="stretch", key=f"{key.removesuffix('_overlay')}_probabilities")
+
+
+draw_explanation("explain_overlay")  # .st-key-explain_overlay: the browser test's anchor
 
 st.subheader("Feature maps")
 if not facts.blocks:
@@ -233,5 +242,9 @@ with st.container(key="explain_embedding"):  # .st-key-explain_embedding
             frame, f"{prefix}_x", f"{prefix}_y", title=f"{what}: {sum(share):.0%}", current=val_path
         )
         column.altair_chart(chart, on_select="rerun", selection_mode=PICK, key=key_, width="stretch")
+if val_path and val_path == st.session_state.get("_explain_picked"):
+    # The page stays at the map after a click: the clicked image's explanation is here too, not only at the top.
+    st.markdown(f"**The image you clicked, {plain(val_path)}** (also at the top of the page):")
+    draw_explanation("explain_picked")
 mistakes = int((frame["outcome"] == "mistake").sum())
 st.caption(f"{len(frame):,} images, {mistakes:,} mistakes" + (f"; {len(skipped)} could not be read" if skipped else ""))

@@ -73,6 +73,11 @@ def test_switch_method_then_click_a_point(page, explain_app):
     new_caption = _changed(page, caption, first_caption)
     wait_idle(page)
     assert overlay_src() != ig_src and new_caption in page.url.replace("%2F", "/")  # the URL follows the image
+    # The page stays at the map: the clicked image is explained right under it too, in view.
+    picked = page.locator(".st-key-explain_picked [data-testid='stImageCaption']").first
+    assert picked.inner_text() == new_caption
+    below = page.locator(".st-key-explain_picked").bounding_box()["y"] - point.bounding_box()["y"]
+    assert 0 < below < 1000 and page.locator(".st-key-explain_picked img").count() == 2  # within a screen of it
     assert page.locator(ERRORS).count() == 0
     shot(page, "explain-clicked-1400")
     page.set_viewport_size({"width": 800, "height": 1000})
