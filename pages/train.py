@@ -28,6 +28,7 @@ import streamlit as st
 from lib.app import cache, repairs, sessions
 from lib.app import train_tools as tools
 from lib.app.cache import run_store
+from lib.app.layout import HALF, tiles
 from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
 from lib.charts.inside import (
@@ -70,7 +71,7 @@ from lib.training.sweep import SWEEPABLE, parse_values, start_sweep
 
 repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
 
-LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0)
+LR_RANGE = (1e-7, 10.0)  # the learning rates Start accepts
 STATUS_BOX = {
     Status.RUNNING: st.info,
     Status.COMPLETED: st.success,
@@ -114,14 +115,15 @@ def hyperparameter_inputs() -> None:
     """The sidebar inputs, kept across page switches (lib/app/state.py), and Start with its refusals."""
     for field, value in form_values({}).items():
         keep(KEY[field], value, options=OPTIONS.get(field))
-    lrs = sorted({*LEARNING_RATES, float(st.session_state[KEY["lr"]])})  # a run's own lr may be off the list
     with st.sidebar:
         st.subheader("Hyperparameters")
         st.selectbox("Model", MODELS, key=KEY["model"], help="Type to search; `python -m lib models` lists them.")
         model_fields()
         st.number_input("Epochs", min_value=1, step=1, key=KEY["epochs"], help=f"At most {settings.max_epochs}.")
         st.number_input("Batch size", 1, 1024, step=1, key=KEY["batch_size"])
-        st.select_slider("Learning rate", lrs, format_func=lambda x: f"{x:g}", key=KEY["lr"])
+        # Typed, not dragged along a list: 3e-4 or 0.0003, any value a run or the finder suggests.
+        st.number_input("Learning rate", LR_RANGE[0], LR_RANGE[1], step=1e-4, format="%g", key=KEY["lr"],
+                        help="Type a number such as 3e-4.")  # fmt: skip
         st.selectbox("Optimizer", OPTIMIZERS, key=KEY["optimizer"], help="sgd uses momentum 0.9")
         st.number_input("Weight decay", 0.0, 1.0, format="%.5f", key=KEY["weight_decay"])
         st.selectbox("LR schedule", SCHEDULES, key=KEY["schedule"])
@@ -349,7 +351,7 @@ def draw(view: RunView) -> None:
     per_epoch = metrics[metrics["name"] == "epoch/train_accuracy"].rename(columns={"value": "train_accuracy"})
     if not per_step.empty:
         st.altair_chart(step_accuracy_chart(per_step), width="stretch", key="train_step_accuracy_chart")
-    left, right = st.columns(2)
+    left, right = tiles(2, HALF)  # side by side at 1400 px; at 800 px one above the other, legends whole
     if not epochs.empty:
         left.altair_chart(accuracy_chart(epochs, per_epoch), width="stretch", key="train_accuracy_chart")
     right.altair_chart(lr_chart(steps), width="stretch", key="train_lr_chart")

@@ -55,7 +55,7 @@ def test_the_finders_result_draws_and_sets_the_sidebar_lr(tmp_path, monkeypatch)
     assert any(c.proto.spec and "Loss against learning rate" in c.proto.spec for c in at.get("vega_lite_chart"))
     at.button(key="train_lrf_use").click().run()
     assert not at.exception
-    assert at.select_slider(key="train_lr").value == float(f"{lrs[12]:.2g}")
+    assert at.number_input(key="train_lr").value == float(f"{lrs[12]:.2g}")
 
 
 def test_a_sweep_starts_from_the_form_and_stop_ends_it(tmp_path, monkeypatch):

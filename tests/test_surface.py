@@ -155,7 +155,7 @@ def test_use_this_runs_settings_fills_the_form_and_the_url_names_the_run(tmp_pat
     at.button(key="train_use_settings").click().run()
     assert not at.exception
     assert at.selectbox(key="train_model").value == "mlp" and at.number_input(key="train_epochs").value == 3
-    assert at.select_slider(key="train_lr").value == 0.05  # not on the slider's list: added to it
+    assert at.number_input(key="train_lr").value == 0.05
     assert at.checkbox(key="train_hflip").value is True and at.text_input(key="train_name").value == ""
 
 
@@ -219,3 +219,14 @@ def test_a_typed_path_opens_with_enter_and_open_is_never_disabled(tmp_path):
     at.sidebar.text_input(key="source_path").set_value(str(root)).run()  # typed, then Enter: no click at all
     assert not at.exception and at.session_state["dataset_root"] == str(root)
     assert at.title[0].value == "Dataset" and any(m.label == "Classes" and m.value == "2" for m in at.metric)
+
+
+def test_a_typed_learning_rate_is_kept_across_a_page_switch(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/train.py").run()
+    at.number_input(key="train_lr").set_value(3e-4).run()  # typed: any value, not a step of a slider's list
+    assert not at.exception and at.number_input(key="train_lr").value == pytest.approx(3e-4)
+    at.switch_page("pages/channels.py").run()
+    at.switch_page("pages/train.py").run()
+    assert at.number_input(key="train_lr").value == pytest.approx(3e-4)

@@ -60,7 +60,8 @@ def test_train_more_then_find_a_learning_rate(page, app_with_a_run):
     wait_idle(page)
     sidebar.locator(".st-key-train_lr").scroll_into_view_if_needed()
     shot(page, "lr-used-1400")
-    sidebar.get_by_text(suggested, exact=True).wait_for()  # the learning-rate slider's value label
+    box = sidebar.get_by_role("spinbutton", name="Learning rate")  # a typed field now, not a slider
+    page.wait_for_function("([box, v]) => Number(box.value) === Number(v)", arg=[box.element_handle(), suggested])
     assert page.locator("[data-testid='stException']").count() == 0
 
 
