@@ -56,6 +56,10 @@ def test_the_finders_result_draws_and_sets_the_sidebar_lr(tmp_path, monkeypatch)
     at.button(key="train_lrf_use").click().run()
     assert not at.exception
     assert at.number_input(key="train_lr").value == float(f"{lrs[12]:.2g}")
+    # Used: the panel closes (its label says what was used) so the run moves back up.
+    (panel,) = [e for e in at.expander if e.label.startswith("Learning-rate finder")]
+    assert panel.label == f"Learning-rate finder: {float(f'{lrs[12]:.2g}'):g} used" and not panel.proto.expanded
+    assert any("diverging tail above it is clipped" in c.value for c in at.caption)  # 9 > 4 x its minimum
 
 
 def test_a_sweep_starts_from_the_form_and_stop_ends_it(tmp_path, monkeypatch):

@@ -110,6 +110,7 @@ def start_lr_finder(config: TrainConfig, root: str, store: RunStore, session_id:
     proc = start_finder(config, root, store, out, session_id, settings, visitor)
     st.session_state.train_lrf = {"proc": proc, "out": str(out)}
     st.session_state.pop("train_lrf_result", None)
+    st.session_state.pop("train_lrf_used", None)  # a new sweep: its panel opens again
 
 
 def lr_finder_panel() -> None:
@@ -118,7 +119,11 @@ def lr_finder_panel() -> None:
     job = st.session_state.get("train_lrf")
     if job is None and "train_lrf_result" not in st.session_state:
         return
-    with st.expander("Learning-rate finder", expanded=True):
+    used = st.session_state.get("train_lrf_used")
+    # Closed once its suggestion is used (a new label: Streamlit keeps an expander's state under its label),
+    # so the run below moves back up; open while it runs and until then.
+    label = f"Learning-rate finder: {used:g} used" if used is not None and job is None else "Learning-rate finder"
+    with st.expander(label, expanded=used is None or job is not None):
         if job is None:
             lr_finder_result(st.session_state.train_lrf_result)
             return
@@ -158,9 +163,12 @@ def lr_finder_result(result: dict) -> None:
         return
     lr = float(f"{suggested:.2g}")
     st.altair_chart(lr_finder_chart(frame, suggested), width="stretch", key="train_lrf_chart")
-    st.caption(plain(f"Suggested learning rate {lr:g}: {result['rule']}. {len(frame)} batches."))
+    clipped = float(frame["loss"].max()) > 4 * float(frame["smoothed"].min())  # lr_finder_chart's y limit
+    tail = " The y axis stops at 4x the smoothed minimum: the diverging tail above it is clipped." if clipped else ""
+    st.caption(plain(f"Suggested learning rate {lr:g}: {result['rule']}. {len(frame)} batches.{tail}"))
     st.button("Use this learning rate", key="train_lrf_use", on_click=_use_lr, args=(lr,))
 
 
 def _use_lr(lr: float) -> None:
+    st.session_state.train_lrf_used = lr
     set_value("train_lr", lr)  # kept across page switches; the slider's options include the kept value
