@@ -197,3 +197,18 @@ def test_the_command_list_matches_the_methods():
     from lib.evaluation.attributions import METHODS
 
     assert LISTED == METHODS
+
+
+def test_a_small_image_hovers_at_a_readable_size_with_sharp_pixels():
+    import base64
+    import io
+
+    from PIL import Image
+
+    small = torch.zeros(3, 16, 16, dtype=torch.uint8)
+    small[:, :, 8:] = 255  # left half black, right half white
+    url = thumbnail_url(small)
+    img = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L")
+    assert img.size == (64, 64)  # 16 px enlarged 4x, not shown as a 16 px speck
+    px = np.asarray(img)
+    assert px[:, :28].max() < 40 and px[:, 36:].min() > 215  # nearest: the halves stay flat, not blurred

@@ -25,7 +25,7 @@ from lib.training.batches import batch_preparer, decode_images
 from lib.training.checkpoint import LoadedRun
 
 PIXEL_SIDE = 32  # raw pixels are pooled to at most this many pixels a side before PCA
-THUMB_PX = 40
+THUMB_PX = 64  # px of a hover thumbnail: readable, ~2 KB each
 Progress = Callable[[int, int], object]  # (done, total)
 
 
@@ -112,6 +112,9 @@ def pooled_pixels(images: torch.Tensor) -> torch.Tensor:
 def thumbnail_url(image: torch.Tensor, size: int = THUMB_PX) -> str:
     """One uint8 (3, S, S) image as a small JPEG data URL (what a Vega tooltip shows as a picture)."""
     img = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+    if max(img.size) < size:  # a 16 px training image showed as a 16 px speck: enlarged, its pixels kept sharp
+        scale = size / max(img.size)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.NEAREST)
     img.thumbnail((size, size))
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=85)
