@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -31,7 +32,7 @@ from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.charts.explain import PICK, embedding_chart, probability_chart
 from lib.evaluation.attributions import METHOD_NAMES
-from lib.evaluation.features import overlay
+from lib.evaluation.features import colorize, overlay
 from lib.runs.view import run_label
 from lib.settings import runs_dir
 
@@ -179,6 +180,9 @@ top = pd.DataFrame(
 )
 
 
+SCALE = colorize(np.tile(np.linspace(0.0, 1.0, 128), (10, 1)))  # (10, 128) RGB: the overlay's colour bar
+
+
 def draw_explanation(key: str) -> None:
     """The image, its attribution map and its top-5 probabilities, side by side, in container `key`."""
     with st.container(key=key):
@@ -189,6 +193,9 @@ def draw_explanation(key: str) -> None:
             caption=f"{METHOD_NAMES[method]} for {plain(facts.classes[result.target])}: brighter = more important",
             width="stretch",
         )
+        middle.image(SCALE, width="stretch")  # the map's colour scale, dark to bright
+        middle.caption("Colour: none (dark) to the map's strongest evidence for the class (bright); evidence "
+                       "against it shows as none.")  # fmt: skip
         right.markdown(f"**Predicted {plain(facts.classes[result.prediction.predicted])}**; top {len(top)}:")
         right.altair_chart(probability_chart(top), width="stretch", key=f"{key.removesuffix('_overlay')}_probabilities")
 
@@ -205,6 +212,9 @@ else:
         range(len(facts.blocks)),
         format_func=facts.blocks.__getitem__,
         key="explain_layer",
+        help="Block n is the model's n-th convolutional block from the input; in brackets, the layer whose output "
+        "is shown (a torchvision ResNet's stem or layer1..4, else its module's index in the model: `python -m lib "
+        "inspect` and print(model) use the same names).",
     )
     pictures, filters = cache.feature_pictures(run_id, key, image_id, image)
     st.image(

@@ -77,7 +77,8 @@ def test_switch_method_then_click_a_point(page, explain_app):
     picked = page.locator(".st-key-explain_picked [data-testid='stImageCaption']").first
     assert picked.inner_text() == new_caption
     below = page.locator(".st-key-explain_picked").bounding_box()["y"] - point.bounding_box()["y"]
-    assert 0 < below < 1000 and page.locator(".st-key-explain_picked img").count() == 2  # within a screen of it
+    # Within a screen of the map: the image, its attribution map and the colour scale.
+    assert 0 < below < 1000 and page.locator(".st-key-explain_picked img").count() == 3
     assert page.locator(ERRORS).count() == 0
     shot(page, "explain-clicked-1400")
     page.set_viewport_size({"width": 800, "height": 1000})
