@@ -73,8 +73,14 @@ def accuracy_chart(epochs: pd.DataFrame, train: pd.DataFrame | None = None) -> a
         scale=alt.Scale(domain=[0.5, last + 0.5], nice=False),  # one epoch sits mid-plot, not on an edge
     )
     names = ["validation", "train (batches)"]
-    colour = alt.Color("series:N", title=None,
-                       scale=alt.Scale(domain=names, range=[COLOURS["accuracy"], COLOURS["train"]]))  # fmt: skip
+    colour = alt.Color(
+        "series:N",
+        title=None,
+        scale=alt.Scale(domain=names, range=[COLOURS["accuracy"], COLOURS["train"]]),
+        # Inside the plot's corner (empty while accuracies climb): below it, the legend took the small
+        # chart's height from the plot (180 px of plot in a 347 px chart).
+        legend=alt.Legend(orient="bottom-right", fillColor="white", padding=4),
+    )
     chart = (
         alt.Chart(data)
         .mark_line(point=True)
