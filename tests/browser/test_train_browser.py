@@ -37,7 +37,8 @@ def test_start_watch_points_grow_then_stop(page, app_url):
     shot(page, "train-live")
     stop = page.locator(".st-key-train_stop button")  # not Streamlit's own header Stop
     stop.click()
-    page.get_by_text("Stopped on request").first.wait_for(timeout=60_000)
+    # The engine's own words since the time-limit stop (lib/runs/view.py): "Stopped after N steps on request."
+    page.get_by_text(re.compile(r"^Stopped after [\d,]+ steps on request")).first.wait_for(timeout=60_000)
     stopped_at = _steps(page)
     assert stopped_at > first
     stop.wait_for(state="detached")  # the run ended: no more Stop
