@@ -117,38 +117,41 @@ def hyperparameter_inputs() -> None:
         keep(KEY[field], value, options=OPTIONS.get(field))
     with st.sidebar:
         st.subheader("Hyperparameters")
-        st.selectbox("Model", MODELS, key=KEY["model"], help="Type to search; `python -m lib models` lists them.")
-        model_fields()
-        st.number_input("Epochs", min_value=1, step=1, key=KEY["epochs"], help=f"At most {settings.max_epochs}.")
-        st.number_input("Batch size", 1, 1024, step=1, key=KEY["batch_size"])
-        # Typed, not dragged along a list: 3e-4 or 0.0003, any value a run or the finder suggests.
-        st.number_input("Learning rate", LR_RANGE[0], LR_RANGE[1], step=1e-4, format="%g", key=KEY["lr"],
-                        help="Type a number such as 3e-4.")  # fmt: skip
-        st.selectbox("Optimizer", OPTIMIZERS, key=KEY["optimizer"], help="sgd uses momentum 0.9")
-        st.number_input("Weight decay", 0.0, 1.0, format="%.5f", key=KEY["weight_decay"])
-        st.selectbox("LR schedule", SCHEDULES, key=KEY["schedule"])
-        st.number_input(
-            "Image size (px)", min_value=8, step=1, key=KEY["image_size"], help=f"At most {settings.max_image_size}."
-        )
-        augmentation_fields()
-        st.selectbox("Normalization", NORMALIZATIONS, key=KEY["normalization"])
-        st.slider("Validation split", 0.05, 0.5, step=0.05, key=KEY["val_split"])
-        st.number_input("Seed", 0, 2**31 - 1, step=1, key=KEY["seed"])
-        st.number_input(
-            "Batches per epoch (0 = all)",
-            0,
-            100_000,
-            step=1,
-            key=KEY["max_batches"],
-            help="A quick dry run: caps the training batches per epoch; validation still sees every image.",
-        )
+        # Start first, the fields grouped below it: under 15 fields Start sat 2,800 px down the sidebar.
         st.text_input("Run name (optional)", key=KEY["name"])
         st.button("Start", key="train_start", type="primary", on_click=start, width="stretch")
-        sweep_fields()
-        st.button("Find learning rate", key="train_lr_find", on_click=find_lr, width="stretch")
         if st.session_state.get("train_refusal"):
             st.error(st.session_state.pop("train_refusal"))
+        with st.expander("Model", expanded=True):
+            st.selectbox("Model", MODELS, key=KEY["model"], help="Type to search; `python -m lib models` lists them.")
+            model_fields()
+            st.number_input("Image size (px)", min_value=8, step=1, key=KEY["image_size"],
+                            help=f"At most {settings.max_image_size}.")  # fmt: skip
+        with st.expander("Optimization", expanded=True):
+            optimization_fields()
+        with st.expander("Augmentation"):
+            augmentation_fields()
+        with st.expander("Data"):
+            st.selectbox("Normalization", NORMALIZATIONS, key=KEY["normalization"])
+            st.slider("Validation split", 0.05, 0.5, step=0.05, key=KEY["val_split"])
+            st.number_input("Seed", 0, 2**31 - 1, step=1, key=KEY["seed"])
+        sweep_fields()
+        st.button("Find learning rate", key="train_lr_find", on_click=find_lr, width="stretch")
         validation_notes()
+
+
+def optimization_fields() -> None:
+    """How long and how fast: epochs, batches, learning rate, optimizer, schedule."""
+    st.number_input("Epochs", min_value=1, step=1, key=KEY["epochs"], help=f"At most {settings.max_epochs}.")
+    st.number_input("Batches per epoch (0 = all)", 0, 100_000, step=1, key=KEY["max_batches"],
+                    help="A quick dry run: caps the training batches per epoch; validation still sees every image.")  # fmt: skip
+    st.number_input("Batch size", 1, 1024, step=1, key=KEY["batch_size"])
+    # Typed, not dragged along a list: 3e-4 or 0.0003, any value a run or the finder suggests.
+    st.number_input("Learning rate", LR_RANGE[0], LR_RANGE[1], step=1e-4, format="%g", key=KEY["lr"],
+                    help="Type a number such as 3e-4.")  # fmt: skip
+    st.selectbox("Optimizer", OPTIMIZERS, key=KEY["optimizer"], help="sgd uses momentum 0.9")
+    st.number_input("Weight decay", 0.0, 1.0, format="%.5f", key=KEY["weight_decay"])
+    st.selectbox("LR schedule", SCHEDULES, key=KEY["schedule"])
 
 
 def model_fields() -> None:
@@ -218,7 +221,7 @@ def download_progress(name: str) -> None:
 
 def augmentation_fields() -> None:
     """The Channels page's augmentation controls, under the same labels: what is previewed there is trained here."""
-    st.caption("Augmentation (training batches; preview it on the Channels page)")
+    st.caption("Training batches only; preview them on the Channels page.")
     st.checkbox("Random crop (reflect padding)", key=KEY["random_crop"])
     st.checkbox("Horizontal flip", key=KEY["hflip"])
     st.slider("Rotation (degrees)", 0, 180, key=KEY["rotation"])
