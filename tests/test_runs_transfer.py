@@ -123,6 +123,8 @@ def test_a_clash_is_refused_in_one_line_or_renamed_when_asked(runs, tmp_path):
     done = cli("import", str(bundle), "--runs-dir", str(folder))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "already in" in done.stderr and "--rename" in done.stderr
+    # The app's own option, by the label the Runs page shows (it named a "Rename option" that does not exist).
+    assert "'Give runs whose id is taken a new id'" in done.stderr and "Rename option" not in done.stderr
     assert table(folder, "SELECT COUNT(*) FROM runs") == before
     copy = tmp_path / "copy"
     import_bundle(bundle, RunStore(copy))

@@ -324,7 +324,7 @@ def _new_ids(store: RunStore, ids: list[str], rename: bool, name: str) -> dict[s
         if taken and not rename:
             raise ValueError(
                 f"{name} was refused: run {run_id} is already in {store.root}; "
-                "import with --rename (or the Rename option) to add it under a new id."
+                "import with --rename (in the app: tick 'Give runs whose id is taken a new id') to add it under a new id."
             )
         out[run_id] = new_run_id() if taken else run_id
     return out
