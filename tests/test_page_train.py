@@ -4,11 +4,11 @@ import os
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
+from train_helpers import SESSION_ID as S1
 from train_helpers import wait_for
 
 from lib.runs.store import RunStore
 
-S1 = "5" * 32  # a session id as the app makes them (32 hex digits): Start refuses anything else
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "train.py")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
-from train_helpers import wait_for
+from train_helpers import SESSION_ID, wait_for
 
 from lib.__main__ import main
 from lib.runs.store import RunStore
@@ -19,7 +19,7 @@ PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "train.py")
 def _page(tmp_path, monkeypatch) -> AppTest:
     monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path))
     at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["session_id"] = "s1"
+    at.session_state["session_id"] = SESSION_ID
     return at
 
 
@@ -72,7 +72,7 @@ def test_a_sweep_starts_from_the_form_and_stop_ends_it(tmp_path, monkeypatch):
     assert not at.exception and not at.warning
     store = RunStore(tmp_path)
     (sweep,) = list_sweeps(store)
-    assert sweep.owner == "s1" and sweep.total == 2 and sweep.axes == [["lr", [1e-3, 1e-2]]]
+    assert sweep.owner == SESSION_ID and sweep.total == 2 and sweep.axes == [["lr", [1e-3, 1e-2]]]
     wait_for(lambda: sweep_runs(store, sweep.id), timeout=120)
     at.run()
     assert any("Sweep" in i.value for i in at.info)
@@ -93,7 +93,7 @@ def test_train_more_on_the_runs_page_starts_a_linked_run(tmp_path, monkeypatch, 
     parent = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
     monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path))
     at = AppTest.from_file(str(Path(PAGE).with_name("runs.py")), default_timeout=60)
-    at.session_state["session_id"] = "s1"
+    at.session_state["session_id"] = SESSION_ID
     at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": []}}
     at.run()
     assert not at.exception

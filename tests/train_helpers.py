@@ -6,6 +6,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+SESSION_ID = "5" * 32  # a session id as the app makes them (32 hex digits): Start refuses anything else
+
 
 def wait_for(probe: Callable[[], T], timeout: float = 120.0, interval: float = 0.05) -> T:
     """Call probe until it returns something truthy and return that; fail after timeout seconds.
