@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,19 @@ def test_keyboard_interrupt_ends_stopped_and_stop_reaches_should_stop(tmp_path):
         run.flush()
         assert run.should_stop
     assert store.get_run(run.id).status == Status.STOPPED
+
+
+def test_a_logged_run_samples_the_machine_as_a_trainer_does(tmp_path):
+    from lib.runs.inside import machine
+
+    with start_run("m", runs_dir=tmp_path, machine_s=0.05) as run:
+        run.log(step=7, train_loss=0.5)
+        deadline = time.monotonic() + 60
+        while machine(RunStore(tmp_path), run.id).empty and time.monotonic() < deadline:
+            sum(i * i for i in range(100_000))  # busy, so the CPU share has something to count
+    rows = machine(RunStore(tmp_path), run.id)
+    assert len(rows) >= 1 and (rows["rss_mb"] > 10).all() and (rows["cpu_percent"] >= 0).all()
+    assert set(rows["step"]) <= {0.0, 7.0}  # the step logged when each sample was taken
 
 
 def test_two_calls_fill_one_row_and_threads_lose_nothing(tmp_path):

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+from lib.runs.machine import SAMPLE_S, Sampler
 from lib.runs.status import Status
 from lib.runs.store import RunStore, StoreError
 from lib.runs.tags import EPOCH_ONLY, column_for
@@ -44,7 +45,16 @@ STOPPED_MESSAGE = "Stopped by KeyboardInterrupt; the metrics so far are kept."
 class Run:
     """A run being logged: `log`, `save_checkpoint`, `should_stop`. Safe to call from several threads."""
 
-    def __init__(self, store: RunStore, run_id: str, config: dict, *, flush_s: float = 0.5, flush_rows: int = 1000):
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        config: dict,
+        *,
+        flush_s: float = 0.5,
+        flush_rows: int = 1000,
+        machine_s: float = SAMPLE_S,
+    ):
         self.store, self.id, self.config = store, run_id, config
         self.flush_s, self.flush_rows = flush_s, flush_rows
         self._lock = threading.Lock()  # guards the buffers and the counters
@@ -59,6 +69,7 @@ class Run:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"torchscope-log-{run_id}", daemon=True)
         self._thread.start()
+        self._sampler = Sampler(lambda rows: self._write_layers("machine", rows), lambda: self._step, machine_s).start()
 
     def log(self, step: int | None = None, epoch: int | None = None, **metrics: float) -> None:
         """Record metrics at a step (see the module docstring for step and epoch rows).
@@ -172,6 +183,7 @@ class Run:
         """Stop the background writer, write what is buffered, and set the final status."""
         self._done.set()
         self._thread.join()
+        self._sampler.stop()
         try:
             if self._recorder is not None:
                 self._recorder.finish()
@@ -191,7 +203,12 @@ class Run:
 
 @contextmanager
 def start_run(
-    name: str, config: dict | None = None, runs_dir: str | Path | None = None, *, flush_s: float = 0.5
+    name: str,
+    config: dict | None = None,
+    runs_dir: str | Path | None = None,
+    *,
+    flush_s: float = 0.5,
+    machine_s: float = SAMPLE_S,
 ) -> Iterator[Run]:
     """A run in the store for the `with` block; it ends `completed` (`stopped` when Stop was pressed and
     the loop broke off), `failed` with the exception's line, or `stopped` on KeyboardInterrupt.
@@ -201,10 +218,11 @@ def start_run(
         config: the settings to show and compare (JSON; other values are stored as their str()).
         runs_dir: the run store folder; None is the app's default ($TORCHSCOPE_RUNS_DIR).
         flush_s: the longest a logged value waits before it reaches the store.
+        machine_s: seconds between samples of the process's CPU share and memory (the Train page's Inside view).
     """
     store = RunStore(runs_dir)
     config = json.loads(json.dumps(dict(config or {}), default=str))
-    run = Run(store, store.create_run(config, name=name, pid=os.getpid()), config, flush_s=flush_s)
+    run = Run(store, store.create_run(config, name=name, pid=os.getpid()), config, flush_s=flush_s, machine_s=machine_s)
     try:
         yield run
     except KeyboardInterrupt:
