@@ -1,8 +1,18 @@
 """Shared fixtures: every test gets its own cache and runs folder, so nothing touches the user's."""
 
 import os
+import sys
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _main_module_back():
+    """AppTest leaves its page script bound as `__main__`; a forkserver or spawn child started by a later
+    test (a DataLoader worker) would re-run that script and die. Give each test pytest's own again."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(autouse=True)
