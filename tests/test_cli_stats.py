@@ -64,3 +64,32 @@ def test_errors_are_one_line_exit_2(tmp_path):
         assert r.returncode == 2, r.stderr
         assert "Traceback" not in r.stderr
         assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_file_that_fails_to_decode_is_listed_and_left_out(tmp_path):
+    paths = _dataset(tmp_path / "data")
+    broken = tmp_path / "data" / "class0" / "broken.png"
+    broken.write_bytes(Path(paths[0]).read_bytes()[:60])  # a PNG header and no pixels
+    r = _run(str(tmp_path / "data"), "--json", cache=tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    px = np.concatenate([np.asarray(load_rgb(p), dtype=np.float64).reshape(-1, 3) / 255 for p in paths])
+    np.testing.assert_allclose(out["mean"], px.mean(axis=0), atol=1e-12)
+    assert out["num_images"] == 9 and [f["path"] for f in out["failed"]] == [str(broken)]
+    text = _run(str(tmp_path / "data"), cache=tmp_path / "cache")
+    assert "failed: class0/broken.png" in text.stderr and "Traceback" not in text.stderr
+
+
+def test_workers_fork_only_in_a_lone_process_without_torch():
+    probe = (
+        "import sys, threading\n"
+        "from lib.pixels.stats import worker_pool\n"
+        "if sys.argv[1] == 'torch': import torch\n"
+        "if sys.argv[1] == 'thread': threading.Thread(target=threading.Event().wait, daemon=True).start()\n"
+        "print(worker_pool(2)._mp_context.get_start_method())\n"
+    )
+    methods = [
+        subprocess.run([sys.executable, "-c", probe, case], cwd=REPO, capture_output=True, text=True, timeout=120)
+        for case in ("alone", "torch", "thread")
+    ]
+    assert [m.stdout.strip() for m in methods] == ["fork", "forkserver", "forkserver"], [m.stderr for m in methods]

@@ -22,7 +22,8 @@ def run(args) -> int:
     if args.workers < 0:
         raise ValueError(f"--workers must be zero or more, got {args.workers}; 0 uses every core.")
     config = StatsConfig(size=args.size, workers=args.workers)
-    index = build_index(str(cli_root(args.source)))
+    # No header pass: the decode below reads every file anyway and lists each one that fails.
+    index = build_index(str(cli_root(args.source)), headers=False)
     if index.num_images == 0:
         raise ValueError(f"{args.source} has no usable images; check it with `python -m lib inspect {args.source}`.")
     if index.left_out:  # marked by the user (lib.data.marks): say so, on stderr so --json stays one object
