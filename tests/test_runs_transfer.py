@@ -16,9 +16,11 @@ import torch
 from test_archive import raw_zip
 
 from lib.data.sample import sample_root
+from lib.runs import compare
 from lib.runs.export import CSV_COLUMNS, PLAIN_TORCH, bundle_bytes, csv_bytes
-from lib.runs.importer import Limits, import_bundle
+from lib.runs.importer import IdTaken, Limits, copy_name, import_bundle
 from lib.runs.store import RunStore
+from lib.runs.sweeps import create_sweep, finish_sweep, sweep_runs
 from lib.training.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,10 +134,75 @@ def test_a_clash_is_refused_in_one_line_or_renamed_when_asked(runs, tmp_path):
     new = mapping[ids[0]]
     assert new != ids[0] and {r.id for r in RunStore(copy).list_runs()} == {ids[0], new}
     record = RunStore(copy).get_run(new)
-    assert record.owner == "abc" and record.name == "baseline"
+    assert record.owner == "abc" and record.name == "baseline (2)"  # twin rows never read alike
     assert (copy / "checkpoints" / new / "last.pt").read_bytes() == (
         folder / "checkpoints" / ids[0] / "last.pt"
     ).read_bytes()
+
+
+def sweep_store(folder: Path) -> tuple[RunStore, str, list[str]]:
+    """A finished sweep of two runs: lr 0.01 (val accuracy 0.6) and lr 0.1 (0.8, the winner)."""
+    store = RunStore(folder)
+    sweep = create_sweep(store, {"model": "mlp"}, [["lr", [0.01, 0.1]]], 2, root="/data", owner=None)
+    ids = []
+    for lr, accuracy in ((0.01, 0.6), (0.1, 0.8)):
+        run_id = store.create_run({"model": "mlp", "lr": lr}, root="/data", name=f"lr {lr}", sweep=sweep)
+        store.record_epoch(run_id, 1, 0.5, 0.4, accuracy, lr, 100.0)
+        store.finish(run_id, "completed")
+        ids.append(run_id)
+    finish_sweep(store, sweep, "completed")
+    return store, sweep, ids
+
+
+def test_renamed_copies_form_their_own_sweep_and_read_apart_by_name(tmp_path):
+    store, sweep, ids = sweep_store(tmp_path / "runs")
+    bundle = tmp_path / "b.zip"
+    bundle.write_bytes(bundle_bytes(store, ids))
+    first, second = (import_bundle(bundle, store, rename=True) for _ in range(2))
+    runs = {r.id: r for r in store.list_runs()}
+    copies = [{runs[mapping[i]].sweep for i in ids} for mapping in (first, second)]
+    # Each import is one sweep of its own two runs, apart from the original and from the other import.
+    assert all(len(c) == 1 for c in copies) and len({sweep} | copies[0] | copies[1]) == 3
+    assert all(c.pop().startswith("sweep-") for c in copies)
+    assert [r.id for r in sweep_runs(store, sweep)] == ids  # the original counts 2 of its 2 runs, not 6
+    assert sorted(r.name for r in runs.values()) == [
+        "lr 0.01", "lr 0.01 (2)", "lr 0.01 (3)", "lr 0.1", "lr 0.1 (2)", "lr 0.1 (3)",
+    ]  # fmt: skip
+    # One winner per sweep, by the accuracies recorded above: lr 0.1 in each.
+    assert compare.sweep_winners(list(runs.values())) == {ids[1], first[ids[1]], second[ids[1]]}
+
+
+def test_a_bundle_imported_without_clash_keeps_its_sweep_and_names(tmp_path):
+    store, sweep, ids = sweep_store(tmp_path / "runs")
+    bundle = tmp_path / "b.zip"
+    bundle.write_bytes(bundle_bytes(store, ids))
+    other = RunStore(tmp_path / "other")
+    assert import_bundle(bundle, other, rename=True) == {i: i for i in ids}
+    assert {(r.sweep, r.name) for r in other.list_runs()} == {(sweep, "lr 0.01"), (sweep, "lr 0.1")}
+
+
+def test_copy_names_count_on_from_the_first_free_number():
+    assert copy_name("x", {"x"}) == "x (2)"
+    assert copy_name("x", {"x", "x (2)"}) == "x (3)"
+    assert copy_name("x (2)", {"x", "x (2)"}) == "x (3)"  # a copy of a copy: not "x (2) (2)"
+    assert copy_name("net (2019)", {"net (2019)"}) == "net (2019) (2)"  # four digits are the name's own
+
+
+def test_a_refusal_names_the_bundle_as_uploaded_never_the_servers_copy(runs, tmp_path):
+    folder, ids = runs
+    upload = tmp_path / ".upload-0123abcd.zip"  # how the Runs page stores an upload while it imports it
+    cases = {
+        b"not a zip at all": "is not a .zip archive",
+        raw_zip(tmp_path / "x.zip", "x", b"", declared=0, crc=0).read_bytes()[:-4]: "is not a .zip archive",
+        write_zip(tmp_path / "l.zip", members(folder, ids[0]), symlink="a/b").read_bytes(): "symbolic link",
+        bundle_bytes(RunStore(folder), ids[:1]): "already in",
+    }
+    for data, why in cases.items():
+        upload.write_bytes(data)
+        with pytest.raises(ValueError, match=why) as e:
+            import_bundle(upload, RunStore(folder), name="my runs.zip")
+        assert str(e.value).startswith("my runs.zip ") and ".upload-" not in str(e.value), str(e.value)
+    assert isinstance(e.value, IdTaken)  # the one refusal that importing with rename would accept
 
 
 def test_csv_bytes_of_an_unknown_run_says_which(runs):

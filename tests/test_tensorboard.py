@@ -68,7 +68,8 @@ def test_a_second_import_is_refused_in_one_line_or_renamed(tmp_path):
     assert len(RunStore(tmp_path / "runs").list_runs()) == 2  # nothing half-written
     renamed = cli(*args, "--rename")
     assert renamed.returncode == 0, renamed.stderr
-    assert len(RunStore(tmp_path / "runs").list_runs()) == 4
+    names = sorted(r.name for r in RunStore(tmp_path / "runs").list_runs())
+    assert names == ["sweep/a", "sweep/a (2)", "sweep/b", "sweep/b (2)"]  # the copies read apart from the first
 
 
 def test_export_writes_event_files_tensorboard_reads_back(tmp_path):

@@ -21,6 +21,7 @@ import math
 import re
 import secrets
 import shutil
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,6 +30,7 @@ from lib.data.archive import extract_all
 from lib.runs.export import BUNDLE_FORMAT, CSV_COLUMNS, JSON_COLUMNS, LOCAL_COLUMNS, MANIFEST
 from lib.runs.status import Status
 from lib.runs.store import RunStore, new_run_id
+from lib.runs.sweeps import new_sweep_id
 from lib.settings import load_settings
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # also a safe folder name
@@ -42,6 +44,10 @@ MAX_METRIC_ROWS = 200_000  # per run: 100 epochs of 2,000 steps
 MAX_CREATED = 2e10  # seconds since 1970: the year 2603
 # Columns that mean something only where the run was made: who owned it, which trainer, which dataset folder.
 DROPPED = (*LOCAL_COLUMNS, "owner", "visitor", "root")
+
+
+class IdTaken(ValueError):
+    """A bundle refused because one of its run ids is already in the store: importing it with rename adds it."""
 
 
 @dataclass(frozen=True)
@@ -88,17 +94,29 @@ def import_bundle(
         {id in the bundle: id in the store}.
 
     Raises:
-        ValueError: one sentence saying why the bundle was refused (nothing was written).
+        ValueError: one sentence saying why the bundle was refused (nothing was written); IdTaken when
+            the only reason is a run id already in the store.
     """
     name = name or Path(path).name
     tmp = store.root / f".import-{secrets.token_hex(6)}"
     try:
-        files = extract_all(path, tmp, max_files=limits.max_files, max_bytes=limits.max_bytes)
+        files = _extract(Path(path), tmp, limits, name)
         runs = _read_bundle(tmp, files, name, check_config or (lambda config: None))
         ids = _new_ids(store, [r.row["id"] for r in runs], rename, name)
         return _add(store, runs, ids, owner)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extract(path: Path, tmp: Path, limits: Limits, name: str) -> list[tuple[str, ...]]:
+    """The bundle's members written under tmp; refusals name the bundle by `name`, never the file read (an
+    upload's temporary copy, '.upload-....zip', means nothing to the user)."""
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise ValueError(f"{name} is not a .zip archive (or it is damaged); import a bundle written by Export.")
+    try:
+        return extract_all(path, tmp, max_files=limits.max_files, max_bytes=limits.max_bytes)
+    except ValueError as e:
+        raise ValueError(str(e).replace(str(path), name).replace(path.name, name)) from None
 
 
 def _read_bundle(tmp: Path, files: list[tuple[str, ...]], name: str, check_config: Callable) -> list[_Run]:
@@ -322,7 +340,7 @@ def _new_ids(store: RunStore, ids: list[str], rename: bool, name: str) -> dict[s
     for run_id in ids:
         taken = store.run_row(run_id) is not None or store.files.folder(run_id).exists()
         if taken and not rename:
-            raise ValueError(
+            raise IdTaken(
                 f"{name} was refused: run {run_id} is already in {store.root}; "
                 "import with --rename (in the app: tick 'Give runs whose id is taken a new id') to add it under a new id."
             )
@@ -341,6 +359,7 @@ def _add(store: RunStore, runs: list[_Run], ids: dict[str, str], owner: str | No
                 src.rename(dest)  # same file system: the temp folder is inside the runs folder
                 moved.append(dest)
         rows = [_store_row(store, run, ids, owner) for run in runs]
+        mark_copies(store, rows, {new for old, new in ids.items() if new != old})
         store.insert_runs(
             rows,
             [(ids[s[0]], *s[1:]) for run in runs for s in run.steps],
@@ -353,6 +372,32 @@ def _add(store: RunStore, runs: list[_Run], ids: dict[str, str], owner: str | No
             shutil.rmtree(dest, ignore_errors=True)
         raise
     return ids
+
+
+def mark_copies(store: RunStore, rows: list[dict], copies: set[str]) -> None:
+    """Tell the rows of renamed runs (ids in `copies`: copies of runs already here) from their originals.
+
+    Each copy's name gets the first free number ('baseline (2)', then 'baseline (3)'), so no two rows read
+    the same; each sweep with a copy in it gets a fresh id, the same for all its runs in this import, so the
+    sweep here counts its own runs only (never '6 of 4 runs finished') and the copies stay one sweep.
+    """
+    taken = {r.name for r in store.list_runs()} | {row["name"] for row in rows if row["id"] not in copies}
+    sweeps = {row["sweep"]: new_sweep_id() for row in rows if row["id"] in copies and row.get("sweep")}
+    for row in rows:
+        if row["id"] in copies and row["name"] != row["id"]:  # a run named by its id has a new id as its name
+            row["name"] = copy_name(row["name"], taken)
+            taken.add(row["name"])
+        if row.get("sweep") in sweeps:
+            row["sweep"] = sweeps[row["sweep"]]
+
+
+def copy_name(name: str, taken: set[str]) -> str:
+    """`name (n)` with the first n from 2 that no name in `taken` has; a copy of 'x (2)' is 'x (3)'."""
+    numbered = re.fullmatch(r"(.*) \((\d{1,3})\)", name)
+    base, n = (numbered[1], int(numbered[2]) + 1) if numbered else (name, 2)
+    while f"{base} ({n})" in taken:
+        n += 1
+    return f"{base} ({n})"
 
 
 def _store_row(store: RunStore, run: _Run, ids: dict[str, str], owner: str | None) -> dict:

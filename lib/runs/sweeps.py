@@ -59,7 +59,7 @@ def create_sweep(
     visitor: str | None = None,
 ) -> str:
     """Add a sweep with status `running` and return its id."""
-    sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    sweep_id = new_sweep_id()
     now = time.time()
     with store.transaction() as con:
         con.execute(
@@ -69,6 +69,11 @@ def create_sweep(
              socket.gethostname(), now, Status.RUNNING, visitor),
         )  # fmt: skip
     return sweep_id
+
+
+def new_sweep_id() -> str:
+    """A fresh sweep id: 'sweep-', its creation time to the second, then 4 random hex digits."""
+    return f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 @heals

@@ -10,7 +10,7 @@ TensorBoard stored. Validation values become epoch rows: epoch k is the k-th dis
 a validation tag; a step's epoch is 1 + the validation steps before it. Every other scalar tag is an
 extra metric. The run's id is made from its folder's events (first wall time and a hash of the folder
 name and files), so importing the same folder twice finds the id taken: refused, or a new id with
-rename, as bundles are.
+rename, as bundles are (the copy named "NAME (2)").
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.runs.importer import _new_ids
+from lib.runs.importer import _new_ids, mark_copies
 from lib.runs.status import Status
 from lib.runs.store import RunStore
 from lib.runs.tags import EPOCH_ONLY, EPOCH_TAG, STEP_TAG, column_for, epoch_column_for
@@ -153,6 +153,7 @@ def import_logdir(
         rows.append(_run_row(run, run_id, owner))
         s, e, m = store_rows(run, run_id)
         steps, epochs, metrics = steps + s, epochs + e, metrics + m
+    mark_copies(store, rows, {new for old, new in ids.items() if new != old})  # "run (2)" beside "run"
     store.insert_runs(rows, steps, epochs, {}, metrics)
     return {run.name: ids[run.run_id()] for run in runs}
 
