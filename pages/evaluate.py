@@ -44,7 +44,7 @@ from lib.charts.evaluate import (
 from lib.data.sources import source_to_params
 from lib.evaluation.metrics import confused_pairs, images_of, top_losses
 from lib.runs.status import Status
-from lib.runs.view import run_label
+from lib.runs.view import run_labels
 from lib.settings import runs_dir
 
 repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
@@ -62,7 +62,7 @@ runs = [r for r in store.list_runs(owner) if store.files.checkpoint_path(r.id).e
 if not runs:
     st.info("No run has a checkpoint yet: train one on the Train page (a run saves one at the end of each epoch).")
     st.stop()
-labels = {r.id: run_label(r) for r in runs}
+labels = run_labels(runs)
 finished = [r.id for r in runs if r.status != Status.RUNNING]
 # Kept across page switches and named in the URL (?run=); on a first visit, the Train page's run once it has
 # finished, else the latest finished run: a run still training changed its matrix under the user.

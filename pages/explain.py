@@ -33,7 +33,7 @@ from lib.app.text import plain, plain_error
 from lib.charts.explain import PICK, embedding_chart, probability_chart
 from lib.evaluation.attributions import METHOD_NAMES
 from lib.evaluation.features import colorize, overlay
-from lib.runs.view import run_label
+from lib.runs.view import run_labels
 from lib.settings import runs_dir
 
 repairs.install()  # first: a deep link on a fresh server runs this page alone (lib/app/repairs.py)
@@ -52,7 +52,7 @@ runs = [r for r in store.list_runs(owner) if store.files.checkpoint_path(r.id, "
 if not runs:
     st.info("No run has a checkpoint yet: train one on the Train page, then come back.")
     st.stop()
-labels = {r.id: run_label(r) for r in runs}
+labels = run_labels(runs)
 
 
 def load_facts(run_id: str):

@@ -49,7 +49,7 @@ from lib.runs.sweeps import request_sweep_stop
 from lib.runs.view import (
     RunView,
     format_duration,
-    run_label,
+    run_labels,
     run_view,
     runs_table,
     status_sentence,
@@ -439,7 +439,7 @@ except StoreError as e:
 if not runs:
     st.info("No runs yet: set hyperparameters in the sidebar and press Start.")
     st.stop()
-labels = {r.id: run_label(r) for r in runs}
+labels = run_labels(runs)
 tools.take_followed()
 keep("train_run", runs[0].id, options=list(labels), param="run")
 pick, use = st.columns([3, 2], vertical_alignment="bottom")  # the button label whole at 800 px

@@ -5,7 +5,15 @@ import os
 import pytest
 
 from lib.runs.store import RunStore
-from lib.runs.view import format_duration, run_label, run_progress, run_view, runs_table, status_sentence
+from lib.runs.view import (
+    format_duration,
+    run_label,
+    run_labels,
+    run_progress,
+    run_view,
+    runs_table,
+    status_sentence,
+)
 
 
 def test_progress_and_eta_are_computed_from_the_steps(tmp_path):
@@ -62,3 +70,15 @@ def test_runs_table_and_label_name_the_dataset_hyperparameters_and_duration(tmp_
     assert (row["epochs"], row["batch"], row["lr"], row["optimizer"], row["size"]) == (3, 16, 0.05, "sgd", 24)
     expected = format_duration(record.ended - record.created)
     assert row["duration"] == expected
+
+
+def test_runs_sharing_a_name_read_apart_in_pickers_and_the_table(tmp_path):
+    store = RunStore(tmp_path)
+    twins = [store.create_run({"model": "cnn"}, root="/d/shapes", name="same") for _ in range(2)]
+    solo = store.create_run({"model": "cnn"}, root="/d/shapes", name="solo")
+    runs = store.list_runs()
+    labels = run_labels(runs)
+    # By hand: a shared name gets its run id's last six characters; a name of its own stays as it is.
+    assert [labels[i].split(" · ")[0] for i in twins] == [f"same ({i[-6:]})" for i in twins]
+    assert labels[solo].startswith("solo · cnn · shapes · ") and len(set(labels.values())) == 3
+    assert sorted(runs_table(runs)["run"]) == sorted([f"same ({i[-6:]})" for i in twins] + ["solo"])

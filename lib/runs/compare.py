@@ -16,6 +16,7 @@ import pandas as pd
 from lib.charts.series import MAX_POINTS, downsample, ema
 from lib.runs.store import RunRecord, RunStore
 from lib.runs.sweeps import sweep_winner
+from lib.runs.view import distinct_names
 
 IGNORED_KEYS = ("name",)  # config keys that never count as a hyperparameter
 LINKS = ("parent", "sweep")  # run columns other features may add; shown when present
@@ -92,9 +93,8 @@ def differing_keys(summary: pd.DataFrame) -> list[str]:
 
 
 def run_labels(summary: pd.DataFrame) -> dict[str, str]:
-    """{run id: label}: the name, with the id's tail added where two runs share a name."""
-    counts = summary["name"].value_counts()
-    return {i: n if counts[n] == 1 else f"{n} ({i[-6:]})" for i, n in zip(summary["id"], summary["name"], strict=True)}
+    """{run id: label}: the name, with the id's tail added where two runs share a name (view.distinct_names)."""
+    return distinct_names(list(summary["id"]), list(summary["name"]))
 
 
 def config_diff(summary: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:

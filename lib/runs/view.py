@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,13 +110,26 @@ def format_duration(seconds: float | None) -> str:
     return f"{s} s"
 
 
-def run_label(record: RunRecord) -> str:
-    """How a run reads in the runs picker: name, model, dataset folder, start time.
+def run_label(record: RunRecord, name: str | None = None) -> str:
+    """How a run reads in the runs picker: name (`name`, else the run's), model, dataset folder, start time.
 
     No status: a keyed selectbox keeps the label it first showed."""
     model = record.config.get("model", "?")
     started = time.strftime("%d %b %H:%M", time.localtime(record.created))
-    return f"{record.name} · {model} · {dataset_name(record.root)} · {started}"
+    return f"{name or record.name} · {model} · {dataset_name(record.root)} · {started}"
+
+
+def run_labels(records: list[RunRecord]) -> dict[str, str]:
+    """{run id: picker label} of the runs one picker offers, their names told apart (distinct_names)."""
+    names = distinct_names([r.id for r in records], [r.name for r in records])
+    return {r.id: run_label(r, names[r.id]) for r in records}
+
+
+def distinct_names(ids: list[str], names: list[str]) -> dict[str, str]:
+    """{run id: name}, with the short id (the id's last 6 characters) added where runs share a name: an
+    imported copy, or two runs named alike, read 'cnn (3f9a1c)' and 'cnn (07b2e4)' wherever runs are listed."""
+    counts = Counter(names)
+    return {i: n if counts[n] == 1 else f"{n} ({i[-6:]})" for i, n in zip(ids, names, strict=True)}
 
 
 def dataset_name(root: str) -> str:
@@ -139,13 +153,14 @@ RUN_COLUMNS = [
 
 
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
-    """One row per run: name, dataset, model, status, final metrics (accuracy in %), hyperparameters, duration."""
-    rows = []
+    """One row per run: name (told apart: distinct_names), dataset, model, status, final metrics (accuracy
+    in %), hyperparameters, duration."""
+    rows, names = [], distinct_names([r.id for r in runs], [r.name or r.id for r in runs])
     for r in runs:
         c, acc = r.config, r.final.get("val_accuracy")
         rows.append(
             {
-                "run": r.name or r.id,
+                "run": names[r.id],
                 "dataset": dataset_name(r.root),
                 "model": c.get("model", "?"),
                 "status": str(r.status),
