@@ -12,7 +12,8 @@ Chart keys: runs_loss_chart, runs_val_loss_chart, runs_accuracy_chart, runs_metr
 runs_parallel_chart, runs_scatter_chart.
 Kept across page switches (lib.app.state): the filters, runs_x, runs_smoothing, runs_inside_layer, runs_scatter_x,
 runs_scatter_y.
-Session state read: session_id (str). Written: runs_selected (the selected run ids, kept across pages).
+Session state read: session_id (str). Written: runs_selected (the selected run ids, kept across pages),
+runs_imported (what an import added, shown once after the rerun that lists the new runs).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from lib.charts.runs import (
 from lib.charts.series import MAX_POINTS
 from lib.runs import compare
 from lib.runs.export import PLAIN_TORCH, bundle_bytes, checkpoint_bytes, checkpoint_files, csv_bytes
-from lib.runs.importer import Limits, import_bundle
+from lib.runs.importer import IdTaken, Limits, import_bundle
 from lib.runs.inside import inside_view, update_ratios
 from lib.runs.status import Status
 from lib.runs.store import StoreError
@@ -87,6 +88,8 @@ def forget_selection() -> None:
 
 def import_box() -> None:
     """Upload a bundle (.zip from Export or `python -m lib export`); refused bundles say why in one line."""
+    if st.session_state.get("runs_imported"):  # set before the rerun that shows the new runs
+        st.success(plain(st.session_state.pop("runs_imported")))
     with st.expander("Import runs (.zip bundle)"):
         up = st.file_uploader(
             f"Run bundle (up to {settings.max_upload_mb} MB)",
@@ -100,6 +103,7 @@ def import_box() -> None:
 
 
 def import_upload(up, rename: bool) -> None:
+    """Import an uploaded bundle, then rerun so the table and every picker list the new runs at once."""
     if up.size > settings.max_upload_mb * 2**20:
         sessions.release_upload(up)
         st.error(f"That bundle is over this app's {settings.max_upload_mb} MB limit; export fewer runs.")
@@ -113,20 +117,31 @@ def import_upload(up, rename: bool) -> None:
             f"{settings.max_session_mb:,} MB); delete runs first."
         )
         return
+    keep_upload = False
     try:
         path.write_bytes(up.getvalue())
         limits = Limits(settings.max_archive_files, min(settings.max_archive_mb * 2**20, room - up.size))
         ids = import_bundle(path, store, rename=rename, owner=owner, limits=limits, name=up.name,
                             check_config=lambda config: accept_imported_config(config, settings))  # fmt: skip
+    except IdTaken as e:  # ticking "Give runs whose id is taken a new id" imports it: keep the file picked
+        keep_upload = True
+        st.error(plain_error(e))
+        return
     except (ValueError, OSError, StoreError) as e:
         st.error(plain_error(e))  # names the uploaded file and its members: outside text
         return
     finally:
         path.unlink(missing_ok=True)
-        sessions.release_upload(up)  # imported or refused, the bundle's bytes need not stay in memory
+        if not keep_upload:  # imported, or refused for good: the bundle's bytes need not stay in memory
+            sessions.release_upload(up)
     forget_selection()
     st.session_state.runs_selected = list(ids.values())
-    st.success(f"Imported {len(ids)} run(s).")
+    names = [store.get_run(i).name for i in ids.values()]
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    st.session_state.runs_imported = f"Imported {len(ids)} run(s): {', '.join(names[:5])}{more}."
+    cache.run_curves.clear()  # keyed by run id: a run deleted here may come back under its id
+    cache.run_metrics.clear()
+    st.rerun()  # the table, its counts and every run picker were drawn from the store before this import
 
 
 def filtered(summary: pd.DataFrame) -> pd.DataFrame:
@@ -142,8 +157,9 @@ def filtered(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[rows].reset_index(drop=True)
 
 
-def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
-    """The table with row selection; returns the selected run ids (also kept in session state)."""
+def run_table(shown: pd.DataFrame, hp: list[str], labels: dict[str, str]) -> list[str]:
+    """The table with row selection, runs named by their labels (a repeated name with its short id);
+    returns the selected run ids (also kept in session state)."""
     hp = [c for c in hp if c != "hp.model"]  # the model has its own column
     # Epochs done, then what was set: a run stopped at epoch 2 of 10 read as "10".
     order = [
@@ -162,7 +178,7 @@ def run_table(shown: pd.DataFrame, hp: list[str]) -> list[str]:
     kept = st.session_state.get("runs_selected", list(shown["id"].iloc[:LATEST]))
     default = [i for i, run_id in enumerate(shown["id"]) if run_id in kept]
     event = st.dataframe(
-        compare.spreadsheet_safe(shown),  # its toolbar's CSV download writes no formula
+        compare.spreadsheet_safe(shown.assign(name=shown["id"].map(labels))),  # its CSV download writes no formula
         key="runs_table",
         on_select="rerun",
         selection_mode="multi-row",
@@ -354,8 +370,8 @@ if summary.empty:
     st.stop()
 shown = filtered(summary)
 hp = compare.differing_keys(shown)
-selected = run_table(shown, hp)
 labels = compare.run_labels(summary)
+selected = run_table(shown, hp, labels)
 if not selected:
     st.caption(f"{len(shown)} of {len(summary)} runs shown. Tick rows to compare their curves and settings.")
     st.stop()

@@ -208,3 +208,64 @@ def test_inside_overlays_one_layers_update_ratio_of_the_ticked_runs(store):
     warnings = [w.value.replace("\\", "") for w in at.warning]  # plain() escapes Markdown
     assert any(w.startswith("wild: fc.weight's updates are 10^-0.3") for w in warnings), warnings
     assert not any(w.startswith("calm") for w in warnings)
+
+
+IMPORTER = "0123456789abcdef0123456789abcdef"  # a session id as the app makes them (it names a session folder)
+
+
+def upload(at: AppTest, data: bytes, name: str = "my runs.zip") -> AppTest:
+    at.file_uploader(key="runs_import_file").set_value((name, data, "application/zip"))
+    return at.run()
+
+
+def test_an_import_lists_its_runs_at_once_under_names_of_their_own(store):
+    from lib.runs.export import bundle_bytes
+
+    alpha = add_run(store, "alpha", lr=0.01)
+    bundle = bundle_bytes(store, [alpha])
+    at = upload(page(IMPORTER).run(), bundle)
+    at.checkbox(key="runs_import_rename").check().run()
+    seen = {alpha}
+    for n in (2, 3):  # the same bundle twice: each copy numbered, the table and pickers current at once
+        at.button(key="runs_import").click().run()
+        assert not at.exception, at.exception
+        (new,) = set(table(at)["id"]) - seen
+        seen.add(new)
+        assert len(table(at)) == n and store.get_run(new).name == f"alpha ({n})"
+        assert sorted(table(at)["name"]) == ["alpha", *[f"alpha ({k})" for k in range(2, n + 1)]]
+        assert [s.value for s in at.success] == [f"Imported 1 run\\(s\\)\\: alpha \\({n}\\)\\."]  # plain()
+        assert at.session_state["runs_selected"] == [new]  # the new run is ticked, its curves drawn
+        assert at.selectbox(key="runs_edit").options == [f"alpha ({n})"]
+    at.run()  # the message is shown once
+    assert not at.success and len(table(at)) == 3
+
+
+def test_a_refused_import_keeps_its_file_for_a_retry_with_new_ids(store, monkeypatch):
+    from lib.app import sessions
+    from lib.runs.export import bundle_bytes
+
+    released = []
+    monkeypatch.setattr(sessions, "release_upload", lambda up: released.append(up.name))
+    bundle = bundle_bytes(store, [add_run(store, "alpha", lr=0.01)])
+    at = upload(page(IMPORTER).run(), bundle)
+    at.button(key="runs_import").click().run()
+    (error,) = [e.value.replace("\\", "") for e in at.error]  # plain() escapes punctuation
+    assert error.startswith("my runs.zip was refused: run ") and ".upload-" not in error, error
+    assert released == [] and len(table(at)) == 1  # kept: ticking the box is enough to import it
+    at.checkbox(key="runs_import_rename").check().run()
+    assert not at.button(key="runs_import").disabled
+    at.button(key="runs_import").click().run()
+    assert not at.exception and len(table(at)) == 2 and released == ["my runs.zip"]
+    at = upload(at, b"not a zip", "notes.zip")
+    at.button(key="runs_import").click().run()
+    (error,) = [e.value.replace("\\", "") for e in at.error]
+    assert error.startswith("notes.zip is not a .zip archive") and released == ["my runs.zip", "notes.zip"]
+
+
+def test_runs_sharing_a_name_read_apart_in_the_table_and_pickers(store):
+    twins = [add_run(store, "same", lr=lr) for lr in (0.01, 0.1)]
+    at = page().run()
+    assert not at.exception, at.exception
+    apart = {i: f"same ({i[-6:]})" for i in twins}  # by hand: the id's last six characters
+    assert dict(zip(table(at)["id"], table(at)["name"])) == apart
+    assert sorted(at.selectbox(key="runs_edit").options) == sorted(apart.values())

@@ -103,3 +103,22 @@ def test_train_more_on_the_runs_page_starts_a_linked_run(tmp_path, monkeypatch, 
     assert at.session_state["train_follow"] == child.id  # the Train page opens on it
     wait_for(lambda: store.get_run(child.id).status != "running")
     assert store.get_run(child.id).status == "completed"
+
+
+def test_a_sweeps_summary_counts_its_own_runs_after_copies_of_them_are_imported(tmp_path, monkeypatch):
+    from test_runs_transfer import sweep_store
+
+    from lib.runs.export import bundle_bytes
+    from lib.runs.importer import import_bundle
+
+    store, sweep, ids = sweep_store(tmp_path)
+    bundle = tmp_path / "b.zip"
+    bundle.write_bytes(bundle_bytes(store, ids))
+    for _ in range(2):
+        import_bundle(bundle, store, rename=True)  # four copies of its two runs (the issue read "6 of 4")
+    at = _page(tmp_path, monkeypatch)
+    at.session_state["train_sweep"] = sweep
+    at.run()
+    assert not at.exception, at.exception
+    (summary,) = [s.value.replace("\\", "") for s in at.success if "Sweep" in s.value]  # plain() escapes
+    assert summary.startswith(f"Sweep {sweep}: 2 of 2 runs finished; completed.")
