@@ -225,7 +225,7 @@ else:
 
 st.subheader("Embedding map")
 st.caption(
-    "Each point a validation image: where the model's penultimate features put it (first map) and where "
+    "Each point a validation image: where the features at the model's head's input put it (first map) and where "
     "its raw pixels do (second), both by PCA. Colour is the true class, a cross a mistake; hover for the image, click to "
     "explain it. The percentage in each title is the share of the variance its two components keep."
 )

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.evaluation.attributions import attribute, black_input, conv_blocks, gradcam_layer, methods_for, predict
-from lib.evaluation.embeddings import features_and_logits, pca_2d, pick, pooled_pixels, thumbnail_url
+from lib.evaluation.embeddings import embed_tensors, features_and_logits, pca_2d, pick, pooled_pixels, thumbnail_url
 from lib.evaluation.features import LUT, activation_grid, feature_maps, first_filters, grid, overlay
-from lib.training.models import build_model
+from lib.training.models import HEADS, build_model, family
 
 MEAN_STD = ((0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
 
@@ -143,14 +143,51 @@ def test_grid_and_overlay():
     np.testing.assert_array_equal(full[0, 0], LUT[0])
 
 
-def test_penultimate_features_are_the_last_layers_input():
+def test_a_small_models_features_are_its_last_layers_input():
     model, x = cnn(), image(4)
-    features, logits = features_and_logits(model, x)
+    features, logits = features_and_logits(model, model[-1], x)
     with torch.no_grad():
         np.testing.assert_allclose(features.numpy(), model[:-1](x).numpy(), rtol=1e-5)
         np.testing.assert_allclose(logits.numpy(), model(x).numpy(), rtol=1e-5)
-    resnet = build_model("resnet18", 3, 32).eval()
-    assert features_and_logits(resnet, torch.zeros(2, 3, 32, 32))[0].shape == (2, 512)
+
+
+def resnet_head_input(model, x):
+    """torchvision's ResNet._forward_impl up to `fc`: the flattened average pool."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    return torch.flatten(model.avgpool(x), 1)
+
+
+def mobilenet_head_input(model, x):
+    """torchvision's MobileNetV3.forward up to classifier[-1]: pool, flatten, the classifier's first layers."""
+    return model.classifier[:-1](torch.flatten(model.avgpool(model.features(x)), 1))
+
+
+def vit_head_input(model, x):
+    """torchvision's VisionTransformer.forward up to heads.head: the class token after the encoder."""
+    tokens = model._process_input(x)
+    tokens = torch.cat([model.class_token.expand(len(x), -1, -1), tokens], dim=1)
+    return model.encoder(tokens)[:, 0]
+
+
+@pytest.mark.parametrize(
+    "name, size, reference",
+    [("resnet18", 32, resnet_head_input), ("mobilenet_v3_small", 32, mobilenet_head_input),
+     ("vit_b_16", 32, vit_head_input)],
+)  # fmt: skip
+def test_the_embedding_is_the_heads_input_by_torchvisions_own_forward(name, size, reference):
+    torch.manual_seed(0)
+    model = build_model(name, 3, size).eval()
+    images = torch.randint(0, 256, (5, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    features, probabilities, _ = embed_tensors(model, images, MEAN_STD, torch.device("cpu"), name=name, batch_size=3)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in MEAN_STD)
+    x = (images.double() / 255 - mean) / std  # normalized by hand, in double, then as the model takes it
+    with torch.no_grad():
+        expected = reference(model, x.float())
+        logits = model(x.float())
+    assert features.shape == expected.shape == (5, model.get_submodule(HEADS[family(name)]).in_features)
+    np.testing.assert_allclose(features.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(probabilities, torch.softmax(logits, 1).numpy(), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(

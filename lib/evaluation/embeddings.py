@@ -1,7 +1,9 @@
-"""How a model sees many images at once: its penultimate-layer features projected to 2-D.
+"""How a model sees many images at once: the features at its head's input, projected to 2-D.
 
-The features are the input of the model's last layer (a forward pre-hook on it), collected in the
-same pass that gives the predictions. Both they and the raw pixels go through the same seeded PCA
+The features are the input of the model's classification head (a forward pre-hook on the module that
+lib.training.models.head_module names: the one a run replaces, e.g. ResNet's `fc`, whose input is the
+flattened average pool; `classifier[-1]`; ViT's `heads.head`; our small models' last layer with
+parameters), collected in the same pass that gives the predictions. Both they and the raw pixels go through the same seeded PCA
 (`torch.pca_lowrank`), so the two maps compare how separable the classes are after and before
 training. Raw pixels are average-pooled to at most 32 px a side first, which keeps 10,000 images of
 64 px at 120 MB instead of 490 MB and changes little at the scale PCA looks at.
@@ -23,6 +25,7 @@ from torch import nn
 
 from lib.training.batches import batch_preparer, decode_images
 from lib.training.checkpoint import LoadedRun
+from lib.training.models import head_module
 
 PIXEL_SIDE = 32  # raw pixels are pooled to at most this many pixels a side before PCA
 THUMB_PX = 64  # px of a hover thumbnail: readable, ~2 KB each
@@ -48,18 +51,10 @@ class Embedding:
         return self.probabilities.argmax(1)
 
 
-def last_layer(model: nn.Module) -> nn.Module:
-    """The last leaf module with parameters (the classifier head: cnn's Linear, ResNet's fc)."""
-    leaves = [m for m in model.modules() if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
-    if not leaves:
-        raise ValueError("This model has no layer with weights, so it has no penultimate features.")
-    return leaves[-1]
-
-
-def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The input of the last layer, flattened (B, D), and the logits (B, classes), from one forward pass."""
+def features_and_logits(model: nn.Module, head: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input of `head` (a module of model), flattened (B, D), and the logits (B, classes), from one pass."""
     seen = []
-    handle = last_layer(model).register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    handle = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
     try:
         with torch.no_grad():
             logits = model(x)
@@ -127,20 +122,23 @@ def embed_tensors(
     mean_std: tuple | None,
     device: torch.device,
     *,
+    name: str = "",
     batch_size: int = 256,
     progress: Progress | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
     """One inference pass over uint8 images (N, 3, S, S) that keeps what the maps need.
 
+    `name`: the model's name (config.model), which says where its head is (lib.training.models.head_path).
     Returns:
-        penultimate features (N, D) float32 on the CPU, softmax probabilities (N, classes) float32,
+        the head's input (N, D) float32 on the CPU, softmax probabilities (N, classes) float32,
         and the pooled raw pixels (N, 3 * s * s).
     """
+    head = head_module(model, name)
     prepare = batch_preparer(device, mean_std, None)
     features, probabilities, pixels = [], [], []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        f, logits = features_and_logits(model, prepare(chunk, False))
+        f, logits = features_and_logits(model, head, prepare(chunk, False))
         features.append(f.float().cpu())
         probabilities.append(torch.softmax(logits.float(), 1).cpu())
         pixels.append(pooled_pixels(chunk))
@@ -181,7 +179,9 @@ def embed_run(loaded: LoadedRun, *, limit: int = 300, seed: int = 0, progress: P
         progress(len(chosen), total)
     images = images[keep]
     step = (lambda done, _n: progress(len(chosen) + done, total)) if progress else None
-    features, probabilities, pixels = embed_tensors(loaded.model, images, loaded.mean_std, loaded.device, progress=step)
+    features, probabilities, pixels = embed_tensors(
+        loaded.model, images, loaded.mean_std, loaded.device, name=loaded.config.model, progress=step
+    )
     model_xy, model_var = pca_2d(features, seed)
     pixel_xy, pixel_var = pca_2d(pixels, seed)
     return Embedding(

@@ -227,10 +227,16 @@ def weights_at_hand(name: str, weights: str, *, download: bool) -> Path:
 
 def head_path(model: nn.Module, name: str) -> str:
     """The dotted path of the classification layer: the family's rule, or the last layer with parameters
-    (our small models, model files)."""
+    (our small models, model files).
+
+    Raises:
+        ValueError: for a model with no layer that has parameters (no head to train or read features at).
+    """
     if name in TORCHVISION_MODELS:
         return HEADS[family(name)]
     leaves = [n for n, m in model.named_modules() if not list(m.children()) and list(m.parameters(recurse=False))]
+    if not leaves:
+        raise ValueError("This model has no layer with weights, so it has no head to train or read features at.")
     return leaves[-1]
 
 
