@@ -141,6 +141,15 @@ def test_a_logged_run_samples_the_machine_as_a_trainer_does(tmp_path):
     assert set(rows["step"]) <= {0.0, 7.0}  # the step logged when each sample was taken
 
 
+def test_a_run_shorter_than_the_sampling_period_still_has_one_machine_row(tmp_path):
+    from lib.runs.inside import machine
+
+    with start_run("short", runs_dir=tmp_path, machine_s=3600) as run:  # the timer never fires
+        run.log(step=3, train_loss=0.5)
+    rows = machine(RunStore(tmp_path), run.id)
+    assert len(rows) == 1 and rows["step"].tolist() == [3.0] and rows["rss_mb"].iloc[0] > 10
+
+
 def test_two_calls_fill_one_row_and_threads_lose_nothing(tmp_path):
     with start_run("t", runs_dir=tmp_path, flush_s=0.01) as run:
         run.log(step=1, train_loss=0.25)

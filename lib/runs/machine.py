@@ -79,9 +79,14 @@ class Sampler:
                 return
 
     def stop(self) -> None:
+        """End the thread, then write one last row: a run shorter than `every` still has its figures."""
         self.done.set()
         if self.thread.is_alive():
             self.thread.join()
+        try:
+            self.write([self.sample()])
+        except Exception:  # noqa: BLE001 - as in _run
+            pass
 
 
 def _cpu_seconds() -> float:
