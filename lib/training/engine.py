@@ -37,9 +37,9 @@ from lib.training.checkpoint import LoadedRun, make_checkpoint
 from lib.training.config import TrainConfig
 from lib.training.device import resolve_device
 from lib.training.distributed import SINGLE, Dist
-from lib.training.finetune import FrozenBackbone, cached_features_apply, feature_data, parameter_groups
+from lib.training.finetune import parameter_groups, stepped_model
 from lib.training.loop import Diverged, OnStep, Stopped, check_validation_loss, train_epoch, validation_pass
-from lib.training.models import build_model, head_module
+from lib.training.models import build_model
 from lib.training.optim import advance, make_optimizer, make_scheduler
 from lib.training.resume import Begin, resume_point, same_split
 from lib.training.timings import Timings
@@ -184,12 +184,8 @@ def _model(config, classes, data: Data, *, device, dist: Dist, model_fn, start, 
     torch.manual_seed(config.seed)  # weight init
     model = model_fn(config.model, len(classes), config.image_size, weights=config.weights_name).to(device)
     prepare = batch_preparer(device, data.mean_std, config.augmentation(), augment)
-    stepped = model
-    if config.finetune == "head" and cached_features_apply(config, data, dist):
-        features = feature_data(config, data, model, prepare, cache_bytes=cache_bytes, device=device, note=note)
-        stepped, prepare = features.model, features.prepare
-    elif config.finetune == "head":
-        stepped = FrozenBackbone(model, head_module(model, config.model))
+    stepped, prepare = stepped_model(config, data, model, prepare, dist=dist, cache_bytes=cache_bytes, device=device,
+                                     note=note)  # fmt: skip
     trained = dist.wrap(stepped, device)  # DistributedDataParallel with several processes, else stepped itself
     optimizer = make_optimizer(config, parameter_groups(model, config))
     begin = Begin(epoch=1, step=0, skip=0)

@@ -130,6 +130,19 @@ def _cached(config, mean_std, images: torch.Tensor, cache_bytes: int, note, comp
     return features
 
 
+def stepped_model(
+    config: TrainConfig, data: Data, model: nn.Module, prepare: Prepare, *, dist, cache_bytes: int, device, note
+) -> tuple[nn.Module, Prepare]:
+    """What each step runs and how a batch reaches it: in head mode the head on cached features where they
+    apply (data's batches become features), else the model beside its frozen backbone; otherwise model."""
+    if config.finetune != "head":
+        return model, prepare
+    if cached_features_apply(config, data, dist):
+        features = feature_data(config, data, model, prepare, cache_bytes=cache_bytes, device=device, note=note)
+        return features.model, features.prepare
+    return FrozenBackbone(model, head_module(model, config.model)), prepare
+
+
 def cached_features_apply(config: TrainConfig, data: Data, dist) -> bool:
     """Whether head mode can train on cached features: in memory, one process, no augmentation."""
     return (

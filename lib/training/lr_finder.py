@@ -23,9 +23,11 @@ import torch.nn.functional as F
 
 from lib.charts.series import ema
 from lib.pixels.transforms import augmentation_generator
-from lib.training.batches import DEFAULT_CACHE_BYTES, batch_preparer, prepare_data
+from lib.training.batches import DEFAULT_CACHE_BYTES, batch_preparer, prepare_data, quiet
 from lib.training.config import TrainConfig
 from lib.training.device import resolve_device
+from lib.training.distributed import SINGLE
+from lib.training.finetune import parameter_groups, stepped_model
 from lib.training.loop import Batch
 from lib.training.models import build_model
 from lib.training.optim import make_optimizer
@@ -100,18 +102,22 @@ def find_lr(
     data = prepare_data(config, samples, cache_bytes=cache_bytes, workers=workers, device=device)
     torch.manual_seed(config.seed)
     model = build_model(config.model, len(classes), config.image_size, weights=config.weights_name).to(device)
-    optimizer = make_optimizer(config, model.parameters())
     prepare = batch_preparer(device, data.mean_std, config.augmentation(), augmentation_generator(config.seed))
+    # As training steps: head mode trains the head alone (on cached features where they apply).
+    stepped, prepare = stepped_model(config, data, model, prepare, dist=SINGLE, cache_bytes=cache_bytes,
+                                     device=device, note=quiet)  # fmt: skip
+    optimizer = make_optimizer(config, parameter_groups(model, config))
+    scales = [group["lr"] / config.lr for group in optimizer.param_groups]  # --backbone-lr-scale
     result = LRFinderResult()
-    model.train()
+    stepped.train()
     for i, (x, y) in enumerate(_endless(data.train)):
         if i >= finder.num_batches or (stop is not None and stop.is_set()):
             break
         lr = finder.lr_at(i)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for group, scale in zip(optimizer.param_groups, scales):
+            group["lr"] = lr * scale
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(prepare(x, True)), y.to(device))
+        loss = F.cross_entropy(stepped(prepare(x, True)), y.to(device))
         value = loss.item()
         if math.isfinite(value):
             loss.backward()
