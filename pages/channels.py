@@ -10,7 +10,8 @@ Widget keys (stable, for tests and URLs):
     aug_random_crop, aug_hflip, aug_rotation,
     aug_jitter, aug_count, aug_seed                   the training pipeline's augmentation preview (the
                                                       Train page's train_random_crop ... fields)
-Containers: normalized_channels, pixel_histograms (CSS .st-key-<name>) hold the two charts.
+Containers (CSS .st-key-<name>): normalized_channels holds the three channels' heatmaps and their colour scale (a
+row that wraps at 800 px), pixel_histograms the two histograms.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import streamlit as st
 
 from lib.app import cache, repairs
 from lib.app.cache import compute_stats, current_index, stored_stats
+from lib.app.layout import tiles
 from lib.app.state import keep, kept, set_value
 from lib.app.text import plain, plain_error
-from lib.charts.channels import channel_heatmaps, pixel_histograms
+from lib.charts.channels import PANEL_PX, channel_heatmaps, pixel_histograms
 from lib.data.images import load_rgb
 from lib.data.sample import sample_root
 from lib.pixels.channels import (
@@ -187,9 +189,10 @@ for col, name, m, s in zip(st.columns(3), CHANNELS, view.normalized_mean(), view
         f"{m:+.3f}",
         help=f"std {s:.3f}; 0 and 1 when the mean and std fit this image" if norm else f"std {s:.3f}",
     )
-with st.container(key="normalized_channels"):  # .st-key-normalized_channels: the browser test's anchor
-    _, height, width = view.z.shape  # (3, H, W)
-    st.altair_chart(channel_heatmaps(heatmap_frame(view.z), normalized=norm is not None, aspect=width / height))
+heatmaps = channel_heatmaps(heatmap_frame(view.z), normalized=norm is not None)
+# .st-key-normalized_channels: the browser test's anchor. Three in a row at 1400 px, one a row at 800 px.
+for tile, chart in zip(tiles(len(heatmaps), PANEL_PX, key="normalized_channels"), heatmaps, strict=True):
+    tile.altair_chart(chart, width="content" if chart is not heatmaps[-1] else "stretch")
 
 st.subheader("Denormalized back")
 a, b, c = st.columns(3)

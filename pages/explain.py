@@ -13,7 +13,8 @@ Widget keys (stable, for tests and URLs):
 Every widget above but the uploader and the maps keeps its value across page switches (lib.app.state.keep).
 Query parameters: run=<run id>, image=<path relative to the dataset root> (as the Evaluate page links).
 Containers: explain_overlay, explain_embedding, explain_picked (the clicked point's image explained under the
-maps) (CSS .st-key-<name>).
+maps) (CSS .st-key-<name>). The attribution map's colour scale is signed (blue against, red for the class, 0 in the
+middle) for the methods in lib.evaluation.features.SIGNED_METHODS, else from 0 (dark) up.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -31,8 +31,9 @@ from lib.app.layout import HALF, tiles
 from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.charts.explain import PICK, embedding_chart, probability_chart
+from lib.charts.scales import colour_bar
 from lib.evaluation.attributions import METHOD_NAMES
-from lib.evaluation.features import colorize, overlay
+from lib.evaluation.features import SIGNED_METHODS, map_scale, overlay
 from lib.runs.view import run_labels
 from lib.settings import runs_dir
 
@@ -180,24 +181,32 @@ top = pd.DataFrame(
 )
 
 
-SCALE = colorize(np.tile(np.linspace(0.0, 1.0, 128), (10, 1)))  # (10, 128) RGB: the overlay's colour bar
+signed = method in SIGNED_METHODS
+scale_domain, scale_colours = map_scale(result.heatmap, signed)
+SCALE_WORDS = (
+    "Colour: blue is evidence against the class, red evidence for it, white none (0 in the middle; the ends are "
+    "the map's largest absolute value)."
+    if signed
+    else "Colour: none (dark, 0) to the map's strongest evidence for the class (bright); this method has no sign."
+)
 
 
 def draw_explanation(key: str) -> None:
     """The image, its attribution map and its top-5 probabilities, side by side, in container `key`."""
+    name = key.removesuffix("_overlay")
     with st.container(key=key):
         left, middle, right = st.columns(3)
         left.image(enlarged(image), caption=plain(caption), width="stretch")
         middle.image(
-            enlarged(overlay(image, result.heatmap, opacity)),
-            caption=f"{METHOD_NAMES[method]} for {plain(facts.classes[result.target])}: brighter = more important",
+            enlarged(overlay(image, result.heatmap, opacity, signed=signed)),
+            caption=f"{METHOD_NAMES[method]} for {plain(facts.classes[result.target])}",
             width="stretch",
         )
-        middle.image(SCALE, width="stretch")  # the map's colour scale, dark to bright
-        middle.caption("Colour: none (dark) to the map's strongest evidence for the class (bright); evidence "
-                       "against it shows as none.")  # fmt: skip
+        bar = colour_bar(scale_domain, scale_colours, title="Colour scale")
+        middle.altair_chart(bar, width="stretch", key=f"{name}_scale")
+        middle.caption(SCALE_WORDS)
         right.markdown(f"**Predicted {plain(facts.classes[result.prediction.predicted])}**; top {len(top)}:")
-        right.altair_chart(probability_chart(top), width="stretch", key=f"{key.removesuffix('_overlay')}_probabilities")
+        right.altair_chart(probability_chart(top), width="stretch", key=f"{name}_probabilities")
 
 
 draw_explanation("explain_overlay")  # .st-key-explain_overlay: the browser test's anchor

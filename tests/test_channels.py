@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lib.charts.channels import HEATMAP_TITLE, channel_heatmaps, histogram_titles, pixel_histograms
+from lib.charts.channels import channel_heatmaps, histogram_titles, pixel_histograms
 from lib.charts.style import title_text
 from lib.pixels.channels import (
     NORM_CHOICES,
@@ -89,7 +89,7 @@ def test_panels_keep_one_channel_each():
 def test_heatmap_frame_is_small_and_faithful():
     z = torch.randn(3, 300, 200, generator=torch.Generator().manual_seed(0))
     df = heatmap_frame(z)
-    assert df["x"].max() < 96 and df["y"].max() == 95 and set(df["channel"]) == {"red", "green", "blue"}
+    assert df["x"].max() < 64 and df["y"].max() == 63 and set(df["channel"]) == {"red", "green", "blue"}
     # Area averaging keeps each channel's mean.
     means = df.groupby("channel")["value"].mean()
     assert means["green"] == pytest.approx(float(z[1].mean()), abs=0.02)
@@ -112,11 +112,16 @@ def test_histograms_count_every_pixel():
 def test_charts_have_titles_tooltips_and_one_centred_colour_scale():
     view = channel_view(_rgb(), 32, (IMAGENET_MEAN, IMAGENET_STD))
     with alt.data_transformers.enable("default", max_rows=None):
-        heat = channel_heatmaps(heatmap_frame(view.z)).to_dict()
-    assert title_text(heat) == HEATMAP_TITLE
-    assert heat["spec"]["encoding"]["color"]["scale"]["domainMid"] == 0
-    assert heat["resolve"]["scale"]["color"] == "shared" and "tooltip" in heat["spec"]["encoding"]
-    assert heat["spec"]["encoding"]["x"]["title"] == "x (pixel)"
+        frame = heatmap_frame(view.z)
+        *heats, bar = [c.to_dict() for c in channel_heatmaps(frame)]
+    assert [title_text(h) for h in heats] == ["Red, normalized", "Green, normalized", "Blue, normalized"]
+    # One scale for the three, symmetric around 0 (its ends the largest |z| rounded up to a tenth), 0 on the bar.
+    top = np.ceil(np.abs(view.z.numpy()).max() * 10) / 10
+    for h in heats:
+        assert h["encoding"]["color"]["scale"]["domain"] == pytest.approx([-top, -top / 2, 0, top / 2, top])
+        assert "tooltip" in h["encoding"] and h["encoding"]["x"]["title"] == "x (pixel)"
+    assert bar["encoding"]["x"]["axis"]["values"] == pytest.approx([-top, 0, top])
+    assert title_text(bar) == "Colour scale (std units)"
     hists = [h.to_dict() for h in pixel_histograms(histogram_frame(view))]
     assert [title_text(h) for h in hists] == list(histogram_titles(True))
     assert all("tooltip" in h["layer"][0]["encoding"] and h["autosize"]["type"] == "fit-x" for h in hists)

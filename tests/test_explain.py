@@ -8,9 +8,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.charts.scales import DIVERGING, colour_bar
 from lib.evaluation.attributions import attribute, black_input, conv_blocks, gradcam_layer, methods_for, predict
 from lib.evaluation.embeddings import embed_tensors, features_and_logits, pca_2d, pick, pooled_pixels, thumbnail_url
-from lib.evaluation.features import LUT, activation_grid, feature_maps, first_filters, grid, overlay
+from lib.evaluation.features import (
+    LUT,
+    SIGNED_METHODS,
+    activation_grid,
+    feature_maps,
+    first_filters,
+    grid,
+    map_scale,
+    overlay,
+)
 from lib.training.models import HEADS, build_model, family
 
 MEAN_STD = ((0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
@@ -141,6 +151,36 @@ def test_grid_and_overlay():
     full = overlay(img, heat, 1.0)
     np.testing.assert_array_equal(full[1, 2], LUT[255])
     np.testing.assert_array_equal(full[0, 0], LUT[0])
+
+
+def test_a_signed_map_is_drawn_on_a_scale_centred_at_0():
+    """IG's map has both signs: blue against the class, red for it, on -m..m with m its largest |value|."""
+    heat = np.array([[-4.0, 0.0], [1.0, 2.0]], np.float32)  # a hand-made attribution with both signs
+    domain, colours = map_scale(heat, signed=True)
+    assert domain == [-4.0, -2.0, 0.0, 2.0, 4.0] and colours == DIVERGING  # symmetric: 0 in the middle
+    white = np.full((2, 2, 3), 255, np.uint8)
+    full = overlay(white, heat, 1.0, signed=True)
+    assert tuple(full[0, 0]) == (0x21, 0x66, 0xAC)  # -4 = -m: the blue end (#2166ac)
+    assert tuple(full[0, 1]) == (0xF7, 0xF7, 0xF7)  # 0: near white, the middle
+    assert tuple(full[1, 1]) == (0xEF, 0x8A, 0x62)  # 2 = m/2: the second red anchor (#ef8a62)
+    np.testing.assert_array_equal(overlay(white, heat, 0.0, signed=True), white)
+    # The legend chart says the same: its colour domain spans -4..4 around 0, ticks at both ends and 0.
+    spec = colour_bar(domain, colours, title="Colour scale").to_dict()
+    colour, x = spec["encoding"]["color"]["scale"], spec["encoding"]["x"]
+    assert colour["domain"] == [-4.0, -2.0, 0.0, 2.0, 4.0] and colour["range"] == DIVERGING
+    assert x["scale"]["domain"] == [-4.0, 4.0] and x["axis"]["values"] == [-4.0, 0.0, 4.0]
+
+
+def test_unsigned_methods_keep_a_scale_from_0():
+    """Grad-CAM (after its ReLU) and Saliency (a magnitude) have no sign: 0 dark to the maximum bright."""
+    assert "ig" in SIGNED_METHODS and not {"gradcam", "saliency"} & SIGNED_METHODS
+    heat = np.array([[0.0, 0.5], [1.5, 3.0]], np.float32)
+    domain, colours = map_scale(heat, signed=False)
+    assert domain[0] == 0.0 and domain[-1] == 3.0 and len(domain) == len(colours) == 8
+    assert colours[0] == "#000004" and colours[-1] == "#fcffa4"  # inferno's ends, as LUT draws them
+    spec = colour_bar(domain, colours, title="Colour scale").to_dict()
+    assert spec["encoding"]["x"]["axis"]["values"] == [0.0, 3.0]
+    assert map_scale(np.zeros((2, 2)), signed=True)[0][::2] == [-1.0, 0.0, 1.0]  # an empty map still draws
 
 
 def test_a_small_models_features_are_its_last_layers_input():

@@ -205,7 +205,7 @@ def test_page_opens_the_linked_image_and_switches_method(app_env):
     assert at.selectbox(key="explain_class").value == cls
     assert at.number_input(key="explain_index").value == in_class.index(path)
     assert not at.error
-    assert len(at.get("vega_lite_chart")) == 3  # probabilities and the two maps
+    assert len(at.get("vega_lite_chart")) == 4  # the overlay's colour scale, probabilities and the two maps
     at.radio(key="explain_method").set_value("occlusion").run()
     assert not at.exception and not at.error
     assert any("Occlusion for" in c for c in image_captions(at))

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from lib.app.cache import _stats_store
 from lib.app.text import plain
-from lib.charts.channels import HEATMAP_TITLE, RAW_HEATMAP_TITLE, histogram_titles
+from lib.charts.channels import heatmap_title, histogram_titles
 from lib.charts.style import title_text
 from lib.pixels.channels import NORM_CHOICES
 
@@ -41,6 +41,12 @@ def _page(dataset: str) -> AppTest:
     return at.run()
 
 
+def heatmap_titles(normalized: bool) -> list[str]:
+    """The three channels' heatmaps and their colour bar."""
+    unit = "std units" if normalized else "[0, 1]"
+    return [*(heatmap_title(c, normalized) for c in ("red", "green", "blue")), f"Colour scale ({unit})"]
+
+
 def _chart_titles(at: AppTest) -> list[str]:
     return [title_text(json.loads(c.proto.spec)) for c in at.get("vega_lite_chart")]
 
@@ -56,11 +62,10 @@ def test_every_choice_draws(dataset):
     for choice in ("ImageNet", "None", "Custom"):
         at.radio(key="norm_choice").set_value(choice).run()
         assert not at.exception and not at.error, choice
-        heatmaps = RAW_HEATMAP_TITLE if choice == "None" else HEATMAP_TITLE
         # None says the second histogram is not normalized either (it said "after: normalized", "std units").
-        assert _chart_titles(at) == [heatmaps, *histogram_titles(choice != "None")], choice
+        assert _chart_titles(at) == [*heatmap_titles(choice != "None"), *histogram_titles(choice != "None")], choice
         if choice == "None":
-            assert "not normalized" in _chart_titles(at)[2] and "std units" not in json.dumps(_chart_titles(at))
+            assert "not normalized" in _chart_titles(at)[5] and "std units" not in json.dumps(_chart_titles(at))
         assert "Largest difference" in _metrics(at)
         assert at.subheader[1].value == ("Not normalized ([0, 1])" if choice == "None" else "Normalized"), choice
     assert _metrics(at)["red mean"] != "+0.000"
@@ -82,11 +87,11 @@ def test_dataset_choice_needs_compute_then_becomes_default(dataset):
     at.radio(key="norm_choice").set_value(NORM_CHOICES[0]).run()
     # Not computed at this size: the page still draws (unnormalized) and says so, with a button.
     assert not at.exception and at.warning and "not computed yet" in at.warning[0].value
-    assert _chart_titles(at) == [RAW_HEATMAP_TITLE, *histogram_titles(False)]
+    assert _chart_titles(at) == [*heatmap_titles(False), *histogram_titles(False)]
     at.button(key="channels_compute_here").click().run()
     assert not at.exception and at.radio(key="norm_choice").value == NORM_CHOICES[0]
     assert "10 images" in at.sidebar.caption[0].value
-    assert _chart_titles(at) == [HEATMAP_TITLE, *histogram_titles(True)] and not at.warning
+    assert _chart_titles(at) == [*heatmap_titles(True), *histogram_titles(True)] and not at.warning
     # A fresh session on the same dataset finds the stored statistics and defaults to them.
     again = _page(dataset)
     assert not again.exception and again.radio(key="norm_choice").value == NORM_CHOICES[0]

@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lib.app.text import plain
-from lib.charts.channels import RAW_HEATMAP_TITLE, channel_heatmaps
+from lib.charts.channels import channel_heatmaps, heatmap_title
 from lib.charts.dataset import size_chart
 from lib.charts.style import title_text
 from lib.charts.train import accuracy_chart, lr_chart
@@ -74,12 +74,14 @@ def test_size_chart_keeps_the_largest_of_many_unique_sizes():
 
 def test_unnormalized_channels_use_a_grey_scale_over_0_1_not_the_diverging_one():
     df = pd.DataFrame({"channel": ["red"] * 4, "x": [0, 1, 0, 1], "y": [0, 0, 1, 1], "value": [0.1, 0.9, 0.5, 0.7]})
-    raw = channel_heatmaps(df, normalized=False).to_dict()
-    colour = raw["spec"]["encoding"]["color"]
-    assert title_text(raw) == RAW_HEATMAP_TITLE and colour["scale"]["scheme"] == "greys"
-    assert colour["scale"]["domain"] == [0, 1] and "domainMid" not in colour["scale"]
-    wide = channel_heatmaps(df, aspect=2.0).to_dict()["spec"]
-    assert wide["width"] == 2 * wide["height"]  # a 2:1 image keeps its shape
+    red, *_, bar = [c.to_dict() for c in channel_heatmaps(df, normalized=False)]
+    assert title_text(red) == heatmap_title("red", False) == "Red, not normalized"
+    assert red["encoding"]["color"]["scale"]["domain"] == [0, 1] == bar["encoding"]["x"]["axis"]["values"]
+    assert red["encoding"]["color"]["scale"]["range"] == ["#000000", "#ffffff"]  # black to white, as pixels
+    wide_df = pd.DataFrame({"channel": "red", "x": [0, 1, 2, 3], "y": [0, 0, 1, 1], "value": 0.5})  # 4 x 2 cells
+    square, wide = (channel_heatmaps(d)[0].to_dict() for d in (df, wide_df))
+    assert square["height"] == 256 == square["width"] and square["autosize"]["type"] == "pad"  # 2 x 2 cells of 128 px
+    assert wide["height"] == 128 and wide["width"] == 256  # a 2:1 image keeps its shape: cells of 64 px
 
 
 def test_short_names_keep_both_ends():

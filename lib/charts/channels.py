@@ -7,68 +7,69 @@ import math
 import altair as alt
 import pandas as pd
 
+from lib.charts.scales import DIVERGING, GREYS, colour_bar, symmetric_domain
 from lib.charts.style import COLOURS, styled
 
 CHANNEL_COLOURS = alt.Scale(domain=["red", "green", "blue"], range=[COLOURS[c] for c in ("red", "green", "blue")])
-HEATMAP_TITLE = "Normalized channels"
-RAW_HEATMAP_TITLE = "Channels, not normalized ([0, 1])"
 HISTOGRAM_TITLE = "Pixel histograms"
 
 
-def channel_heatmaps(
-    df: pd.DataFrame, *, normalized: bool = True, panel_px: int = 120, aspect: float = 1.0
-) -> alt.FacetChart:
-    """One heatmap per channel from `heatmap_frame` (channel, x, y, value), side by side, one shared legend.
+PLOT_PX = 256  # about this many px a side, each cell a whole number of px: no seams from cells at fractions of a px
+PANEL_PX = (
+    300  # the widest panel (a plot of 288 px + padding): three and their gaps fit 940 px (1400 px), one a row at 800
+)
 
-    Normalized values (std units) use a diverging scale centred on 0 (blue below the mean, red above);
-    unnormalized [0, 1] values a sequential grey scale over [0, 1], since 0 is not their centre.
-    `aspect` (width / height) keeps a non-square image's shape. Three 120 px panels and the legend
-    beside them fit an 800 px window next to the sidebar, and the panels fill most of the chart's height.
+
+def heatmap_title(channel: str, normalized: bool) -> str:
+    return f"{channel.capitalize()}, {'normalized' if normalized else 'not normalized'}"
+
+
+def heatmap_scale(df: pd.DataFrame, normalized: bool) -> tuple[list[float], list[str]]:
+    """(domain, colours) shared by the three heatmaps and their colour bar.
+
+    Normalized values (std units): a diverging scale symmetric around 0 (blue below the mean, red above), its
+    ends the largest |value| rounded up to a tenth. Unnormalized [0, 1] values: black to white over [0, 1].
+    """
+    if not normalized:
+        return [0.0, 1.0], GREYS
+    top = math.ceil(max(float(df["value"].abs().max()) if len(df) else 0.0, 0.1) * 10) / 10
+    return symmetric_domain(top, DIVERGING), DIVERGING
+
+
+def channel_heatmaps(df: pd.DataFrame, *, normalized: bool = True, plot_px: int = PLOT_PX) -> list[alt.Chart]:
+    """One heatmap per channel from `heatmap_frame` (channel, x, y, value), red, green, blue, then their colour
+    bar (`colour_bar`, ticks at the ends and 0): four charts for tiles PANEL_PX wide, which wrap in a narrow column.
+
+    Each cell is k x k screen pixels, k the whole number that brings the longer side nearest `plot_px` (a cell
+    at fractions of a pixel drew a mesh of lighter seams), so the image keeps its shape.
     """
     unit = "std units" if normalized else "[0, 1]"
-    # A symmetric domain puts 0 in the legend's middle, named (it showed only the ends).
-    top = math.ceil(max(float(df["value"].abs().max()), 0.1) * 10) / 10 if normalized and len(df) else 1.0
-    scale = (
-        alt.Scale(scheme="redblue", reverse=True, domain=[-top, top], domainMid=0)
-        if normalized
-        else alt.Scale(scheme="greys", reverse=True, domain=[0, 1])
-    )
-    ticks = [-top, 0, top] if normalized else [0, 0.5, 1]
-    base = (
-        alt.Chart(df)
-        .mark_rect(strokeWidth=0.6)  # each cell outlined in its own colour: no white seams between cells
-        .encode(
-            stroke=alt.Stroke("value:Q", scale=scale, legend=None),
-            x=alt.X("x:O", title="x (pixel)", axis=None),  # pixel positions are in the tooltip
-            y=alt.Y("y:O", title="y (pixel)", axis=None),
-            color=alt.Color(
-                "value:Q",
-                title=unit,  # short: the legend sits beside three panels in an 800 px window
-                scale=scale,
-                legend=alt.Legend(
-                    orient="right",
-                    gradientLength=panel_px - 30,
-                    gradientThickness=10,
-                    titleLimit=panel_px,
-                    values=ticks,
-                    type="gradient",  # the stroke (same field) would make it a legend of symbols
-                ),
-            ),
-            tooltip=[
-                alt.Tooltip("channel:N"),
-                alt.Tooltip("x:O", title="x (pixel)"),
-                alt.Tooltip("y:O", title="y (pixel)"),
-                alt.Tooltip("value:Q", format=".3f", title=f"value ({unit})"),
-            ],
+    domain, colours = heatmap_scale(df, normalized)
+    scale = alt.Scale(domain=domain, range=colours, interpolate="rgb")
+    columns, rows = int(df["x"].max()) + 1 if len(df) else 1, int(df["y"].max()) + 1 if len(df) else 1
+    k = max(1, round(plot_px / max(columns, rows)))
+    charts = []
+    for channel in CHANNEL_COLOURS.domain:
+        chart = (
+            alt.Chart(df[df["channel"] == channel])
+            .mark_rect(strokeWidth=0.6)  # each cell outlined in its own colour: no white seams between cells
+            .encode(
+                stroke=alt.Stroke("value:Q", scale=scale, legend=None),
+                x=alt.X("x:O", title="x (pixel)", axis=None),  # pixel positions are in the tooltip
+                y=alt.Y("y:O", title="y (pixel)", axis=None),
+                color=alt.Color("value:Q", title=unit, scale=scale, legend=None),  # the colour bar is the legend
+                tooltip=[
+                    alt.Tooltip("x:O", title="x (pixel)"),
+                    alt.Tooltip("y:O", title="y (pixel)"),
+                    alt.Tooltip("value:Q", format=".3f", title=f"value ({unit})"),
+                ],
+            )
+            .properties(width=columns * k)
         )
-    )
-    width, height = (panel_px, round(panel_px / aspect)) if aspect >= 1 else (round(panel_px * aspect), panel_px)
-    chart = (
-        base.properties(width=width, height=height)
-        .facet(column=alt.Column("channel:N", sort=["red", "green", "blue"], title=None), spacing=8)
-        .resolve_scale(color="shared")
-    )
-    return styled(chart, HEATMAP_TITLE if normalized else RAW_HEATMAP_TITLE, height=None)
+        # autosize "pad", not styled's "fit-x": fitting shrank the plot by 2 px and put cells at fractions of a px.
+        styled_chart = styled(chart, heatmap_title(channel, normalized), height=rows * k)
+        charts.append(styled_chart.properties(autosize=alt.AutoSizeParams(type="pad")))
+    return [*charts, colour_bar(domain, colours, title=f"Colour scale ({unit})")]
 
 
 def histogram_titles(normalized: bool) -> tuple[str, str]:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lib.charts.scales import DIVERGING
 from lib.evaluation.attributions import conv_blocks
 
 # A perceptually ordered dark-to-bright map (anchors of matplotlib's "inferno"), interpolated to 256.
@@ -28,9 +29,21 @@ _ANCHORS = np.array(
     ],
     dtype=np.float64,
 )
-LUT = np.stack(
-    [np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_ANCHORS)), _ANCHORS[:, c]) for c in range(3)], 1
-).astype(np.uint8)  # (256, 3)
+# A diverging map for signed attributions (ColorBrewer's RdBu): blue against the class, near white 0, red for it.
+_DIVERGING = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in DIVERGING], np.float64)
+
+
+def _lut(anchors: np.ndarray, n: int = 256) -> np.ndarray:
+    """n colours uint8 (n, 3) interpolated linearly between equally spaced anchors."""
+    at, steps = np.linspace(0, 1, len(anchors)), np.linspace(0, 1, n)
+    return np.stack([np.interp(steps, at, anchors[:, c]) for c in range(3)], 1).round().astype(np.uint8)
+
+
+LUT = _lut(_ANCHORS)  # (256, 3)
+SIGNED_LUT = _lut(_DIVERGING, 257)  # (257, 3): an odd count puts 0 on entry 128 exactly, the middle anchor
+# Maps whose sign means something: Integrated Gradients and Occlusion (a patch whose removal raises the logit was
+# evidence against the class). Grad-CAM (after its ReLU) and Saliency (a magnitude) are never negative.
+SIGNED_METHODS = frozenset({"ig", "occlusion"})
 
 
 @dataclass
@@ -73,12 +86,15 @@ def first_filters(model: nn.Module) -> np.ndarray | None:
     return np.round(tiles * 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def colorize(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
-    """A float (h, w) map as uint8 RGB (h, w, 3) through LUT, low..high (default its own min..max) to dark..bright."""
+def colorize(
+    values: np.ndarray, low: float | None = None, high: float | None = None, lut: np.ndarray = LUT
+) -> np.ndarray:
+    """A float (h, w) map as uint8 RGB (h, w, 3) through `lut`, low..high (default its own min..max) to its ends."""
     low = float(values.min()) if low is None else low
     high = float(values.max()) if high is None else high
     scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    return LUT[np.clip(np.round(scaled * 255), 0, 255).astype(np.intp)]
+    top = len(lut) - 1
+    return lut[np.clip(np.round(scaled * top), 0, top).astype(np.intp)]
 
 
 def grid(tiles: np.ndarray, columns: int, scale: int = 1, gap: int = 1) -> np.ndarray:
@@ -104,12 +120,26 @@ def activation_grid(maps: FeatureMaps, columns: int = 16, size: int = 48) -> np.
     return grid(tiles, min(columns, len(tiles)), scale)
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, opacity: float) -> np.ndarray:
+def map_scale(heat: np.ndarray, signed: bool) -> tuple[list[float], list[str]]:
+    """The colour scale an attribution map is drawn with: (domain, colours), the anchors' values and hex colours.
+
+    Signed: -m..m, m the largest |value| (0 in the middle, near white; blue against the class, red for it).
+    Unsigned: 0..the map's maximum, dark to bright (a negative value, if any, shows as 0).
+    A map of zeros gets the ends -1..1 or 0..1.
+    """
+    anchors = _DIVERGING if signed else _ANCHORS
+    top = float(np.abs(heat).max()) if signed else float(np.maximum(heat, 0).max())
+    top = top if top > 0 else 1.0
+    domain = np.linspace(-top if signed else 0.0, top, len(anchors)).tolist()
+    return domain, ["#" + "".join(f"{round(c):02x}" for c in a) for a in anchors]
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, opacity: float, *, signed: bool = False) -> np.ndarray:
     """An attribution map over its image: uint8 (H, W, 3) blended with the coloured map at `opacity` (0..1).
 
-    The map's positive part is scaled 0..its maximum (negative evidence shows as no evidence).
+    The map is coloured on `map_scale(heat, signed)`: signed through SIGNED_LUT, else through LUT.
     """
-    positive = np.maximum(heat, 0)
-    coloured = colorize(positive, 0.0, float(positive.max()) if positive.max() > 0 else 1.0)
+    domain, _ = map_scale(heat, signed)
+    coloured = colorize(heat, domain[0], domain[-1], SIGNED_LUT if signed else LUT)
     blend = (1 - opacity) * image.astype(np.float32) + opacity * coloured.astype(np.float32)
     return np.round(blend).astype(np.uint8)

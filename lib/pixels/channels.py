@@ -23,7 +23,8 @@ from lib.pixels.transforms import (
 
 CHANNELS = ("red", "green", "blue")
 NORM_CHOICES = ("Dataset (computed)", "ImageNet", "None", "Custom")
-HEATMAP_MAX_SIDE = 96  # pixels per side in a heatmap: keeps the chart's data small
+# Pixels per side in a heatmap: keeps the chart's data small, and each cell at least 4 screen pixels of a ~256 px panel.
+HEATMAP_MAX_SIDE = 64
 
 
 @dataclass

@@ -64,6 +64,10 @@ def test_switch_method_then_click_a_point(page, explain_app):
     wait_idle(page)
     assert caption() == first_caption  # same image, another map
     assert "Integrated Gradients for" in page.locator(".st-key-explain_overlay").inner_text()
+    # IG is signed: its colour scale runs from -m through 0 to m (Vega writes a minus as U+2212).
+    scale = page.locator(".st-key-explain_overlay [data-testid='stVegaLiteChart']").first
+    ticks = [t for t in scale.locator("svg text").all_text_contents() if t != "Colour scale"]
+    assert len(ticks) == 3 and ticks[1] == "0" and ticks[0] == "\u2212" + ticks[2], ticks
 
     ig_src = overlay_src()
     point = page.locator(POINTS).locator("path").nth(7)  # any point but the ringed one will do
@@ -78,7 +82,8 @@ def test_switch_method_then_click_a_point(page, explain_app):
     assert picked.inner_text() == new_caption
     below = page.locator(".st-key-explain_picked").bounding_box()["y"] - point.bounding_box()["y"]
     # Within a screen of the map: the image, its attribution map and the colour scale.
-    assert 0 < below < 1000 and page.locator(".st-key-explain_picked img").count() == 3
+    assert 0 < below < 1000 and page.locator(".st-key-explain_picked img").count() == 2
+    assert page.locator(".st-key-explain_picked [data-testid='stVegaLiteChart']").count() == 2  # scale, probabilities
     assert page.locator(ERRORS).count() == 0
     shot(page, "explain-clicked-1400")
     page.set_viewport_size({"width": 800, "height": 1000})
