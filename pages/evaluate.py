@@ -30,6 +30,7 @@ from lib.app import cache, repairs
 from lib.app.cache import run_store
 from lib.app.imported import dataset_picked
 from lib.app.layout import HALF, THUMB, tiles
+from lib.app.numbers import percent
 from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
 from lib.charts.evaluate import (
@@ -141,17 +142,17 @@ def on_class(run: str, classes: list[str]) -> None:
 
 # --- headline ------------------------------------------------------------------------------------
 cols = [*st.columns(3), *st.columns(3)]  # two rows: whole numbers even in a narrow window
-cols[0].metric("Accuracy", f"{m.accuracy:.1%}")
-cols[1].metric("Top-5 accuracy", f"{m.top5_accuracy:.1%}" if m.top5_accuracy is not None else "–",
+cols[0].metric("Accuracy", percent(m.accuracy))
+cols[1].metric("Top-5 accuracy", percent(m.top5_accuracy),
                help=None if m.top5_accuracy is not None else "Needs more than 5 classes.")  # fmt: skip
-cols[2].metric("Balanced accuracy", f"{m.balanced_accuracy:.1%}", help="Mean recall over classes")
+cols[2].metric("Balanced accuracy", percent(m.balanced_accuracy), help="Mean recall over classes")
 cols[3].metric("Macro F1", f"{m.macro_f1:.3f}")
 cols[4].metric("NLL", f"{m.nll:.3f}", help="Mean cross-entropy of the true class, nats")
 cols[5].metric("ECE", f"{m.ece:.3f}", help="Expected calibration error over 15 equal-width confidence bins")
 recorded = record.final.get("val_accuracy")
 st.caption(
     f"{m.num_images:,} validation images of this run, predicted once from its last checkpoint and stored with the run."
-    + (f" Train recorded {recorded:.1%} validation accuracy at epoch {record.final['epoch']:.0f}." if recorded is not None else "")
+    + (f" Train recorded {percent(recorded)} validation accuracy at epoch {record.final['epoch']:.0f}." if recorded is not None else "")
 )  # fmt: skip
 if preds.bad:
     with st.expander(f"{len(preds.bad)} validation images are left out (marked, or no longer decode)"):
@@ -198,7 +199,7 @@ with right:
         st.caption("No mistakes on the validation split.")
     for i, pair in pairs.iterrows():
         st.button(
-            plain(f"{pair['true']} → {pair['pred']}: {pair['count']} ({pair['share']:.0%} of {pair['true']})"),
+            plain(f"{pair['true']} → {pair['pred']}: {pair['count']} ({percent(pair['share'])} of {pair['true']})"),
             key=f"evaluate_pair_{i}", on_click=choose, args=(run_id, pair["true"], pair["pred"]), width="stretch",
         )  # fmt: skip
 
@@ -238,7 +239,9 @@ def gallery(rows, key: str, linked: bool) -> None:
         with cell:
             thumb = cache.thumbnail(str(Path(record.root) / row["path"]), THUMB_PX)
             # Two lines (a Markdown hard break between): the path, then true → predicted · confidence.
-            caption = plain(row["path"]) + "  \n" + plain(f"{row['true']} → {row['pred']} · {row['confidence']:.0%}")
+            caption = (
+                plain(row["path"]) + "  \n" + plain(f"{row['true']} → {row['pred']} · {percent(row['confidence'])}")
+            )
             if isinstance(thumb, str):
                 st.caption(plain(f"{row['path']}: {thumb}"))
             else:

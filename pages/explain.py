@@ -28,6 +28,7 @@ import streamlit as st
 from lib.app import cache, repairs
 from lib.app.imported import dataset_picked
 from lib.app.layout import HALF, tiles
+from lib.app.numbers import percent
 from lib.app.state import keep
 from lib.app.text import plain, plain_error
 from lib.charts.explain import PICK, embedding_chart, probability_chart
@@ -258,7 +259,7 @@ with st.container(key="explain_embedding"):  # .st-key-explain_embedding
         strict=True,
     ):
         chart = embedding_chart(
-            frame, f"{prefix}_x", f"{prefix}_y", title=f"{what}: {sum(share):.0%}", current=val_path
+            frame, f"{prefix}_x", f"{prefix}_y", title=f"{what}: {percent(sum(share))}", current=val_path
         )
         column.altair_chart(chart, on_select="rerun", selection_mode=PICK, key=key_, width="stretch")
 if val_path and val_path == st.session_state.get("_explain_picked"):

@@ -25,6 +25,7 @@ import streamlit as st
 
 from lib.app import cache, repairs, sessions
 from lib.app.layout import scroller
+from lib.app.numbers import percent_column
 from lib.app.state import keep
 from lib.app.text import file_stem, plain, plain_error
 from lib.app.train_tools import train_more
@@ -52,8 +53,8 @@ repairs.install()  # first: a deep link on a fresh server runs this page alone (
 LATEST = 3  # runs ticked on a first visit
 COLUMNS = {
     "name": st.column_config.TextColumn("name", pinned=True),  # stays in view as a narrow table scrolls
-    "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent"),
-    "final_val_accuracy": st.column_config.NumberColumn("final val acc", format="percent"),
+    "best_val_accuracy": percent_column("best val acc"),
+    "final_val_accuracy": percent_column("final val acc"),
     "best_val_loss": st.column_config.NumberColumn("best val loss", format="%.4f"),
     "final_val_loss": st.column_config.NumberColumn("final val loss", format="%.4f"),
     "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),

@@ -29,6 +29,7 @@ from lib.app import cache, repairs, sessions
 from lib.app import train_tools as tools
 from lib.app.cache import run_store
 from lib.app.layout import HALF, tiles
+from lib.app.numbers import percent_column
 from lib.app.state import keep, set_value
 from lib.app.text import plain, plain_error
 from lib.charts.inside import (
@@ -458,7 +459,7 @@ with st.expander(f"All runs ({len(runs)})"):
         runs_table(runs),
         hide_index=True,
         column_config={
-            "val accuracy": st.column_config.NumberColumn("val accuracy", format="%.1f%%"),
+            "val accuracy": percent_column("val accuracy"),
             "val loss": st.column_config.NumberColumn(format="%.4f"),
             "lr": st.column_config.NumberColumn(format="%g"),
             "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),

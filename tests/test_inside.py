@@ -187,7 +187,7 @@ def test_rules_name_vanished_gradients_and_dead_units():
     assert findings(norms, dead) == [
         "fc.weight's gradients vanished (norm < 1e-07): nothing reaches them; check the loss, the learning rate "
         "schedule or the activations before them.",
-        "75% of the units after relu output 0 for every probe image (dead ReLUs): lower the learning rate, or "
+        "75.0% of the units after relu output 0 for every probe image (dead ReLUs): lower the learning rate, or "
         "check the initialisation.",
     ]
 

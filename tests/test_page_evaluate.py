@@ -1,6 +1,7 @@
 """The Evaluate page under AppTest on a short trained run: headline agrees with Train, galleries show
 exactly the chosen cell's images, a pair opens its cell, an image opens on Channels, predictions are reused."""
 
+import json
 import os
 import shutil
 import time
@@ -139,3 +140,21 @@ def test_a_running_run_is_evaluated_only_at_the_checkpoint_the_user_loads(traine
         assert at.button(key="evaluate_load").label.startswith("Evaluate")
     finally:
         store.delete_runs([live])
+
+
+def test_evaluate_train_and_runs_write_one_accuracy_the_same_way(trained, monkeypatch):
+    """One number format for shares: the run's recorded accuracy reads alike on Evaluate and Train, one decimal."""
+    run_id, _, runs = trained
+    recorded = RunStore(runs).get_run(run_id).final["val_accuracy"]
+    expected = f"{round(recorded * 100, 1)}%"  # by hand: 0.7109375 -> "71.1%"
+    at = open_evaluate(trained, monkeypatch)
+    assert f"Train recorded {expected} validation accuracy" in at.caption[0].value
+    at.switch_page("pages/train.py").run()
+    assert not at.exception and at.selectbox(key="train_run").value == run_id
+    assert plain(f"Validation accuracy {expected}.") in at.success[0].value  # the run's status box
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    table = next(df for df in at.dataframe if "final_val_accuracy" in df.value.columns)
+    assert table.value["final_val_accuracy"].iloc[0] == pytest.approx(recorded)  # a share, shown by its column
+    column = json.loads(table.proto.columns)["final_val_accuracy"]
+    assert column["type_config"]["format"] == "percent" and column["type_config"]["step"] == 0.001  # 71.1%

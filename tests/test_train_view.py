@@ -66,7 +66,7 @@ def test_runs_table_and_label_name_the_dataset_hyperparameters_and_duration(tmp_
     label = run_label(record)
     assert label.startswith("first · mlp · photos · ")  # the upload's hash prefix is not shown
     row = runs_table([record]).iloc[0]
-    assert row["dataset"] == "photos" and row["val accuracy"] == pytest.approx(71.09375)
+    assert row["dataset"] == "photos" and row["val accuracy"] == pytest.approx(0.7109375)
     assert (row["epochs"], row["batch"], row["lr"], row["optimizer"], row["size"]) == (3, 16, 0.05, "sgd", 24)
     expected = format_duration(record.ended - record.created)
     assert row["duration"] == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from lib.charts.style import COLOURS, INT_AXIS, SMALL_PLOT_HEIGHT, styled
+from lib.charts.style import COLOURS, INT_AXIS, PERCENT, SMALL_PLOT_HEIGHT, styled
 
 CLASS_PICK = "class_pick"  # name of the selection on the class balance chart
 COUNT_Y = alt.Y("images:Q", title="Images (count)", axis=alt.Axis(**INT_AXIS))
@@ -29,7 +29,7 @@ def class_balance_chart(df: pd.DataFrame) -> alt.Chart:
             tooltip=[
                 alt.Tooltip("class:N", title="Class"),
                 alt.Tooltip("images:Q", title="Images"),
-                alt.Tooltip("share:Q", title="Share", format=".1%"),
+                alt.Tooltip("share:Q", title="Share", format=PERCENT),
             ],
         )
         .add_params(pick)

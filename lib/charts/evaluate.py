@@ -10,7 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from lib.charts.style import PADDING
+from lib.charts.style import PADDING, PERCENT, PERCENT_SHORT
 
 CELL = "cell"  # the heatmap's selection parameter
 NORMALIZE = {
@@ -69,7 +69,7 @@ def _cell_colours(df: pd.DataFrame, x, y, normalize: str) -> list[alt.Chart]:
         scale = alt.Scale(scheme=alt.SchemeParams(scheme, extent=[0.3, 1.0]), domain=[0, top], type="sqrt")
         low = float(part["value"].min()) if len(part) else 0.0
         ends = sorted({low, top}) if share else sorted({int(low), int(top)})  # whole counts, no "1 1 2 2"
-        legend = alt.Legend(format=".0%" if share else "d", orient="bottom", gradientLength=120, values=ends)
+        legend = alt.Legend(format=PERCENT if share else "d", orient="bottom", gradientLength=120, values=ends)
         label = f"{NORMALIZE[normalize].split(' (')[0]}, {title}"
         layers.append(
             alt.Chart(part)
@@ -105,8 +105,8 @@ def confusion_heatmap(
     ).encode(
         x=x, y=y,
         tooltip=[alt.Tooltip("true:N", title="true"), alt.Tooltip("pred:N", title="predicted"),
-                 alt.Tooltip("count:Q", title="images"), alt.Tooltip("row_share:Q", title="share of true", format=".1%"),
-                 alt.Tooltip("col_share:Q", title="share of predicted", format=".1%")],
+                 alt.Tooltip("count:Q", title="images"), alt.Tooltip("row_share:Q", title="share of true", format=PERCENT),
+                 alt.Tooltip("col_share:Q", title="share of predicted", format=PERCENT)],
     ).add_params(select)  # fmt: skip
     layers = [*_cell_colours(df, x, y, normalize), cells]
     if k <= TEXT_MAX_CLASSES:
@@ -114,7 +114,7 @@ def confusion_heatmap(
         top = df.groupby("error")["value"].transform("max").replace(0, 1)
         text = df.assign(dark=df["value"] > top / 4)
         layers.append(alt.Chart(text).mark_text(fontSize=min(14, px // 3)).encode(
-            x=x, y=y, text=alt.Text("value:Q", format=".0%" if share else "d"),
+            x=x, y=y, text=alt.Text("value:Q", format=PERCENT_SHORT if share else "d"),  # a decimal does not fit a cell
             color=alt.condition(alt.datum.dark, alt.value("white"), alt.value("#333333")),
         ).transform_filter(alt.datum.count > 0))  # fmt: skip
     if selected is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from lib.charts.style import PLOT_HEIGHT, styled
+from lib.charts.style import PERCENT, PLOT_HEIGHT, styled
 
 PICK = "pick"  # the selection parameter's name: st.altair_chart returns {"selection": {PICK: [{"path": ...}]}}
 MISTAKE_SHAPE = "cross"
@@ -45,7 +45,7 @@ def embedding_chart(
             alt.Tooltip("image:N", title="image"),
             alt.Tooltip("true class:N", title="true class"),
             alt.Tooltip("predicted:N", title="predicted"),
-            alt.Tooltip("confidence:Q", title="confidence", format=".1%"),
+            alt.Tooltip("confidence:Q", title="confidence", format=PERCENT),
             alt.Tooltip("path:N", title="file"),
         ],
     )
@@ -74,7 +74,7 @@ def probability_chart(top: pd.DataFrame) -> alt.Chart:
                 if highlight
                 else alt.value("#1f77b4")
             ),
-            tooltip=[alt.Tooltip("class:N"), alt.Tooltip("p:Q", title="probability", format=".2%")],
+            tooltip=[alt.Tooltip("class:N"), alt.Tooltip("p:Q", title="probability", format=PERCENT)],
         )
         .properties(height=28 * len(top) + 20)
     )

@@ -9,7 +9,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from lib.charts.style import COLOURS, INT_AXIS, PLOT_HEIGHT, SMALL_PLOT_HEIGHT, styled
+from lib.charts.style import COLOURS, INT_AXIS, PERCENT, PLOT_HEIGHT, SMALL_PLOT_HEIGHT, styled
 
 RATIO_CENTRE = -3.0  # log10 of the healthy update ratio (Karpathy's rule of thumb): the scale's white
 RATIO_DOMAIN = [-6.0, 0.0]  # values beyond are drawn at the ends (clamped)
@@ -116,7 +116,7 @@ def dead_units_chart(dead: pd.DataFrame) -> alt.Chart:
             tooltip=[
                 alt.Tooltip("name:N", title="ReLU"),
                 alt.Tooltip("epoch:Q"),
-                alt.Tooltip("percent:Q", title="dead (%)", format=".1f"),
+                alt.Tooltip("fraction:Q", title="dead", format=PERCENT),
                 alt.Tooltip("units:Q", title="units"),
             ],
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from lib.charts.style import PLOT_HEIGHT, SMALL_PLOT_HEIGHT, styled
+from lib.charts.style import PERCENT, PLOT_HEIGHT, SMALL_PLOT_HEIGHT, styled
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
 OTHERS = "#c7c7c7"
@@ -45,7 +45,7 @@ def overlay_loss_chart(steps: pd.DataFrame, labels: list[str], x: str = "step") 
 def overlay_epoch_chart(epochs: pd.DataFrame, labels: list[str], metric: str, x: str = "step") -> alt.Chart:
     """A validation metric per epoch of several runs, lines with points, one colour per run."""
     pct = metric == "val_accuracy"
-    data = epochs.assign(value=epochs[metric] * (100 if pct else 1))
+    data = epochs.assign(value=epochs[metric] * (100 if pct else 1), share=epochs[metric])
     title = "Validation accuracy (%)" if pct else "Validation loss (nats)"
     y = alt.Y("value:Q", title=title, scale=alt.Scale(domain=[0, 100]) if pct else alt.Scale(zero=False))
     chart = (
@@ -55,7 +55,13 @@ def overlay_epoch_chart(epochs: pd.DataFrame, labels: list[str], metric: str, x:
             alt.X(f"{x}:Q", title=X_TITLES[x]),
             y,
             alt.Color("run:N", title="Run", scale=run_colours(labels), legend=None),
-            tooltip=[alt.Tooltip("run:N"), alt.Tooltip("epoch:Q"), alt.Tooltip("value:Q", title=title, format=".4g")],
+            tooltip=[
+                alt.Tooltip("run:N"),
+                alt.Tooltip("epoch:Q"),
+                alt.Tooltip("share:Q", title="Validation accuracy", format=PERCENT)
+                if pct
+                else alt.Tooltip("value:Q", title=title, format=".4g"),
+            ],
         )
     )
     return styled(chart, title.split(" (")[0], height=SMALL_PLOT_HEIGHT)

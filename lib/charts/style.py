@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import altair as alt
 
+from lib.charts.numbers import PERCENT, PERCENT_SHORT, percent  # noqa: F401 - re-exported for chart builders
+
 FONT = '"Source Sans", "Source Sans Pro", sans-serif'  # Streamlit's own font, so charts match the page
 PADDING = {"top": 6, "bottom": 4, "left": 4, "right": 8}  # room for a title's ascenders and a last tick label
 TITLE_SIZE = 16

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 
 from lib.charts.series import MAX_POINTS, downsample, ema
-from lib.charts.style import COLOURS, INT_AXIS, PLOT_HEIGHT, SMALL_PLOT_HEIGHT, log_or_linear, styled
+from lib.charts.style import COLOURS, INT_AXIS, PERCENT, PLOT_HEIGHT, SMALL_PLOT_HEIGHT, log_or_linear, styled
 
 STEP_X = alt.X("step:Q", title="Step (batches)", axis=alt.Axis(**INT_AXIS))
 LOSS_TITLE = "Cross-entropy loss (nats)"
@@ -60,10 +60,11 @@ def loss_chart(
 def accuracy_chart(epochs: pd.DataFrame, train: pd.DataFrame | None = None) -> alt.Chart:
     """Validation accuracy per epoch, 0-100 %, a tick at every epoch (up to 20 of them); with `train`
     (epoch, train_accuracy: the epoch's batches scored by their own logits) a training line beside it."""
-    series = [epochs.assign(accuracy_pct=epochs["val_accuracy"] * 100, series="validation")]
+    series = [epochs.assign(accuracy=epochs["val_accuracy"], series="validation")]
     if train is not None and len(train):
-        series.append(train.assign(accuracy_pct=train["train_accuracy"] * 100, series="train (batches)"))
-    data = pd.concat(series, ignore_index=True)[["epoch", "accuracy_pct", "series"]]
+        series.append(train.assign(accuracy=train["train_accuracy"], series="train (batches)"))
+    data = pd.concat(series, ignore_index=True)[["epoch", "accuracy", "series"]]
+    data["accuracy_pct"] = data["accuracy"] * 100
     last = int(data["epoch"].max()) if len(data) else 1
     ticks = {"values": list(range(1, last + 1))} if last <= 20 else {}
     x = alt.X(
@@ -91,7 +92,7 @@ def accuracy_chart(epochs: pd.DataFrame, train: pd.DataFrame | None = None) -> a
             tooltip=[
                 alt.Tooltip("epoch:Q"),
                 alt.Tooltip("series:N"),
-                alt.Tooltip("accuracy_pct:Q", title="accuracy (%)", format=".1f"),
+                alt.Tooltip("accuracy:Q", title="accuracy", format=PERCENT),
             ],  # fmt: skip
         )
     )
@@ -101,13 +102,14 @@ def accuracy_chart(epochs: pd.DataFrame, train: pd.DataFrame | None = None) -> a
 def step_accuracy_chart(per_step: pd.DataFrame, max_points: int = MAX_POINTS) -> alt.Chart:
     """Each batch's training accuracy (its own logits, before the update), 0-100 %, by step."""
     data = downsample(per_step.assign(accuracy_pct=per_step["value"] * 100), "accuracy_pct", max_points)
+    data["accuracy"] = data["accuracy_pct"] / 100
     chart = (
         alt.Chart(data)
         .mark_line(color=COLOURS["train"])
         .encode(
             STEP_X,
             alt.Y("accuracy_pct:Q", title="Batch accuracy (%)", scale=alt.Scale(domain=[0, 100])),
-            tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("accuracy_pct:Q", title="accuracy (%)", format=".1f")],
+            tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("accuracy:Q", title="accuracy", format=PERCENT)],
         )
     )
     return styled(chart, "Training accuracy per step", height=SMALL_PLOT_HEIGHT)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
+from lib.charts.numbers import percent
+
 
 def run(args) -> int:
     # Imported here: torchmetrics (and the matplotlib it loads) would slow every other command's start.
@@ -25,10 +27,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"run_id": args.run_id, **metrics.summary()}))
         return 0
-    top5 = f"{metrics.top5_accuracy:.1%}" if metrics.top5_accuracy is not None else "-"
+    top5 = percent(metrics.top5_accuracy)
     print(
-        f"{args.run_id}: {metrics.num_images} images, accuracy {metrics.accuracy:.1%}, top-5 {top5}, "
-        f"balanced {metrics.balanced_accuracy:.1%}, macro F1 {metrics.macro_f1:.3f}, NLL {metrics.nll:.4f}, "
+        f"{args.run_id}: {metrics.num_images} images, accuracy {percent(metrics.accuracy)}, top-5 {top5}, "
+        f"balanced {percent(metrics.balanced_accuracy)}, macro F1 {metrics.macro_f1:.3f}, NLL {metrics.nll:.4f}, "
         f"ECE {metrics.ece:.4f}"
     )
     print(metrics.per_class.drop(columns="average_precision").to_string(index=False, float_format="%.3f"))

@@ -9,6 +9,7 @@ import sys
 import threading
 from contextlib import contextmanager
 
+from lib.charts.numbers import percent
 from lib.runs.store import RunStore, StoreError
 from lib.training.config import TrainConfig, config_from_args, is_model_file
 from lib.training.timings import Timings
@@ -127,8 +128,8 @@ def store_hooks(store: RunStore, run_id: str, as_json: bool):
             super().on_epoch(epoch, metrics)
             print(
                 f"epoch {epoch}: train loss {metrics['train_loss']:.4f}, "
-                f"train accuracy {metrics['train_accuracy']:.1%}, val loss {metrics['val_loss']:.4f}, "
-                f"val accuracy {metrics['val_accuracy']:.1%}, {metrics['samples_per_sec']:.0f} samples/s",
+                f"train accuracy {percent(metrics['train_accuracy'])}, val loss {metrics['val_loss']:.4f}, "
+                f"val accuracy {percent(metrics['val_accuracy'])}, {metrics['samples_per_sec']:.0f} samples/s",
                 flush=True,
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from lib.charts.numbers import percent
 from lib.runs.store import RunStore
 from lib.runs.view import runs_table
 
@@ -18,7 +19,7 @@ def run(args) -> int:
         return 0
     table = runs_table(records)
     table["epoch"] = [f"{r.final.get('epoch') or 0:.0f}/{r.config.get('epochs', '?')}" for r in records]
-    table["val accuracy"] = [f"{a:.1f}%" if a == a and a is not None else "-" for a in table["val accuracy"]]
+    table["val accuracy"] = [percent(a) for a in table["val accuracy"]]
     table.insert(0, "id", [r.id for r in records])
     columns = ["id", "run", "dataset", "model", "status", "epoch", "val accuracy", "duration"]
     print(table[columns].to_string(index=False))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from lib.charts.numbers import percent
 from lib.commands.options import check_args
 from lib.commands.plumbing import run_config, stop_on_signals
 from lib.data.sources import cli_root
@@ -72,7 +73,7 @@ def run(args) -> int:
             acc = r.final.get("val_accuracy")
             mark = "  <- winner" if r.id == winner else ""
             print(
-                f"{r.id}  {r.name}: {r.status}, val accuracy {acc:.1%}{mark}"
+                f"{r.id}  {r.name}: {r.status}, val accuracy {percent(acc)}{mark}"
                 if acc is not None
                 else f"{r.id}  {r.name}: {r.status}"
             )

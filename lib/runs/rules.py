@@ -22,6 +22,8 @@ import math
 
 import pandas as pd
 
+from lib.charts.numbers import percent
+
 TOO_HIGH = 1e-1
 TOO_LOW = 1e-5
 VANISHED = 1e-7
@@ -77,7 +79,7 @@ def _dead(dead: pd.DataFrame) -> list[str]:
     last = dead[dead["epoch"] == dead["epoch"].max()]
     worst = last[last["fraction"] > DEAD].sort_values("fraction", ascending=False)
     return [
-        f"{row.fraction:.0%} of the units after {row.name} output 0 for every probe image (dead ReLUs): "
+        f"{percent(row.fraction)} of the units after {row.name} output 0 for every probe image (dead ReLUs): "
         "lower the learning rate, or check the initialisation."
         for row in worst.head(MAX_NAMED).itertuples(index=False)
     ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lib.charts.numbers import percent
 from lib.runs.status import Status
 from lib.runs.store import RunRecord, RunStore
 
@@ -79,7 +80,9 @@ def _count(value: object, default: int) -> int:
 def status_sentence(record: RunRecord) -> str:
     """The run's state in words, saying why for diverged, failed and interrupted runs."""
     final = record.final
-    accuracy = f" Validation accuracy {final['val_accuracy']:.1%}." if final.get("val_accuracy") is not None else ""
+    accuracy = (
+        f" Validation accuracy {percent(final['val_accuracy'])}." if final.get("val_accuracy") is not None else ""
+    )
     if "Left out " in (record.message or ""):  # files marked on the Health page: say what the run trained on
         accuracy += " Left out " + record.message.split("Left out ", 1)[1]
     words = {
@@ -154,7 +157,7 @@ RUN_COLUMNS = [
 
 def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per run: name (told apart: distinct_names), dataset, model, status, final metrics (accuracy
-    in %), hyperparameters, duration."""
+    a share 0..1), hyperparameters, duration."""
     rows, names = [], distinct_names([r.id for r in runs], [r.name or r.id for r in runs])
     for r in runs:
         c, acc = r.config, r.final.get("val_accuracy")
@@ -164,7 +167,7 @@ def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
                 "dataset": dataset_name(r.root),
                 "model": c.get("model", "?"),
                 "status": str(r.status),
-                "val accuracy": None if acc is None else acc * 100,
+                "val accuracy": acc,  # a share 0..1: the app shows it with percent_column
                 "val loss": r.final.get("val_loss"),
                 "epochs": c.get("epochs"),
                 "batch": c.get("batch_size"),
