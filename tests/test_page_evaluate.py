@@ -158,3 +158,25 @@ def test_evaluate_train_and_runs_write_one_accuracy_the_same_way(trained, monkey
     assert table.value["final_val_accuracy"].iloc[0] == pytest.approx(recorded)  # a share, shown by its column
     column = json.loads(table.proto.columns)["final_val_accuracy"]
     assert column["type_config"]["format"] == "percent" and column["type_config"]["step"] == 0.001  # 71.1%
+
+
+def test_the_chosen_run_survives_a_page_switch(trained, monkeypatch):
+    run_id, data, runs = trained
+    store = RunStore(runs)
+    finished = store.get_run(run_id)
+    other = store.create_run(finished.config, root=str(data), name="second")  # a finished copy of the run
+    checkpoint = store.files.checkpoint_path(other)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(store.files.checkpoint_path(run_id), checkpoint)
+    store.finish(other, "completed")
+    try:
+        at = open_evaluate(trained, monkeypatch)
+        assert at.selectbox(key="evaluate_run").value == other  # the default, the latest finished: choose the older
+        at.selectbox(key="evaluate_run").set_value(run_id).run()
+        assert not at.exception and not at.error
+        at.switch_page("pages/runs.py").run()
+        at.switch_page("pages/evaluate.py").run()
+        assert not at.exception and at.selectbox(key="evaluate_run").value == run_id
+        assert at.query_params["run"] == run_id
+    finally:
+        store.delete_runs([other])
