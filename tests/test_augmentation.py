@@ -117,7 +117,7 @@ def test_the_preview_is_the_tensor_the_engine_feeds_the_model(tmp_path):
     preview = TransformConfig(16, True, True, 25.0, 0.3, mean=mean, std=std)
     got = torch.stack(augmented_previews(picture, preview, 8, seed=7))
     assert fed.shape == got.shape == (8, 3, 16, 16)
-    assert torch.equal(got, fed)
+    assert torch.equal(got, fed.cpu())
     assert len({t.sum().item() for t in got}) == 8  # eight different draws, not eight copies
 
 
