@@ -13,7 +13,8 @@ runs_parallel_chart, runs_scatter_chart.
 Kept across page switches (lib.app.state): the filters, runs_x, runs_smoothing, runs_inside_layer, runs_scatter_x,
 runs_scatter_y.
 Session state read: session_id (str). Written: runs_selected (the selected run ids, kept across pages),
-runs_imported (what an import added, shown once after the rerun that lists the new runs).
+runs_imported (what the last import added, shown below Import until the next file or import), runs_reselect
+(set when the rows change: the table's selection is set again from runs_selected).
 """
 
 from __future__ import annotations
@@ -83,28 +84,32 @@ if st.session_state.get("runs_error"):  # set by a callback, which cannot draw
 
 
 def forget_selection() -> None:
-    """The table's selection is row positions: after the rows change, start again from the kept run ids."""
-    st.session_state.pop("runs_table", None)
+    """The table's selection is row positions: after the rows change, select again from the kept run ids.
+    run_table sets the selection itself, so the browser's grid ticks the rows the charts draw (dropping the
+    state left the browser's old ticks, which it sent back on the next click)."""
+    st.session_state.runs_reselect = True
 
 
 def import_box() -> None:
     """Upload a bundle (.zip from Export or `python -m lib export`); refused bundles say why in one line."""
-    if st.session_state.get("runs_imported"):  # set before the rerun that shows the new runs
-        st.success(plain(st.session_state.pop("runs_imported")))
     with st.expander("Import runs (.zip bundle)"):
         up = st.file_uploader(
             f"Run bundle (up to {settings.max_upload_mb} MB)",
             type=["zip"],
             key="runs_import_file",
             max_upload_size=settings.max_upload_mb,
+            on_change=lambda: st.session_state.pop("runs_imported", None),  # a new file: the last import is told
         )
         rename = st.checkbox("Give runs whose id is taken a new id", key="runs_import_rename")
         if st.button("Import", key="runs_import", disabled=up is None) and up is not None:
             import_upload(up, rename)
+        if st.session_state.get("runs_imported"):  # set before the rerun that lists the new runs; below the
+            st.success(plain(st.session_state.runs_imported))  # button, so the box stays as it was (open)
 
 
 def import_upload(up, rename: bool) -> None:
     """Import an uploaded bundle, then rerun so the table and every picker list the new runs at once."""
+    st.session_state.pop("runs_imported", None)
     if up.size > settings.max_upload_mb * 2**20:
         sessions.release_upload(up)
         st.error(f"That bundle is over this app's {settings.max_upload_mb} MB limit; export fewer runs.")
@@ -178,6 +183,8 @@ def run_table(shown: pd.DataFrame, hp: list[str], labels: dict[str, str]) -> lis
     # On a first visit the latest runs are ticked, so their curves are drawn without a click (as W&B does).
     kept = st.session_state.get("runs_selected", list(shown["id"].iloc[:LATEST]))
     default = [i for i, run_id in enumerate(shown["id"]) if run_id in kept]
+    if st.session_state.pop("runs_reselect", False):
+        st.session_state.runs_table = {"selection": {"rows": default, "columns": []}}
     event = st.dataframe(
         compare.spreadsheet_safe(shown.assign(name=shown["id"].map(labels))),  # its CSV download writes no formula
         key="runs_table",

@@ -236,8 +236,9 @@ def test_an_import_lists_its_runs_at_once_under_names_of_their_own(store):
         assert [s.value for s in at.success] == [f"Imported 1 run\\(s\\)\\: alpha \\({n}\\)\\."]  # plain()
         assert at.session_state["runs_selected"] == [new]  # the new run is ticked, its curves drawn
         assert at.selectbox(key="runs_edit").options == [f"alpha ({n})"]
-    at.run()  # the message is shown once
-    assert not at.success and len(table(at)) == 3
+    at.run()  # the message stays below Import until another file is picked
+    assert len(at.success) == 1 and len(table(at)) == 3
+    assert not upload(at, bundle, "again.zip").success
 
 
 def test_a_refused_import_keeps_its_file_for_a_retry_with_new_ids(store, monkeypatch):

@@ -7,7 +7,16 @@ import pytest
 
 from lib.runs.export import bundle_bytes
 from lib.runs.store import RunStore
-from tests.browser.conftest import arrive, go, shot, start_app, stop_app, wait_for_uploads_in_memory, wait_idle
+from tests.browser.conftest import (
+    arrive,
+    expect,
+    go,
+    shot,
+    start_app,
+    stop_app,
+    wait_for_uploads_in_memory,
+    wait_idle,
+)
 from tests.test_page_runs import add_run
 
 pytestmark = pytest.mark.browser
@@ -77,7 +86,62 @@ def test_an_imported_bundle_joins_the_table_and_leaves_server_memory(page, runs_
     )
     wait_idle(page)
     page.locator(".st-key-runs_import button").click()
-    page.get_by_text("Imported 1 run(s).").wait_for()
+    page.get_by_text("Imported 1 run(s): delta.").wait_for()
     assert [r.name for r in store.list_runs() if r.name == "delta"] == ["delta"]
     wait_for_uploads_in_memory(url, below=len(bundle))  # imported: the bundle's bytes are not kept
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def pick(page, name: str, data: bytes) -> None:
+    """Choose a bundle in the import box's file picker, as a user does."""
+    page.locator(".st-key-runs_import_file input[type='file']").set_input_files(
+        {"name": name, "mimeType": "application/zip", "buffer": data}
+    )
+    wait_idle(page)
+
+
+def grid(page) -> tuple[int, str]:
+    """The table's rows (from the grid's accessible copy, which Streamlit renders beside the canvas) and all its text."""
+    table = page.locator(".st-key-runs_table table[role='grid']")
+    return int(table.get_attribute("aria-rowcount")) - 1, table.inner_text()
+
+
+@pytest.mark.parametrize(("width", "name"), [(1400, "alpha"), (800, "beta")])
+def test_a_bundle_imported_twice_reads_apart_and_counts_at_once(page, runs_app, width, name):
+    url, store, ids = runs_app
+    bundle = bundle_bytes(store, [ids[name]])  # its run is here already: refused, then imported as copies
+    page.set_viewport_size({"width": width, "height": 1000})
+    page.goto(f"{url}/runs")
+    page.get_by_role("heading", name="Runs", exact=True).wait_for()
+    wait_idle(page)
+    before, _ = grid(page)
+    page.get_by_text("Import runs (.zip bundle)").click()
+    pick(page, f"{name}.zip", bundle)
+    button = page.locator(".st-key-runs_import button")
+    button.click()
+    error = page.locator("[data-testid='stAlert']").filter(has_text="was refused")
+    expect(error).to_contain_text(f"{name}.zip was refused: run {ids[name]} is already in")
+    assert ".upload-" not in error.inner_text()  # the file as the user named it, not the server's copy
+    page.get_by_text("Give runs whose id is taken a new id", exact=True).click()
+    wait_idle(page)
+    expect(button).to_be_enabled()  # the refused file is still picked: no need to choose it again
+    for n in (2, 3):
+        if n == 3:  # an imported upload is let go (it left the server's memory): pick the bundle again
+            pick(page, f"{name}.zip", bundle)
+        button.click()
+        page.get_by_text(f"Imported 1 run(s): {name} ({n}).").wait_for()
+        wait_idle(page)
+        rows, text = grid(page)  # at once: no page switch between the import and the count
+        assert rows == before + n - 1, (rows, before)
+        assert all(f"{name} ({k})" in text for k in range(2, n + 1)) and f"{name} ({n + 1})" not in text
+        loss = page.locator("[data-testid='stVegaLiteChart']").filter(has_text="Training loss")
+        assert f">{name} ({n})<" in loss.locator("svg").inner_html()  # the copy is ticked and drawn
+        ticked = page.locator(".st-key-runs_table table[role='grid'] tr[aria-selected='true']").all_inner_texts()
+        assert len(ticked) == 1 and f"{name} ({n})" in ticked[0], ticked  # the grid ticks what the charts draw
+    assert store.get_run(ids[name]).name == name and len({r.name for r in store.list_runs()}) == len(
+        store.list_runs()
+    )  # every row named apart
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # nothing past the page
+    assert page.locator("[data-testid='stException']").count() == 0
+    shot(page, f"runs-import-{width}")
+    wait_for_uploads_in_memory(url, below=len(bundle))  # imported in the end: the bundle's bytes are let go
