@@ -3,14 +3,17 @@
 Head mode freezes every backbone parameter and keeps the backbone in eval mode, BatchNorm statistics
 included, so its tensors end bit-identical to the weights file. When the images are decoded in memory,
 one process trains and there is no augmentation, each image's features (the head's input) are computed
-once and the epochs train the head alone on them: a cache keyed by model, weights, size, normalization and
-the images' pixels, kept in memory within the cache budget, else on disk. With augmentation every
+once and the epochs train the head alone on them: a cache keyed by model, weights (the backbone's tensors),
+size, normalization and the images' pixels, kept in memory within the cache budget, else on disk (written
+atomically; a damaged file is computed again). With augmentation every
 augmented view is new, so nothing is cached: the frozen backbone runs at every step (full-forward speed).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +22,7 @@ from torch import nn
 
 from lib.training.batches import Data, TensorBatches
 from lib.training.config import TrainConfig
-from lib.training.models import head_module
+from lib.training.models import head_module, head_path
 
 Prepare = Callable[[torch.Tensor, bool], torch.Tensor]
 
@@ -83,10 +86,16 @@ def head_features(model: nn.Module, head: nn.Module, images: torch.Tensor, prepa
     return torch.cat(seen) if seen else torch.empty(0)
 
 
-def cache_key(config: TrainConfig, mean_std, images: torch.Tensor) -> str:
-    """What produced the features: model, weights, size, normalization and the images' pixels."""
-    h = hashlib.sha256(repr((config.model, config.weights_name, config.image_size, mean_std)).encode())
-    h.update(images.contiguous().numpy().tobytes())
+def cache_key(config: TrainConfig, mean_std, model: nn.Module, images: torch.Tensor) -> str:
+    """What produced the features: the model's name and its backbone's tensors (the weights as loaded, so a
+    weights file replaced under the same name is a new key), the size, the normalization and the images' pixels."""
+    h = hashlib.sha256(repr((config.model, config.image_size, mean_std)).encode())
+    head = head_path(model, config.model) + "."
+    for name, tensor in model.state_dict().items():
+        if not name.startswith(head):  # the new head is the seed's draw: it does not change the features
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    h.update(images.contiguous().numpy())  # the buffer itself: no copy of every image
     return h.hexdigest()[:32]
 
 
@@ -102,7 +111,8 @@ def feature_data(config, data: Data, model: nn.Module, prepare: Prepare, *, cach
     head = head_module(model, config.model)
     train, val = data.train, data.val
     images = torch.cat([train.images.cpu(), val.images.cpu()])
-    features = _cached(config, data.mean_std, images, cache_bytes, note,
+    key = cache_key(config, data.mean_std, model, images)
+    features = _cached(key, len(images), cache_bytes, note,
                        lambda: head_features(model, head, images, prepare, config.batch_size))  # fmt: skip
     n = len(train.targets)
     if device.type == "cuda":
@@ -113,19 +123,25 @@ def feature_data(config, data: Data, model: nn.Module, prepare: Prepare, *, cach
     return Features(data, HeadOnFeatures(head), lambda x, _train: x.to(device, non_blocking=True))
 
 
-def _cached(config, mean_std, images: torch.Tensor, cache_bytes: int, note, compute) -> torch.Tensor:
+def _cached(key: str, count: int, cache_bytes: int, note, compute) -> torch.Tensor:
     """Features from the disk cache, else computed (and written there when they exceed the memory budget)."""
     from lib.settings import cache_dir
 
-    path = cache_dir() / "features" / f"{cache_key(config, mean_std, images)}.pt"
+    path = cache_dir() / "features" / f"{key}.pt"
     if path.is_file():
-        note("features from the cache")
-        return torch.load(path, weights_only=True, mmap=True)
-    note(f"computing features of {len(images):,} images once")
+        try:
+            features = torch.load(path, weights_only=True, mmap=True)
+            note("features from the cache")
+            return features
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):  # damaged: computed again, rewritten
+            path.unlink(missing_ok=True)
+    note(f"computing features of {count:,} images once")
     features = compute()
     if features.numel() * features.element_size() > cache_bytes:  # over budget: kept on disk, memory-mapped
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(features, path)
+        partial = path.with_suffix(f".{os.getpid()}.partial")  # a run that dies mid-write leaves no half file
+        torch.save(features, partial)
+        os.replace(partial, path)
         return torch.load(path, weights_only=True, mmap=True)
     return features
 
