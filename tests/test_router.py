@@ -4,6 +4,7 @@ The list of pages is read from the router's own `st.Page(...)` calls, so a page 
 """
 
 import ast
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,10 @@ from streamlit.runtime.state.session_state import SessionState
 from streamlit.testing.v1 import AppTest
 
 from lib.app import repairs
+
+UPLOAD_REPAIRS = [
+    r for r in repairs.REPAIRS if r[2] in (repairs._no_header_line_cap, repairs._keep_ends, repairs._rebuild_cut_line)
+]
 
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
@@ -72,6 +77,8 @@ def test_install_replaces_streamlits_functions_once():
     assert PagesManager.__init__ is repairs._init_leaving_pages_mode
     for repair in (repairs._carry_unsent, repairs._apply_then_check, repairs._init_leaving_pages_mode):
         assert repair.original is not repair and repair.original.__module__.startswith("streamlit.")
+    for owner, name, repair in UPLOAD_REPAIRS:
+        assert getattr(owner, name) is repair and repair.original.__module__ == owner.__module__  # theirs
 
 
 @pytest.mark.parametrize(
@@ -161,3 +168,71 @@ def test_a_choice_whose_run_is_cut_short_by_a_page_switch_is_still_kept():
         safe.on_script_will_rerun(_states(norm_choice=2, channels_image=5, channels_upload=1))
     assert (state["kept:norm_choice"], state["kept:channels_image"]) == (2, 5)
     assert "kept:channels_upload" not in state  # only values a page keeps are copied
+
+
+def _multipart(name: str, data: bytes) -> bytes:
+    """A file as Streamlit's uploader sends it from Chrome: the name twice, its quotes and line breaks escaped."""
+    quoted = name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    disposition = f'Content-Disposition: form-data; name="{quoted}"; filename="{quoted}"'
+    return f"--B\r\n{disposition}\r\nContent-Type: application/zip\r\n\r\n".encode() + data + b"\r\n--B--\r\n"
+
+
+def _parse_upload(body: bytes, chunk: int = 65_536) -> tuple[str, bytes]:
+    """(file name, bytes) as Streamlit's upload route reads them: Starlette's parser over the body in chunks."""
+    from starlette.datastructures import Headers
+    from starlette.formparsers import MultiPartParser
+
+    async def stream():
+        for start in range(0, len(body), chunk):
+            yield body[start : start + chunk]
+
+    async def parse():
+        form = await MultiPartParser(Headers({"content-type": "multipart/form-data; boundary=B"}), stream()).parse()
+        (upload,) = form.values()
+        return upload.filename, await upload.read()
+
+    return asyncio.run(parse())
+
+
+LONG_NAMES = {
+    "one byte over the line kept whole": "é" * 502 + "a.zip",
+    "2,100 ASCII": "a" * 2_096 + ".zip",
+    "1,100 two-byte": "é" * 1_100 + ".zip",
+    "1,000 three-byte": "日本" * 500 + ".zip",
+    "700 four-byte, odd cut": "x" + "🐈" * 700 + ".zip",
+    "2 MB in small chunks": "b" * 2_000_000 + ".zip",
+}
+
+
+@pytest.mark.parametrize("name", LONG_NAMES.values(), ids=LONG_NAMES.keys())
+def test_an_upload_whose_name_is_over_the_multipart_limit_arrives_with_its_middle_cut(name):
+    """The file arrives whole under its name's first 150 and last 90 bytes, cut at whole characters (the
+    reference: Python's own decoder dropping the bytes of a character cut short)."""
+    repairs.install()
+    data = bytes(range(256)) * 40
+    first, last = name.encode()[:150].decode("utf-8", "ignore"), name.encode()[-90:].decode("utf-8", "ignore")
+    chunk = 1_000 if len(name) > 10_000 else 65_536
+    assert _parse_upload(_multipart(name, data), chunk) == (first + "…" + last, data)
+    assert last.endswith(".zip") and len((first + "…" + last).encode()) <= 243
+
+
+def test_without_the_repair_a_name_over_the_multipart_limit_fails_the_upload(monkeypatch):
+    """Starlette and python-multipart as they come: the exception Starlette turns into the bare 400 that Streamlit's
+    uploader shows as "AxiosError: Request failed with status code 400", from a name of 2,087 bytes."""
+    from starlette.formparsers import MultiPartException
+
+    repairs.install()
+    for owner, name, repair in UPLOAD_REPAIRS:
+        monkeypatch.setattr(owner, name, repair.original)
+    assert _parse_upload(_multipart("a" * 2_082 + ".zip", b"PK")) == ("a" * 2_082 + ".zip", b"PK")
+    with pytest.raises(MultiPartException, match="Invalid multipart data"):
+        _parse_upload(_multipart("a" * 2_083 + ".zip", b"PK"))
+
+
+@pytest.mark.parametrize("name", ["é" * 125 + ".zip", "日本" * 127 + ".zip", "é" * 501 + "ab.zip", 'a "b"\nc.zip'])
+def test_an_upload_name_a_file_system_allows_arrives_unchanged(name):
+    """Any name a file on disk has (255 bytes on Linux, 765 on Windows and macOS) up to 1,008 bytes (the line's
+    2,048 bytes: the name twice and 31 more) arrives as Chrome sent it, its escapes too."""
+    repairs.install()
+    sent = name.replace('"', "%22").replace("\n", "%0A")
+    assert _parse_upload(_multipart(name, b"PK")) == (sent, b"PK")

@@ -1,4 +1,4 @@
-"""Three repairs of Streamlit internals, in one place: `install()` puts them in.
+"""Four repairs of Streamlit internals (and of the Starlette server under it), in one place: `install()` puts them in.
 
 The router calls `install()` at the start of every run, and so does every page, because a deep link can
 run a page without the router (first repair). Each repair relies on names of the pinned Streamlit
@@ -23,11 +23,25 @@ tests/test_router.py checks the names and that each is replaced.
    copies them (`state.remember`) before it checks for a newer request
    (`SafeSessionState.on_script_will_rerun`), and queued values the newer request does not name are
    carried into it (`script_requests._coalesce_widget_states`).
+
+4. An upload's over-long name. Streamlit's uploader sends a file's name twice in one header line of the
+   upload (`Content-Disposition: form-data; name="N"; filename="N"`), and Starlette's multipart parser leaves
+   that line to python-multipart, which refuses a line over 4,224 bytes: a name of 2,087 bytes or more
+   (2,087 ASCII characters, 1,044 accented ones) failed the upload with a bare 400, shown by the uploader as
+   "AxiosError: Request failed with status code 400" before the app saw the file. Now lines of any length
+   pass python-multipart (`MultipartParser.__init__`; the request stays capped at server.maxUploadSize), and
+   Starlette keeps a line of up to 2,048 bytes whole (a name of up to 1,008 bytes: any file on disk, 255
+   bytes on Linux, 765 on Windows and macOS) and of a longer one only its two ends
+   (`MultiPartParser.on_header_value`), from which the name is rebuilt as its first 150 and last 90 bytes
+   joined by "…" at whole characters (`on_header_end`): the upload works as any other, its extension kept.
+   These names are Starlette's and python-multipart's, pinned in requirements.txt beside Streamlit.
 """
 
 from __future__ import annotations
 
+import python_multipart
 import streamlit as st
+from starlette import formparsers
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner_utils import script_requests
 from streamlit.runtime.state.safe_session_state import SafeSessionState
@@ -64,12 +78,67 @@ def _apply_then_check(self, *args, **kwargs) -> None:
     self._yield_callback()
 
 
+# A part's header line of up to _LINE bytes is kept whole; of a longer one, its first _HEAD and last _TAIL bytes
+# (what a name cut to its first _FIRST and last _LAST bytes needs, with the parameters before and after it).
+_LINE, _HEAD, _TAIL, _FIRST, _LAST = 2048, 200, 100, 150, 90
+_CONTINUATION = bytes(range(0x80, 0xC0))  # the bytes of a UTF-8 character after its first
+
+
+def _no_header_line_cap(self, *args, **kwargs) -> None:
+    """python_multipart.MultipartParser.__init__, then no cap on a header line's length: `_keep_ends` bounds
+    what Starlette keeps of one, and python-multipart itself only scans a line (Streamlit's uploads are
+    the only multipart requests this server parses)."""
+    _no_header_line_cap.original(self, *args, **kwargs)
+    self.max_header_size = float("inf")
+
+
+def _keep_ends(self, data: bytes, start: int, end: int) -> None:
+    """MultiPartParser.on_header_value keeping of a line over _LINE bytes its first _HEAD bytes and (at least)
+    its last _TAIL: memory stays bounded whatever the line's length; `_rebuild_cut_line` uses the ends."""
+    value = self._current_partial_header_value + data[start:end]
+    if len(value) > _LINE:
+        value = value[:_HEAD] + value[-_TAIL:]
+        self._header_cut = True
+    self._current_partial_header_value = value
+
+
+def _rebuild_cut_line(self) -> None:
+    """MultiPartParser.on_header_end, a cut line first rebuilt from its ends: a Content-Disposition as
+    Streamlit's uploader sends it for the name cut in the middle, any other line its ends joined by "…"."""
+    if vars(self).pop("_header_cut", False):
+        value = self._current_partial_header_value
+        head, tail = _whole_chars(value[:_HEAD], value[_HEAD:][-_TAIL:])
+        if self._current_partial_header_name.lower() == b"content-disposition":
+            start = head.partition(b'filename="' if b'filename="' in head else b'="')[2].partition(b'"')[0]
+            first, last = _whole_chars(start[:_FIRST], tail.rpartition(b'"')[0].rpartition(b'"')[2][-_LAST:])
+            name = first + "…".encode() + last
+            value = b'form-data; name="%s"; filename="%s"' % (name, name)
+        else:
+            value = head + "…".encode() + tail
+        self._current_partial_header_value = value
+    _rebuild_cut_line.original(self)
+
+
+def _whole_chars(head: bytes, tail: bytes) -> tuple[bytes, bytes]:
+    """The two ends of a UTF-8 text cut in the middle, less the bytes of characters the cut split."""
+    for back in range(1, min(len(head), 4) + 1):
+        byte = head[-back]
+        if byte not in _CONTINUATION:  # ASCII or the first byte of head's last character
+            size = 1 if byte < 0x80 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            head = head[:-back] if back < size else head
+            break
+    return head, tail.lstrip(_CONTINUATION)
+
+
 # (owner, name, repair): the names each repair relies on; a repair of None only reads the name.
 REPAIRS = (
     (PagesManager, "uses_pages_directory", None),
     (PagesManager, "__init__", _init_leaving_pages_mode),
     (script_requests, "_coalesce_widget_states", _carry_unsent),
     (SafeSessionState, "on_script_will_rerun", _apply_then_check),
+    (python_multipart.MultipartParser, "__init__", _no_header_line_cap),
+    (formparsers.MultiPartParser, "on_header_value", _keep_ends),
+    (formparsers.MultiPartParser, "on_header_end", _rebuild_cut_line),
 )
 
 
@@ -82,8 +151,8 @@ def install() -> None:
     missing = [f"{getattr(o, '__name__', o)}.{name}" for o, name, _ in REPAIRS if name not in vars(o)]
     if missing:
         raise RuntimeError(
-            f"Streamlit {st.__version__} has no {', '.join(missing)}: lib/app/repairs.py needs the Streamlit "
-            "that requirements.txt pins; install that, or port the repairs to this version."
+            f"Streamlit {st.__version__} (or a package under it) has no {', '.join(missing)}: lib/app/repairs.py "
+            "needs the versions that requirements.txt pins; install those, or port the repairs to these versions."
         )
     for owner, name, repair in REPAIRS:
         if repair is not None:
