@@ -111,7 +111,7 @@ def test_uploads_whose_names_are_over_the_multipart_limit_open_under_a_shortened
         )
         wait_idle(page)
         page.locator(".st-key-runs_import button").click()
-        page.get_by_text("Imported 1 run(s).").wait_for()
+        page.get_by_text("Imported 1 run(s): longname.").wait_for()
         assert "AxiosError" not in page.content() and page.locator(ERRORS).count() == 0
     finally:
         ctx.close()
