@@ -50,14 +50,17 @@ def test_options_default_to_the_dataclass_and_set_every_field():
     chosen = TrainConfig(
         model="resnet18", epochs=7, batch_size=9, lr=0.5, optimizer="sgd", weight_decay=0.01, schedule="cosine",
         image_size=48, random_crop=True, hflip=True, rotation=12.5, color_jitter=0.25, normalization="none",
-        val_split=0.3, seed=4, device="cpu", max_batches=2, pretrained=True, name="x",
+        val_split=0.3, seed=4, device="cpu", max_batches=2, pretrained=True, name="x", resize="weights",
+        weights="IMAGENET1K_V1",
     )  # fmt: skip
     args = ["--model", "resnet18", "--epochs", "7", "--batch-size", "9", "--lr", "0.5", "--optimizer", "sgd"]
     args += ["--weight-decay", "0.01", "--schedule", "cosine", "--image-size", "48", "--random-crop", "--hflip"]
     args += ["--rotation", "12.5", "--color-jitter", "0.25", "--normalization", "none", "--val-split", "0.3"]
     args += ["--seed", "4", "--device", "cpu", "--max-batches", "2", "--pretrained", "--name", "x"]
+    args += ["--resize", "weights", "--weights", "IMAGENET1K_V1"]
     assert config_from_args(parse(*args)) == chosen
-    recorded = {"world_size", "model_sha256"}  # set by the run, not chosen
+    # Set by the run, not chosen: the processes, a model file's hash, the weights' own preprocessing.
+    recorded = {"world_size", "model_sha256", "resize_size", "crop_size", "interpolation"}
     assert {f.name for f in dataclasses.fields(TrainConfig)} - recorded == set(vars(parse())) - {"augment"}
 
 
@@ -71,7 +74,9 @@ def test_an_excluded_option_keeps_its_default_and_bad_choices_are_refused():
 
 def test_the_train_page_offers_the_recipe_not_the_machine():
     assert PAGE_FIELDS[:3] == ("model", "epochs", "batch_size") and PAGE_FIELDS[-1] == "name"
-    assert {"device", "weights", "world_size", "model_sha256"}.isdisjoint(PAGE_FIELDS) and len(PAGE_FIELDS) == 20
+    recorded = {"resize_size", "crop_size", "interpolation"}
+    assert {"device", "world_size", "model_sha256", *recorded}.isdisjoint(PAGE_FIELDS) and len(PAGE_FIELDS) == 22
+    assert {"weights", "resize"} < set(PAGE_FIELDS)
 
 
 def test_replace_validates_again():

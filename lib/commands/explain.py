@@ -29,7 +29,7 @@ def run(args) -> int:
     done, failed = [], []
     for path, stem in zip(args.images, unique_stems(args.images)):
         try:
-            image = decode_one(path, loaded.config.image_size)
+            image = decode_one(path, loaded.config.resizing())
         except (ValueError, OSError) as e:
             print(f"error: {path}: {e}", file=sys.stderr)
             failed.append({"path": path, "error": str(e)})

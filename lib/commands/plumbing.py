@@ -35,18 +35,24 @@ def open_store(runs_dir: str | None) -> RunStore:
 
 def run_config(args, world_size: int = 1) -> TrainConfig:
     """The TrainConfig the options describe (config_from_args), with --pretrained resolved to its weights'
-    name, their crop size and mean/std where --image-size and --normalization are not given, and a model
-    file's SHA-256: what the run records."""
+    name, their crop size, resize and mean/std where --image-size, --resize and --normalization are not given,
+    and a model file's SHA-256: what the run records."""
     from lib.training.model_names import TORCHVISION_MODELS
 
-    if (args.pretrained or args.weights) and args.model in TORCHVISION_MODELS:
-        from lib.training.models import weights_at_hand, weights_preprocessing
+    pretrained = (args.pretrained or args.weights) and args.model in TORCHVISION_MODELS
+    if pretrained:
+        from lib.training.models import weights_at_hand, weights_crop_size
 
-        args.weights, size = weights_preprocessing(args.model, args.weights or "DEFAULT")
-        weights_at_hand(args.model, args.weights, download=getattr(args, "download_weights", False))
-        args.image_size = size if args.image_size is None else args.image_size
+        weights_at_hand(args.model, args.weights or "DEFAULT", download=getattr(args, "download_weights", False))
+        if args.image_size is None:
+            args.image_size = weights_crop_size(args.model, args.weights or "DEFAULT")
         args.normalization = args.normalization or "weights"
+        args.resize = args.resize or "weights"
     config = config_from_args(args, world_size)
+    if pretrained:
+        from lib.training.models import with_weights_preprocessing
+
+        config = with_weights_preprocessing(config)
     if is_model_file(config.model):
         from lib.training.model_names import with_model_file_hash
 

@@ -49,7 +49,7 @@ def run(args) -> int:
         from lib.pixels.decode import Decoding
 
         # Workers decode (Pillow and numpy only) while this process imports torch.
-        decoding = Decoding([p for p, _ in index.samples], config.image_size, workers=args.threads or 0)
+        decoding = Decoding([p for p, _ in index.samples], config.resizing(), workers=args.threads or 0)
     with timings("imports"):
         import torch  # only now: `runs`, --help and bad input answer without loading torch
 

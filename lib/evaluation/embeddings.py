@@ -171,7 +171,7 @@ def embed_run(loaded: LoadedRun, *, limit: int = 300, seed: int = 0, progress: P
     chosen, relative = [samples[i] for i in order], [loaded.val_paths[i] for i in order]
     total = 2 * len(chosen)
     bad: list[tuple[int, str]] = []
-    images = decode_images([p for p, _ in chosen], loaded.config.image_size, bad=bad)
+    images = decode_images([p for p, _ in chosen], loaded.config.resizing(), bad=bad)
     keep = sorted(set(range(len(chosen))) - {i for i, _ in bad})
     if not keep:
         raise ValueError(f"None of the {len(chosen)} chosen validation images decode; restore the dataset folder.")

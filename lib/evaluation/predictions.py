@@ -209,7 +209,7 @@ def predict(
             f"{', '.join(missing[:3])}; restore the dataset folder the run trained on."
         )
     prepare = batch_preparer(loaded.device, loaded.mean_std, None)
-    size, batch = loaded.config.image_size, batch_size or loaded.config.batch_size
+    size, batch = loaded.config.resizing(), batch_size or loaded.config.batch_size
     k = len(loaded.classes) if len(loaded.classes) <= MAX_FULL else TOP_K
     parts, keep, bad = [], [], []
     for start in range(0, len(samples), CHUNK):

@@ -14,15 +14,15 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 import numpy as np
 
 from lib.data.images import load_rgb
-from lib.pixels.resize import resize
+from lib.pixels.resize import Resizing, resize, side
 from lib.pixels.stats import MIN_IMAGES_FOR_POOL, worker_pool
 from lib.settings import default_threads
 
 CHUNK = 256  # images per task: few enough futures that their overhead is nothing beside a decode
 
 
-def decode_array(path: str, size: int) -> np.ndarray:
-    """One image as uint8 (3, size, size): load_rgb, the one resize, channels first.
+def decode_array(path: str, size: int | Resizing) -> np.ndarray:
+    """One image as uint8 (3, S, S): load_rgb, the one resize (a side, or a Resizing), channels first.
 
     Raises:
         ValueError: when the image cannot be decoded (the reason in a few words).
@@ -30,10 +30,10 @@ def decode_array(path: str, size: int) -> np.ndarray:
     return np.asarray(resize(load_rgb(path), size), dtype=np.uint8).transpose(2, 0, 1)
 
 
-def decode_chunk(paths: Sequence[str], size: int) -> tuple[bytes, list[tuple[int, str]]]:
-    """Worker: the chunk's images as bytes of (n, 3, size, size) uint8 (zeros where one fails), and the
+def decode_chunk(paths: Sequence[str], size: int | Resizing) -> tuple[bytes, list[tuple[int, str]]]:
+    """Worker: the chunk's images as bytes of (n, 3, S, S) uint8 (zeros where one fails), and the
     (index in chunk, reason) of each that fails."""
-    out = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
+    out = np.zeros((len(paths), 3, side(size), side(size)), dtype=np.uint8)
     failed = []
     for i, path in enumerate(paths):
         try:
@@ -49,7 +49,7 @@ class Decoding:
     workers: processes (or threads below MIN_IMAGES_FOR_POOL images); 0 means every core this process may use.
     """
 
-    def __init__(self, paths: Sequence[str], size: int, *, workers: int = 0):
+    def __init__(self, paths: Sequence[str], size: int | Resizing, *, workers: int = 0):
         self.paths, self.size = list(paths), size
         workers = workers or default_threads()
         pooled = workers > 1 and len(self.paths) >= MIN_IMAGES_FOR_POOL
@@ -65,7 +65,7 @@ class Decoding:
             for k, future in enumerate(self._futures):
                 data, failed = future.result()
                 start = k * CHUNK
-                images = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3, self.size, self.size)
+                images = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3, side(self.size), side(self.size))
                 yield start, images, [(start + i, reason) for i, reason in failed]
         finally:
             self.cancel()

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from lib.data.images import load_rgb
-from lib.pixels.resize import resize
+from lib.pixels.resize import Resizing, resize, side
 
 Progress = Callable[[int, int], None]  # (done, total)
 EXECUTORS = ("auto", "process", "thread", "serial")
@@ -38,12 +38,13 @@ MIN_IMAGES_FOR_POOL = 4000
 class StatsConfig:
     """How to measure: the evaluation pipeline (resize, optional normalization) and how to run.
 
-    size: resize to (size, size) exactly as `TransformConfig(image_size=size)` does; None = native.
+    size: resize to (size, size) exactly as `TransformConfig(image_size=size)` does (a Resizing: as a run
+        with it does); None = native.
     mean/std: normalize (float32, like `v2.Normalize`) before measuring; None = values in [0, 1].
     executor: "process" (worker_pool), "thread", "serial", or "auto" (process for big datasets).
     """
 
-    size: int | None = None
+    size: int | Resizing | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     workers: int = 0  # 0 = every core
@@ -52,7 +53,7 @@ class StatsConfig:
     chunk_bytes: int = 1 << 20  # decoded bytes buffered before counting (bounds memory)
 
     def __post_init__(self):
-        if self.size is not None and not 4 <= self.size <= 1024:
+        if self.size is not None and not 4 <= side(self.size) <= 1024:
             raise ValueError(f"Size {self.size} is out of range; choose between 4 and 1024 pixels, or none.")
         if (self.mean is None) != (self.std is None):
             raise ValueError("Give both mean and std for normalization, or neither.")
@@ -196,7 +197,9 @@ def level_values(config: StatsConfig) -> np.ndarray:
     return ((x - mean) / std).reshape(3, 256).double().numpy()
 
 
-def _chunk_counts(paths: list[str], size: int | None, chunk_bytes: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
+def _chunk_counts(
+    paths: list[str], size: int | Resizing | None, chunk_bytes: int
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Worker: level counts of a chunk of images, and the (path, reason) of those that fail."""
     counts = np.zeros((3, 256), dtype=np.int64)
     failed, buffer, buffered = [], [], 0

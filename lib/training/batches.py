@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lib.pixels.decode import Decoding, decode_array
+from lib.pixels.resize import Resizing, side
 from lib.pixels.transforms import IMAGENET_MEAN, IMAGENET_STD, Augmentation, model_input
 from lib.training.config import DEFAULT_CACHE_MB, TrainConfig, fits_in_memory, held_out
 from lib.training.distributed import SINGLE, Dist, ShardBatchSampler, ShardTensorBatches, batch_slices, tensor_order
@@ -54,14 +55,14 @@ def stratified_split(targets: Sequence[int], val_split: float, seed: int) -> tup
     return sorted(train), sorted(val)
 
 
-def decode_one(path: str, image_size: int) -> torch.Tensor:
-    """One image as uint8 (3, S, S), through the one resize (lib.pixels.resize)."""
+def decode_one(path: str, image_size: int | Resizing) -> torch.Tensor:
+    """One image as uint8 (3, S, S), through the one resize (lib.pixels.resize: a side, or a run's Resizing)."""
     return torch.from_numpy(decode_array(path, image_size).copy())
 
 
 def decode_images(
     paths: Sequence[str],
-    image_size: int,
+    image_size: int | Resizing,
     *,
     workers: int | None = None,
     progress: Callable[[int, int], bool] | None = None,
@@ -75,7 +76,7 @@ def decode_images(
     that does not decode leaves its slot zero and is listed there as (index, reason) instead of raising.
     """
     decoding = decoding or Decoding(paths, image_size, workers=workers or 0)
-    out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
+    out = torch.empty((len(paths), 3, side(image_size), side(image_size)), dtype=torch.uint8)
     for start, images, failed in decoding.chunks():
         if failed and bad is None:
             raise ValueError(f"{paths[failed[0][0]]}: {failed[0][1]}")
@@ -89,7 +90,7 @@ def decode_images(
 
 
 def dataset_mean_std(
-    paths: Sequence[str], image_size: int, *, decoded: torch.Tensor | None = None, dist: Dist = SINGLE
+    paths: Sequence[str], image_size: int | Resizing, *, decoded: torch.Tensor | None = None, dist: Dist = SINGLE
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of the resized images, pixel values in [0, 1].
 
@@ -151,7 +152,7 @@ class TensorBatches:
 class DecodingDataset(Dataset):
     """(uint8 (3, S, S), target) decoded from disk on every access: the path for data too big to keep."""
 
-    def __init__(self, samples: Sequence[tuple[str, int]], image_size: int):
+    def __init__(self, samples: Sequence[tuple[str, int]], image_size: int | Resizing):
         self.samples, self.image_size = list(samples), image_size
 
     def __len__(self) -> int:
@@ -178,7 +179,7 @@ class EpochOrder(Sampler):
 
 def streaming_batches(
     samples: Sequence[tuple[str, int]],
-    image_size: int,
+    image_size: int | Resizing,
     batch_size: int,
     *,
     shuffle: bool,
@@ -278,7 +279,7 @@ def _streamed_data(
     dist: Dist,
 ) -> Data:
     """DataLoaders that decode every epoch, for images that do not fit in memory; mean/std streamed too."""
-    size, batch = config.image_size, config.batch_size
+    size, batch = config.resizing(), config.batch_size
     train = streaming_batches(train_s, size, batch, shuffle=True, generator=shuffle, workers=workers, dist=dist)
     val = streaming_batches(val_s, size, batch, shuffle=False, generator=None, workers=workers, dist=dist)
     if config.normalization == "dataset":
@@ -349,7 +350,7 @@ def _decode_in_split_order(
 
     found: list[tuple[int, str]] = []
     paths = [p for p, _ in samples]
-    every = decode_images(paths, config.image_size, progress=decoded, bad=found, decoding=decoding)
+    every = decode_images(paths, config.resizing(), progress=decoded, bad=found, decoding=decoding)
     order = split[0] + split[1]
     position = {sample: k for k, sample in enumerate(order)}
     return every[torch.tensor(order)], [(position[i], reason) for i, reason in found]
@@ -366,7 +367,7 @@ def normalization_for(
 
         return weights_mean_std(config.model, config.weights_name)
     if config.normalization == "dataset":
-        return dataset_mean_std(train_paths, config.image_size, decoded=decoded, dist=dist)
+        return dataset_mean_std(train_paths, config.resizing(), decoded=decoded, dist=dist)
     return None
 
 
@@ -420,7 +421,7 @@ def _decoded_shard(
         return False
 
     bad: list[tuple[int, str]] = []
-    images = decode_images([samples[i][0] for i in owned], config.image_size, progress=decoded, bad=bad)
+    images = decode_images([samples[i][0] for i in owned], config.resizing(), progress=decoded, bad=bad)
     targets = torch.tensor([samples[i][1] for i in owned], dtype=torch.int64)
     bad_rows = [i for i, _ in bad]
     good = torch.ones(len(owned), dtype=torch.bool)

@@ -10,6 +10,7 @@ import argparse
 from dataclasses import asdict, dataclass, field, fields
 
 from lib.pixels.augmentation import Augmentation
+from lib.pixels.resize import INTERPOLATIONS, Resizing
 from lib.settings import Settings
 from lib.training.model_names import TORCHVISION_MODELS, is_model_file
 
@@ -18,6 +19,7 @@ FINETUNES = ("full", "head")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
 NORMALIZATIONS = ("dataset", "imagenet", "weights", "none")  # weights: the pretrained weights' own mean/std
+RESIZES = ("square", "weights")  # weights: the pretrained weights' own resize and centre crop
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENT_FIELDS = frozenset(("random_crop", "hflip", "rotation", "color_jitter"))
 MAX_EPOCHS, MAX_BATCH, MAX_SEED = 100_000, 1_000_000, 2**32 - 1
@@ -74,6 +76,17 @@ class TrainConfig:
         "dataset", "per-channel mean/std to subtract", choices=NORMALIZATIONS,
         weights_default="weights with weights, else dataset",
     )  # fmt: skip
+    resize: str = knob(
+        "square", "square squashes each image to SIZE x SIZE; weights does what the weights' transforms() do: "
+        "the shorter side to their resize size (x SIZE / their crop size), then the centre SIZE x SIZE",
+        choices=RESIZES, weights_default="weights with weights, else square",
+    )  # fmt: skip
+    # The weights' own preprocessing, recorded when a run with resize "weights" starts (with_weights_preprocessing).
+    resize_size: int | None = knob(None, "the weights' resize size", low=1, page=False, cli=False)
+    crop_size: int | None = knob(None, "the weights' crop size", low=1, page=False, cli=False)
+    interpolation: str = knob(
+        "bilinear", "the resize's filter", choices=tuple(INTERPOLATIONS), page=False, cli=False
+    )  # fmt: skip
     val_split: float = knob(0.2, "fraction of each class held out for validation")
     seed: int = knob(0, "seed for split, init, shuffling, augmentation", low=0, high=MAX_SEED)
     device: str = knob("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES, page=False)
@@ -81,7 +94,7 @@ class TrainConfig:
     pretrained: bool = knob(False, "start from the model's DEFAULT weights in torch hub's cache (see --weights)")
     weights: str = knob(
         "", "torchvision weights NAME from torch hub's cache ($TORCH_HOME; `python -m lib models` lists them)",
-        metavar="NAME", default_text="none", page=False,
+        metavar="NAME", default_text="none",
     )  # fmt: skip
     finetune: str = knob(
         "full", "with weights, head trains only a new head on the frozen backbone's cached features; full trains "
@@ -128,6 +141,8 @@ class TrainConfig:
             raise ValueError("Head-only training needs pretrained weights; add --pretrained or use --finetune full.")
         if self.normalization == "weights" and not (self.pretrained or self.weights):
             raise ValueError("Normalization 'weights' needs pretrained weights; choose dataset, imagenet or none.")
+        if self.resize == "weights" and not (self.pretrained or self.weights):
+            raise ValueError("Resize 'weights' needs pretrained weights; choose square.")
         if not 0 <= self.backbone_lr_scale < float("inf"):
             raise ValueError(f"backbone_lr_scale must be zero or positive, got {self.backbone_lr_scale}; try 0.1.")
 
@@ -135,6 +150,23 @@ class TrainConfig:
     def weights_name(self) -> str:
         """The weights the run starts from: `weights`, DEFAULT when only `pretrained`, or "" (scratch)."""
         return self.weights or ("DEFAULT" if self.pretrained else "")
+
+    def resizing(self) -> Resizing:
+        """How each image becomes image_size x image_size: squashed, or the weights' resize (scaled by
+        image_size / crop_size, so at the weights' own crop size it is theirs) and centre crop.
+
+        Raises:
+            ValueError: for resize "weights" before the weights' sizes are recorded (with_weights_preprocessing).
+        """
+        if self.resize == "square":
+            return Resizing(self.image_size)
+        if self.resize_size is None or self.crop_size is None:
+            raise ValueError(
+                "This config has resize 'weights' without the weights' sizes; pass it through "
+                "lib.training.models.with_weights_preprocessing first."
+            )
+        short = max(self.image_size, round(self.resize_size * self.image_size / self.crop_size))
+        return Resizing(self.image_size, short, self.interpolation)
 
     def augmentation(self) -> Augmentation:
         """What training applies to each training batch (the Channels preview shows the same)."""

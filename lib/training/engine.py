@@ -318,7 +318,7 @@ def evaluate_checkpoint(loaded: LoadedRun, *, workers: int | None = None) -> tup
         raise ValueError(
             f"{len(missing)} validation images are gone, e.g. {', '.join(missing[:3])}; restore the dataset folder."
         )
-    images = decode_images([p for p, _ in samples], loaded.config.image_size, workers=workers)
+    images = decode_images([p for p, _ in samples], loaded.config.resizing(), workers=workers)
     targets = torch.tensor([t for _, t in samples])
     val = TensorBatches(images, targets, loaded.config.batch_size, shuffle=False)
     prepare = batch_preparer(loaded.device, loaded.mean_std, None)

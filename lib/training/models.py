@@ -331,10 +331,48 @@ def weights_mean_std(name: str, weights: str) -> tuple[tuple[float, ...], tuple[
     return tuple(float(m) for m in t.mean), tuple(float(s) for s in t.std)
 
 
-def weights_preprocessing(name: str, weights: str) -> tuple[str, int]:
-    """(the weights' name, e.g. IMAGENET1K_V1 for DEFAULT; their crop side): what a run records."""
+def with_weights_preprocessing(config):
+    """config as a run records it: its weights by their own name (IMAGENET1K_V1 for DEFAULT) and, with resize
+    "weights", the sizes and filter of their transforms() (resize_size, crop_size, interpolation). A config
+    without weights comes back unchanged.
+
+    Raises:
+        ValueError: for weights the model does not have.
+    """
+    from dataclasses import replace
+
+    if not config.weights_name or config.model not in TORCHVISION_MODELS:
+        return config
+    entry = weights_enum(config.model, config.weights_name)
+    config = replace(config, weights=entry.name, pretrained=True)
+    if config.resize != "weights":
+        return replace(config, resize_size=None, crop_size=None, interpolation="bilinear")
+    t = entry.transforms()
+    return replace(
+        config, resize_size=int(t.resize_size[0]), crop_size=int(t.crop_size[0]), interpolation=t.interpolation.value
+    )
+
+
+def weights_choice(name: str, weights: str) -> dict:
+    """What the Train page says of one weights entry (a name, or DEFAULT): {name (DEFAULT resolved), cached,
+    file_mb, resize, crop, interpolation, acc (ImageNet top-1 %, or None)}."""
     entry = weights_enum(name, weights)
-    return entry.name, int(entry.transforms().crop_size[0])
+    t = entry.transforms()
+    metrics = next(iter(entry.meta.get("_metrics", {}).values()), {})
+    return dict(
+        name=entry.name,
+        cached=weights_file(entry).is_file(),
+        file_mb=entry.meta.get("_file_size"),
+        resize=int(t.resize_size[0]),
+        crop=int(t.crop_size[0]),
+        interpolation=t.interpolation.value,
+        acc=metrics.get("acc@1"),
+    )
+
+
+def weights_crop_size(name: str, weights: str) -> int:
+    """The side of the weights' centre crop: the image size a run with them defaults to."""
+    return int(weights_enum(name, weights).transforms().crop_size[0])
 
 
 def download_with_progress(name: str, weights: str, progress: Callable[[int, int], None]) -> Path:
