@@ -132,7 +132,7 @@ def chosen_image() -> tuple[str, object, str, str | None]:
             st.stop()
         data = up.getvalue()
         try:
-            return "upload:" + hashlib.sha1(data).hexdigest(), cache.upload_image(data, facts.image_size), up.name, None
+            return "upload:" + hashlib.sha1(data).hexdigest(), cache.upload_image(data, run_id), up.name, None
         except ValueError as e:
             st.error(plain_error(e))
             st.stop()

@@ -1,10 +1,11 @@
 """Train: hyperparameters in the sidebar, Start, watch loss and accuracy draw live, Stop, revisit any run.
 
 Widget keys (stable, for tests and URLs):
-    train_model (type to search), train_model_file (local mode: FILE.py:build), train_pretrained, train_finetune,
+    train_model (type to search), train_model_file (local mode: FILE.py:build), train_pretrained, train_weights
+    (DEFAULT or a weights name of the model), train_finetune,
     train_backbone_lr_scale, train_download_weights ("Download weights"), train_epochs, train_batch_size, train_lr, train_optimizer, train_weight_decay,
     train_schedule, train_image_size, train_random_crop, train_hflip, train_rotation, train_color_jitter,
-    train_normalization, train_val_split, train_seed,
+    train_normalization, train_resize (square or weights), train_val_split, train_seed,
     train_max_batches, train_name, train_start (label "Start"), train_stop (label "Stop"),
     train_run (runs list, mirrored in the URL as ?run=), train_use_settings ("Use this run's settings"),
     train_smoothing; sweep: train_sweep_param1/2 (hyperparameter or "none"), train_sweep_values1/2
@@ -63,6 +64,7 @@ from lib.training.config import (
     NORMALIZATIONS,
     OPTIMIZERS,
     PAGE_FIELDS,
+    RESIZES,
     SCHEDULES,
     TrainConfig,
     validation_size,
@@ -100,7 +102,7 @@ FIELDS = PAGE_FIELDS  # TrainConfig fields with page=True
 KEY = {f: f"train_{f}" for f in FIELDS}
 OPTIONS = {
     "model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "normalization": NORMALIZATIONS,
-    "finetune": FINETUNES,
+    "finetune": FINETUNES, "resize": RESIZES,
 }  # fmt: skip
 VIEWS = ("Curves", "Inside")
 SMALL_VALIDATION = 20  # fewer validation images than this: each one moves accuracy by more than 5 %
@@ -109,7 +111,10 @@ SMALL_VALIDATION = 20  # fewer validation images than this: each one moves accur
 def form_values(config: dict) -> dict:
     """A run's config as the form's values (0 batches = all; the name is left for the new run)."""
     d = {k: v for k, v in {**TrainConfig().to_dict(), **config}.items() if k in FIELDS}
-    return {**d, "max_batches": d["max_batches"] or 0, "rotation": int(round(d["rotation"])), "name": ""}
+    return {
+        **d, "max_batches": d["max_batches"] or 0, "rotation": int(round(d["rotation"])), "name": "",
+        "weights": d["weights"] or "DEFAULT",
+    }  # fmt: skip
 
 
 def hyperparameter_inputs() -> None:
@@ -134,6 +139,10 @@ def hyperparameter_inputs() -> None:
             augmentation_fields()
         with st.expander("Data"):
             st.selectbox("Normalization", NORMALIZATIONS, key=KEY["normalization"])
+            st.selectbox("Resize", RESIZES, key=KEY["resize"],
+                         help="square squashes each image to the image size; weights does what the pretrained "
+                         "weights' transforms() do: the shorter side to their resize size (scaled by image size / "
+                         "their crop), then the centre crop.")  # fmt: skip
             st.slider("Validation split", 0.05, 0.5, step=0.05, key=KEY["val_split"])
             st.number_input("Seed", 0, 2**31 - 1, step=1, key=KEY["seed"])
         sweep_fields()
@@ -172,46 +181,68 @@ def model_fields() -> None:
     st.checkbox("Pretrained weights", key=KEY["pretrained"], on_change=weights_preprocessing, args=(facts,))
     if not st.session_state[KEY["pretrained"]]:
         return
+    choices = facts["choices"]
+    keep(KEY["weights"], "DEFAULT", options=list(choices))  # another model's weights name: back to DEFAULT
+    st.selectbox("Weights", list(choices), key=KEY["weights"], format_func=lambda w: weights_label(w, choices[w]),
+                 on_change=weights_preprocessing, args=(facts,),
+                 help="torchvision's weights of this model; DEFAULT is its best. Each says whether its file is "
+                 "in torch hub's cache ($TORCH_HOME/hub/checkpoints).")  # fmt: skip
+    chosen = choices[st.session_state[KEY["weights"]]]
+    st.caption(
+        f"Their preprocessing: shorter side to {chosen['resize']} px, centre {chosen['crop']} px crop "
+        f"({chosen['interpolation']}), their mean/std; Data > Resize and Normalization override it."
+    )
     st.radio("Fine-tune", FINETUNES, key=KEY["finetune"], horizontal=True,
              help="head: only a new head trains, on the frozen backbone's features computed once; full: every layer.")  # fmt: skip
     if st.session_state[KEY["finetune"]] == "full":
         st.number_input("Backbone LR scale", 0.0, 1.0, step=0.05, key=KEY["backbone_lr_scale"])
-    if not facts["cached"]:
-        weights_download(facts)
+    if not chosen["cached"]:
+        weights_download(facts["name"], chosen)
+
+
+def weights_label(option: str, choice: dict) -> str:
+    """A Weights option: its name (DEFAULT with the one it stands for), top-1 accuracy, whether it is cached."""
+    name = f"DEFAULT ({choice['name']})" if option == "DEFAULT" else option
+    acc = f" · {choice['acc']:g} % top-1" if choice["acc"] else ""
+    return f"{name}{acc} · {'cached' if choice['cached'] else 'not downloaded'}"
 
 
 def weights_preprocessing(facts: dict) -> None:
-    """Ticking Pretrained uses the weights' own input size and mean/std (both stay editable); unticking
-    goes back to scratch training's."""
+    """Ticking Pretrained (or choosing other weights) uses the weights' own input size, resize and mean/std
+    (all stay editable); unticking goes back to scratch training's."""
     if st.session_state[KEY["pretrained"]]:
-        set_value(KEY["image_size"], facts["default_size"])
+        weights = st.session_state.get(KEY["weights"])
+        chosen = facts["choices"].get(weights, facts["choices"]["DEFAULT"])
+        set_value(KEY["image_size"], chosen["crop"])
         set_value(KEY["normalization"], "weights")
+        set_value(KEY["resize"], "weights")
     else:
         set_value(KEY["finetune"], "full")
-        if st.session_state[KEY["normalization"]] == "weights":
-            set_value(KEY["normalization"], "dataset")
+        for field, scratch in (("normalization", "dataset"), ("resize", "square")):
+            if st.session_state[KEY[field]] == "weights":
+                set_value(KEY[field], scratch)
 
 
-def weights_download(facts: dict) -> None:
+def weights_download(model: str, chosen: dict) -> None:
     """Missing weights: deployed mode says who seeds them; local mode offers the download, with progress."""
     if settings.deployed:
         st.info(
             "These weights are not on this server, and it never downloads: its operator pre-seeds torch hub's cache."
         )
         return
-    job = cache.weights_job(facts["name"])
+    job = cache.weights_job(model, chosen["name"])
     if job is None:
-        size = facts.get("file_mb")
+        size = chosen["file_mb"]
         label = f"Download weights ({size:g} MB)" if size else "Download weights"
-        st.button(label, key="train_download_weights", on_click=cache.weights_job, args=(facts["name"],),
+        st.button(label, key="train_download_weights", on_click=cache.weights_job, args=(model, chosen["name"]),
                   kwargs={"start": True})  # fmt: skip
         return
-    download_progress(facts["name"])
+    download_progress(model, chosen["name"])
 
 
 @st.fragment(run_every=0.5)
-def download_progress(name: str) -> None:
-    job = cache.weights_job(name)
+def download_progress(model: str, weights: str) -> None:
+    job = cache.weights_job(model, weights)
     if job.error:
         st.error(plain_error(job.error))
     elif not job.done:
@@ -241,15 +272,19 @@ def sweep_fields() -> None:
 
 
 def input_config() -> TrainConfig:
-    """The inputs as a TrainConfig (raises ValueError with a sentence)."""
+    """The inputs as a TrainConfig, its weights resolved as the run records them (raises ValueError with a sentence)."""
+    from lib.training.models import with_weights_preprocessing
+
     values = {f: st.session_state[KEY[f]] for f in FIELDS}
     values.update(max_batches=values["max_batches"] or None, rotation=float(values["rotation"]))
+    if not values["pretrained"]:
+        values["weights"] = ""
     model_file = "" if settings.deployed else st.session_state.get("train_model_file", "").strip()
     if model_file:
         values["model"] = model_file
     if model_file or not cache.model_facts(values["model"])["weights"]:  # scratch: no weights to start from
         values.update(pretrained=False, weights="", finetune="full")
-    return TrainConfig(**values)
+    return with_weights_preprocessing(TrainConfig(**values))
 
 
 def visitor() -> str:

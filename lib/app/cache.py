@@ -28,6 +28,7 @@ from lib.data.index import DatasetIndex, build_index, verify_index
 from lib.data.marks import apply_marks, read_marks, session_marks_root
 from lib.evaluation.embeddings import embed_run, embedding_frame
 from lib.pixels.channels import load_upload
+from lib.pixels.resize import resize
 from lib.pixels.stats import ChannelStats, Progress, StatsConfig, channel_stats
 from lib.runs import compare
 from lib.runs.store import RunStore
@@ -372,10 +373,11 @@ def explain_facts(run_id: str) -> ModelFacts:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def run_image(run_id: str, path: str, size: int) -> np.ndarray | str:
-    """A validation image (path relative to the run's root) at the model's size, uint8 (S, S, 3), or why not."""
+    """A validation image (path relative to the run's root) at the model's size (`size`), resized as the run's
+    images were, uint8 (S, S, 3), or why not."""
     loaded, _ = _model(run_id, checkpoint_key(run_id))
     try:
-        return decode_one(loaded.image_path(path), size).permute(1, 2, 0).numpy()
+        return decode_one(loaded.image_path(path), loaded.config.resizing()).permute(1, 2, 0).numpy()
     except ValueError as e:
         return f"{path} cannot be read ({e})."
 
@@ -390,12 +392,14 @@ def decoded_upload(data: bytes) -> Image.Image:
     return load_upload(data)
 
 
-def upload_image(data: bytes, size: int) -> np.ndarray:
-    """An uploaded image resized as the dataset's images are, uint8 (S, S, 3). Raises ValueError (not an image)."""
-    img = decoded_upload(data)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)  # as decode_one does
-    return np.asarray(img).copy()
+def upload_image(data: bytes, run_id: str) -> np.ndarray:
+    """An uploaded image resized as run_id's images were (decode_one's resize), uint8 (S, S, 3).
+
+    Raises:
+        ValueError: when the upload is not an image.
+    """
+    loaded, _ = _model(run_id, checkpoint_key(run_id))
+    return np.asarray(resize(decoded_upload(data), loaded.config.resizing())).copy()
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -456,14 +460,14 @@ def embedding(run_id: str, limit: int, progress=None) -> tuple:
 
 @st.cache_data(ttl=5, show_spinner=False, max_entries=256)
 def model_facts(name: str) -> dict:
-    """{name, params, default_size, weights, cached} of a model by name (`python -m lib models`); the cache
-    flag is rechecked every few seconds, so a finished download shows."""
+    """{name, params, default_size, weights, cached} of a model by name (`python -m lib models`), and
+    `choices`: DEFAULT then each weights name, to weights_choice's facts. The cache flags are rechecked every
+    few seconds, so a finished download shows."""
     from lib.training.models import model_facts as facts
-    from lib.training.models import weights_enum
+    from lib.training.models import weights_choice
 
     d = facts(name)
-    if d["weights"]:  # the page names the download's size
-        d["file_mb"] = weights_enum(name).meta.get("_file_size")
+    d["choices"] = {w: weights_choice(name, w) for w in ("DEFAULT", *d["weights"])} if d["weights"] else {}
     return d
 
 
@@ -472,12 +476,15 @@ def _weights_jobs() -> dict[str, BackgroundJob]:
     return {}  # one download per weights file for the whole server, whoever asked first
 
 
-def weights_job(name: str, *, start: bool = False) -> BackgroundJob | None:
-    """The download of a model's DEFAULT weights into torch hub's cache (local mode); started when asked."""
-    from lib.training.models import download_with_progress
+def weights_job(name: str, weights: str = "DEFAULT", *, start: bool = False) -> BackgroundJob | None:
+    """The download of a model's weights (a name, or DEFAULT) into torch hub's cache (local mode); started when asked."""
+    from lib.training.models import download_with_progress, weights_enum
 
+    weights = weights_enum(name, weights).name  # DEFAULT and its own name: one download
     with _jobs_lock:
         jobs = _weights_jobs()
-        if name not in jobs and start:
-            jobs[name] = BackgroundJob(lambda p: download_with_progress(name, "DEFAULT", p), name=f"weights:{name}")
-        return jobs.get(name)
+        if (name, weights) not in jobs and start:
+            jobs[(name, weights)] = BackgroundJob(
+                lambda p: download_with_progress(name, weights, p), name=f"weights:{name}.{weights}"
+            )
+        return jobs.get((name, weights))

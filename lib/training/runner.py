@@ -109,11 +109,14 @@ def start_run(
 
     Raises:
         ValueError: when owner already has a run training, the server is at its cap on concurrent runs,
-            or config exceeds the server's limits.
+            config exceeds the server's limits, or names weights its model does not have.
     """
+    from lib.training.models import with_weights_preprocessing  # torchvision: only when a run starts
+
     settings = settings or load_settings()
     check_limits(config, settings)
-    return _spawn(with_model_file_hash(config), root, store, owner, settings, visitor)
+    config = with_weights_preprocessing(with_model_file_hash(config))  # recorded: IMAGENET1K_V1, not DEFAULT
+    return _spawn(config, root, store, owner, settings, visitor)
 
 
 def _spawn(
