@@ -171,7 +171,7 @@ def model_fields() -> None:
         st.text_input("Or your model file", key="train_model_file", placeholder="path/to/file.py:build",
                       help="build(num_classes) -> torch.nn.Module; the run records the file's SHA-256.")  # fmt: skip
     facts = cache.model_facts(st.session_state[KEY["model"]])
-    at_hand = "weights at hand" if facts["cached"] else "weights not downloaded"
+    at_hand = "default weights at hand" if facts["cached"] else "default weights not downloaded"
     st.caption(
         f"{facts['params']:,} parameters · {facts['default_size']} px input"
         + (f" · {at_hand}" if facts["weights"] else "")
@@ -188,9 +188,11 @@ def model_fields() -> None:
                  help="torchvision's weights of this model; DEFAULT is its best. Each says whether its file is "
                  "in torch hub's cache ($TORCH_HOME/hub/checkpoints).")  # fmt: skip
     chosen = choices[st.session_state[KEY["weights"]]]
+    top1 = f", {chosen['acc']:g} % top-1 on ImageNet" if chosen["acc"] else ""
     st.caption(
-        f"Their preprocessing: shorter side to {chosen['resize']} px, centre {chosen['crop']} px crop "
-        f"({chosen['interpolation']}), their mean/std; Data > Resize and Normalization override it."
+        f"{chosen['name']}{top1}. Their preprocessing: shorter side to {chosen['resize']} px, centre "
+        f"{chosen['crop']} px crop ({chosen['interpolation']}), their mean/std; Data > Resize and Normalization "
+        "override it."
     )
     st.radio("Fine-tune", FINETUNES, key=KEY["finetune"], horizontal=True,
              help="head: only a new head trains, on the frozen backbone's features computed once; full: every layer.")  # fmt: skip
@@ -201,10 +203,8 @@ def model_fields() -> None:
 
 
 def weights_label(option: str, choice: dict) -> str:
-    """A Weights option: its name (DEFAULT with the one it stands for), top-1 accuracy, whether it is cached."""
-    name = f"DEFAULT ({choice['name']})" if option == "DEFAULT" else option
-    acc = f" · {choice['acc']:g} % top-1" if choice["acc"] else ""
-    return f"{name}{acc} · {'cached' if choice['cached'] else 'not downloaded'}"
+    """A Weights option, short enough for the sidebar: its name and whether its file is in the cache."""
+    return f"{option} · {'cached' if choice['cached'] else 'not cached'}"
 
 
 def weights_preprocessing(facts: dict) -> None:

@@ -103,3 +103,40 @@ def test_default_is_recorded_as_the_weights_it_stands_for():
     config = with_weights_preprocessing(TrainConfig(model="mobilenet_v2", pretrained=True, resize="weights"))
     assert (config.weights, config.resize_size, config.crop_size) == ("IMAGENET1K_V2", 232, 224)
     assert with_weights_preprocessing(TrainConfig(model="cnn")) == TrainConfig(model="cnn")
+
+
+def test_a_trained_run_is_decoded_downstream_as_it_was_trained(tmp_path, monkeypatch, capsys):
+    """A CLI run on non-square images at 32 px with the weights' resize: Evaluate's predictions, Explain's
+    validation images and uploads all go through the run's own Resizing (shorter side 37, centre 32)."""
+    import json
+
+    from lib.__main__ import main
+    from lib.app import cache
+    from lib.evaluation import predictions
+    from lib.training.checkpoint import load_model
+    from tests.helpers import write_imagefolder
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("TORCHSCOPE_RUNS_DIR", str(tmp_path / "runs"))
+    seed_weights("mobilenet_v2", "IMAGENET1K_V1")
+    root = write_imagefolder(tmp_path / "data", classes=("a", "b"), per_class=4, size=(60, 40))
+    args = ["train", str(root), "--model", "mobilenet_v2", "--weights", "IMAGENET1K_V1", "--finetune", "head"]
+    assert main([*args, "--image-size", "32", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
+    loaded = load_model(run_id, runs_dir=tmp_path / "runs")
+    assert loaded.config.resizing() == Resizing(32, 37, "bilinear")  # round(256 * 32 / 224), then the crop
+    path = loaded.val_samples()[0][0]
+    from torchvision import transforms as T
+
+    expected = T.PILToTensor()(T.CenterCrop(32)(T.Resize(37)(Image.open(path).convert("RGB"))))  # (3, 32, 32)
+    rel = loaded.val_paths[0]
+    assert np.array_equal(cache.run_image(run_id, rel, 32), expected.permute(1, 2, 0).numpy())
+    with open(path, "rb") as f:
+        assert np.array_equal(cache.upload_image(f.read(), run_id), expected.permute(1, 2, 0).numpy())
+    # Evaluate decodes the split as torchvision's own Resize + CenterCrop does (what its model then sees).
+    seen = []
+    monkeypatch.setattr(predictions, "decode_images", lambda *a, **k: seen.append(decode_images(*a, **k)) or seen[-1])
+    stored = predictions.predict(loaded)
+    reference = T.Compose([T.Resize(37), T.CenterCrop(32), T.PILToTensor()])
+    batch = torch.stack([reference(Image.open(p).convert("RGB")) for p, _ in loaded.val_samples()])
+    assert not stored.bad and torch.equal(torch.cat(seen), batch)

@@ -40,7 +40,7 @@ def test_pick_resnet18_pretrained_train_the_head_then_evaluate_and_explain(serve
     sidebar.get_by_role("combobox", name="Model").click()
     page.keyboard.type("resnet18")  # the selectbox searches as you type
     page.get_by_role("option", name="resnet18", exact=True).click()
-    sidebar.get_by_text(re.compile(r"11,689,512 parameters · 224 px input · weights at hand")).wait_for()
+    sidebar.get_by_text(re.compile(r"11,689,512 parameters · 224 px input · default weights at hand")).wait_for()
     sidebar.get_by_text("Pretrained weights").click()
     sidebar.get_by_text("head", exact=True).wait_for()
     wait_idle(page)
@@ -62,6 +62,8 @@ def test_pick_resnet18_pretrained_train_the_head_then_evaluate_and_explain(serve
     assert run.status == "completed", run.message
     assert (run.config["model"], run.config["finetune"], run.config["normalization"]) == ("resnet18", "head", "weights")
     assert run.config["pretrained"] and run.config["image_size"] == 32
+    # Recorded by their own name, with their preprocessing (resize 256 -> crop 224, scaled to 32 px at decode).
+    assert (run.config["weights"], run.config["resize"], run.config["resize_size"]) == ("IMAGENET1K_V1", "weights", 256)
     go(page, "Evaluate")
     page.locator(".st-key-evaluate_gallery [data-testid='stImageCaption']").first.wait_for(timeout=180_000)
     wait_idle(page)
