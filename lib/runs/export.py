@@ -78,6 +78,9 @@ else:  # a torchvision classifier with n classes (a model file: build(n) from th
     model = torchvision.models.get_model(name, num_classes=n, **extra)
 model.load_state_dict(ckpt["model"])
 model.eval()  # input: (B, 3, size, size) floats in [0, 1], minus ckpt["mean"], divided by ckpt["std"]
+# Each image resized as the run's were: config.get("resize") "weights" is torchvision's
+# Resize(round(config["resize_size"] * size / config["crop_size"]), config["interpolation"]) then CenterCrop(size);
+# otherwise Resize((size, size)).
 """
 LOCAL_COLUMNS = ("pid", "host", "heartbeat", "stop_requested", "checkpoint")  # facts of the machine that ran it
 SERVER_FACTS = ("root", "owner", "visitor")  # a deployed server's folders and its visitors' session ids
