@@ -1,6 +1,7 @@
-"""Head mode's disk feature cache: features over the --cache-mb budget (images within it) go to a file keyed by
-model, weights, size, normalization and the images' pixels. A second run reads them back and never runs the
-backbone; changed pixels or other weights make a new key; the losses are those of in-memory features.
+"""Head mode's disk feature cache: features over the --cache-mb budget go to a file keyed by model, weights, size,
+normalization and the images (their pixels when decoded in memory, their files when streamed). A second run reads
+them back and never runs the backbone; changed images or other weights make a new key; the losses are those of
+in-memory features and of the frozen backbone run at every step.
 
 resnet18 at 16 px on 18 images: the decoded images (18 x 3 x 16 x 16 bytes = 13.5 KB) fit a 20 KB budget and
 the features (18 x 512 float32 = 36 KB) do not. The weights are random tensors written where torch hub keeps
@@ -14,6 +15,7 @@ from PIL import Image
 
 from lib.data.index import build_index
 from lib.settings import cache_dir
+from lib.training import finetune
 from lib.training.config import TrainConfig
 from lib.training.engine import Hooks, fit
 from lib.training.finetune import cache_key
@@ -71,18 +73,34 @@ def test_a_second_run_reads_the_features_from_disk_and_never_runs_the_backbone(s
     assert second.losses == first.losses and list(features.glob("*")) == files  # nothing else written
 
 
-def test_disk_features_train_as_in_memory_ones_and_as_the_frozen_backbone_every_step(setup):
+def test_disk_features_train_as_in_memory_ones_and_as_the_frozen_backbone_every_step(setup, monkeypatch):
     data, features = setup
     in_memory, said, _ = train(data, cache_bytes=2**30)
     assert "computing features of 18 images once" in said and not list(features.glob("*.pt"))
     on_disk, said, _ = train(data)
     assert "computing features of 18 images once" in said and len(list(features.glob("*.pt"))) == 1
-    streamed, _, calls = train(data, cache_bytes=0)  # decoded every epoch, backbone run at every step
-    assert calls == 2 * (4 + 1)  # each epoch: 4 training batches, 1 validation batch
+    streamed, said, calls = train(data, cache_bytes=10_000)  # images over the budget: streamed, features once
+    assert "computing features of 18 images once" in said and calls == 5 and len(list(features.glob("*.pt"))) == 2
+    monkeypatch.setattr(finetune, "cached_features_apply", lambda *_: False)  # the reference: no cache at all
+    frozen, _, calls = train(data)
+    assert calls == 2 * (4 + 1)  # the backbone at every step: each epoch 4 training batches, 1 validation batch
     assert len(on_disk.losses) == 2 * 4
-    assert on_disk.losses == pytest.approx(in_memory.losses, abs=1e-5)
-    assert on_disk.losses == pytest.approx(streamed.losses, abs=1e-5)
-    assert [e["val_loss"] for e in on_disk.epochs] == pytest.approx([e["val_loss"] for e in streamed.epochs], abs=1e-5)
+    for run in (on_disk, in_memory, streamed):
+        assert run.losses == pytest.approx(frozen.losses, abs=1e-5)
+        assert [e["val_loss"] for e in run.epochs] == pytest.approx([e["val_loss"] for e in frozen.epochs], abs=1e-5)
+
+
+def test_streamed_images_are_keyed_by_their_files_and_read_back(setup):
+    data, features = setup
+    _, said, calls = train(data, cache_bytes=10_000)  # 13.5 KB of images: streamed from disk every epoch
+    assert "computing features of 18 images once" in said and calls == 5
+    _, said, calls = train(data, cache_bytes=10_000)
+    assert "features from the cache" in said and calls == 0
+    image = next((data / "c").glob("*.png"))
+    image.write_bytes(image.read_bytes() + b"\0")  # other bytes, the same pixels: a new key all the same
+    _, said, calls = train(data, cache_bytes=10_000)
+    assert "computing features of 18 images once" in said and calls == 5
+    assert len(list(features.glob("*.pt"))) == 2
 
 
 def test_a_changed_image_or_other_weights_make_a_new_key(setup):

@@ -175,11 +175,14 @@ def test_head_training_leaves_every_backbone_tensor_bit_identical_to_the_file(hu
     assert not torch.equal(trained["fc.weight"], build_model("resnet18", 3, 32).fc.weight)
 
 
-def test_head_on_cached_features_steps_like_the_frozen_backbone_run_every_step(hub, tiny):
+def test_head_on_cached_features_steps_like_the_frozen_backbone_run_every_step(hub, tiny, monkeypatch):
+    from lib.training import finetune
+
     seed_weights("resnet18")
     config = head_config(epochs=2)
     cached = fit(config, tiny.samples, tiny.classes)
-    streamed = fit(config, tiny.samples, tiny.classes, cache_bytes=0, workers=0)  # decoded each epoch: no cache
+    monkeypatch.setattr(finetune, "cached_features_apply", lambda *_: False)  # no features cached at all
+    streamed = fit(config, tiny.samples, tiny.classes, cache_bytes=0, workers=0)  # decoded each epoch
     assert cached.status == streamed.status == "completed"
     assert len(cached.losses) == len(streamed.losses) == 2 * 4
     assert cached.losses == pytest.approx(streamed.losses, abs=1e-5)

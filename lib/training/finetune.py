@@ -1,11 +1,11 @@
 """How much of a pretrained model trains: `head` (a linear probe on the frozen backbone) or `full`.
 
 Head mode freezes every backbone parameter and keeps the backbone in eval mode, BatchNorm statistics
-included, so its tensors end bit-identical to the weights file. When the images are decoded in memory,
-one process trains and there is no augmentation, each image's features (the head's input) are computed
-once and the epochs train the head alone on them: a cache keyed by model, weights (the backbone's tensors),
-size, normalization and the images' pixels, kept in memory within the cache budget, else on disk (written
-atomically; a damaged file is computed again). With augmentation every
+included, so its tensors end bit-identical to the weights file. When one process trains and there is no
+augmentation, each image's features (the head's input) are computed once (images too many to keep decoded
+are decoded for that one pass) and the epochs train the head alone on them: a cache keyed by model, weights
+(the backbone's tensors), size, normalization and the images (pixels, or the files when streamed), kept in
+memory within the cache budget, else on disk (written atomically; a damaged file is computed again). With augmentation every
 augmented view is new, so nothing is cached: the frozen backbone runs at every step (full-forward speed).
 """
 
@@ -16,11 +16,13 @@ import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
-from lib.training.batches import Data, TensorBatches
+from lib.training.batches import Data, TensorBatches, streaming_batches
 from lib.training.config import TrainConfig
 from lib.training.models import head_module, head_path
 
@@ -86,16 +88,21 @@ def head_features(model: nn.Module, head: nn.Module, images: torch.Tensor, prepa
     return torch.cat(seen) if seen else torch.empty(0)
 
 
-def cache_key(config: TrainConfig, mean_std, model: nn.Module, images: torch.Tensor) -> str:
+def cache_key(config: TrainConfig, mean_std, model: nn.Module, content: torch.Tensor | list[str]) -> str:
     """What produced the features: the model's name and its backbone's tensors (the weights as loaded, so a
-    weights file replaced under the same name is a new key), the size, the normalization and the images' pixels."""
+    weights file replaced under the same name is a new key), the size, the normalization and the images:
+    `content` is their decoded pixels (N, 3, S, S) uint8, or, for images streamed from disk, their files."""
     h = hashlib.sha256(repr((config.model, config.image_size, mean_std)).encode())
     head = head_path(model, config.model) + "."
     for name, tensor in model.state_dict().items():
         if not name.startswith(head):  # the new head is the seed's draw: it does not change the features
             h.update(name.encode())
             h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    h.update(images.contiguous().numpy())  # the buffer itself: no copy of every image
+    if isinstance(content, torch.Tensor):
+        h.update(content.contiguous().numpy())  # the buffer itself: no copy of every image
+    else:
+        for path in content:  # the files' bytes: far cheaper to read than to decode
+            h.update(hashlib.sha256(Path(path).read_bytes()).digest())
     return h.hexdigest()[:32]
 
 
@@ -107,19 +114,35 @@ class Features:
 
 
 def feature_data(config, data: Data, model: nn.Module, prepare: Prepare, *, cache_bytes: int, device, note) -> Features:
-    """data's images replaced by their cached backbone features (computed now unless on disk already)."""
+    """data's images replaced by their cached backbone features (computed now unless on disk already).
+
+    Images in memory are keyed by their pixels; streamed ones (over the cache budget) by their files, and
+    decoded once, batch by batch, for the one feature pass."""
     head = head_module(model, config.model)
-    train, val = data.train, data.val
-    images = torch.cat([train.images.cpu(), val.images.cpu()])
-    key = cache_key(config, data.mean_std, model, images)
-    features = _cached(key, len(images), cache_bytes, note,
-                       lambda: head_features(model, head, images, prepare, config.batch_size))  # fmt: skip
-    n = len(train.targets)
+    if isinstance(data.train, TensorBatches):
+        images = torch.cat([data.train.images.cpu(), data.val.images.cpu()])
+        train_targets, val_targets = data.train.targets, data.val.targets
+        key, count = cache_key(config, data.mean_std, model, images), len(images)
+
+        def compute() -> torch.Tensor:
+            return head_features(model, head, images, prepare, config.batch_size)
+    else:  # DataLoaders over lib.training.batches.DecodingDataset
+        train_s, val_s = data.train.dataset.samples, data.val.dataset.samples
+        train_targets, val_targets = (torch.tensor([t for _, t in s]) for s in (train_s, val_s))
+        key, count = cache_key(config, data.mean_std, model, [p for p, _ in train_s + val_s]), len(train_s + val_s)
+        loader = streaming_batches(train_s + val_s, config.image_size, config.batch_size, shuffle=False,
+                                   generator=None, workers=data.train.num_workers)  # fmt: skip
+
+        def compute() -> torch.Tensor:
+            return torch.cat([head_features(model, head, x, prepare, config.batch_size) for x, _ in loader])
+
+    features = _cached(key, count, cache_bytes, note, compute)
+    n = len(train_targets)
     if device.type == "cuda":
         features = features.to(device)
     batches = dict(batch_size=config.batch_size)
-    data.train = TensorBatches(features[:n], train.targets, shuffle=True, generator=train.generator, **batches)
-    data.val = TensorBatches(features[n:], val.targets, shuffle=False, **batches)
+    data.train = TensorBatches(features[:n], train_targets, shuffle=True, generator=data.shuffle, **batches)
+    data.val = TensorBatches(features[n:], val_targets, shuffle=False, **batches)
     return Features(data, HeadOnFeatures(head), lambda x, _train: x.to(device, non_blocking=True))
 
 
@@ -160,11 +183,11 @@ def stepped_model(
 
 
 def cached_features_apply(config: TrainConfig, data: Data, dist) -> bool:
-    """Whether head mode can train on cached features: in memory, one process, no augmentation."""
+    """Whether head mode can train on cached features: one process, no augmentation, the images in memory or
+    streamed by one process's DataLoader."""
     return (
         config.finetune == "head"
-        and data.cached
         and not dist.enabled
         and not config.augmentation().enabled
-        and isinstance(data.train, TensorBatches)
+        and isinstance(data.train, TensorBatches | DataLoader)
     )
