@@ -73,16 +73,19 @@ def test_a_second_run_reads_the_features_from_disk_and_never_runs_the_backbone(s
     assert second.losses == first.losses and list(features.glob("*")) == files  # nothing else written
 
 
-def test_disk_features_train_as_in_memory_ones_and_as_the_frozen_backbone_every_step(setup, monkeypatch):
+@pytest.mark.parametrize(
+    "resize", [{}, dict(resize="weights", resize_size=18, crop_size=16)], ids=["square", "weights-crop"]
+)
+def test_disk_features_train_as_in_memory_ones_and_as_the_frozen_backbone_every_step(setup, monkeypatch, resize):
     data, features = setup
-    in_memory, said, _ = train(data, cache_bytes=2**30)
+    in_memory, said, _ = train(data, cache_bytes=2**30, **resize)
     assert "computing features of 18 images once" in said and not list(features.glob("*.pt"))
-    on_disk, said, _ = train(data)
+    on_disk, said, _ = train(data, **resize)
     assert "computing features of 18 images once" in said and len(list(features.glob("*.pt"))) == 1
-    streamed, said, calls = train(data, cache_bytes=10_000)  # images over the budget: streamed, features once
+    streamed, said, calls = train(data, cache_bytes=10_000, **resize)  # images over the budget: streamed, features once
     assert "computing features of 18 images once" in said and calls == 5 and len(list(features.glob("*.pt"))) == 2
     monkeypatch.setattr(finetune, "cached_features_apply", lambda *_: False)  # the reference: no cache at all
-    frozen, _, calls = train(data)
+    frozen, _, calls = train(data, **resize)
     assert calls == 2 * (4 + 1)  # the backbone at every step: each epoch 4 training batches, 1 validation batch
     assert len(on_disk.losses) == 2 * 4
     for run in (on_disk, in_memory, streamed):
@@ -119,7 +122,7 @@ def test_a_changed_image_or_other_weights_make_a_new_key(setup):
     assert len(list(features.glob("*.pt"))) == 3
 
 
-def test_the_key_names_model_weights_size_normalization_and_pixels(setup):
+def test_the_key_names_model_weights_size_resize_normalization_and_pixels(setup):
     config = TrainConfig(**CONFIG)
     model = build_model("resnet18", 3, 16, weights="IMAGENET1K_V1")
     images = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
@@ -136,8 +139,9 @@ def test_the_key_names_model_weights_size_normalization_and_pixels(setup):
         cache_key(config, mean_std, other_weights, images),
         cache_key(TrainConfig(**{**CONFIG, "image_size": 24}), mean_std, model, images),
         cache_key(config, ((0.5,) * 3, (0.3,) * 3), model, images),
+        cache_key(TrainConfig(**CONFIG, resize="weights", resize_size=18, crop_size=16), mean_std, model, images),
     ]
-    assert len({key, *others}) == 5
+    assert len({key, *others}) == 6  # in memory the pixels differ too; streamed, the files are the same
 
 
 def test_a_damaged_cache_file_is_computed_again_and_rewritten(setup):

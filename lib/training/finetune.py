@@ -90,9 +90,9 @@ def head_features(model: nn.Module, head: nn.Module, images: torch.Tensor, prepa
 
 def cache_key(config: TrainConfig, mean_std, model: nn.Module, content: torch.Tensor | list[str]) -> str:
     """What produced the features: the model's name and its backbone's tensors (the weights as loaded, so a
-    weights file replaced under the same name is a new key), the size, the normalization and the images:
-    `content` is their decoded pixels (N, 3, S, S) uint8, or, for images streamed from disk, their files."""
-    h = hashlib.sha256(repr((config.model, config.image_size, mean_std)).encode())
+    weights file replaced under the same name is a new key), the resize (size, crop, filter), the normalization
+    and the images: `content` is their decoded pixels (N, 3, S, S) uint8, or, streamed from disk, their files."""
+    h = hashlib.sha256(repr((config.model, config.resizing(), mean_std)).encode())  # size, resize and crop
     head = head_path(model, config.model) + "."
     for name, tensor in model.state_dict().items():
         if not name.startswith(head):  # the new head is the seed's draw: it does not change the features
@@ -130,7 +130,7 @@ def feature_data(config, data: Data, model: nn.Module, prepare: Prepare, *, cach
         train_s, val_s = data.train.dataset.samples, data.val.dataset.samples
         train_targets, val_targets = (torch.tensor([t for _, t in s]) for s in (train_s, val_s))
         key, count = cache_key(config, data.mean_std, model, [p for p, _ in train_s + val_s]), len(train_s + val_s)
-        loader = streaming_batches(train_s + val_s, config.image_size, config.batch_size, shuffle=False,
+        loader = streaming_batches(train_s + val_s, config.resizing(), config.batch_size, shuffle=False,
                                    generator=None, workers=data.train.num_workers)  # fmt: skip
 
         def compute() -> torch.Tensor:
