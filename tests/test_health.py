@@ -28,14 +28,26 @@ def planted(tmp_path_factory):
     return root, planted_folder(root)
 
 
+@pytest.fixture(autouse=True)
+def no_weights(tmp_path, monkeypatch):
+    """An empty torch hub cache (auto means the cnn), and a test that fails if anything downloads."""
+    import torch
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded"))
+    return tmp_path / "torch-home" / "hub" / "checkpoints"
+
+
 def health_json(root, capsys, *args) -> dict:
     assert main(["health", str(root), "--json", *args]) == 0
     return json.loads(capsys.readouterr().out)
 
 
 def test_planted_duplicates_and_flipped_labels_are_found(planted, capsys):
+    """Without weights at hand, auto is the small cnn trained per fold: the flips rank first, suggested right."""
     root, faults = planted
-    report = health_json(root, capsys)
+    report = health_json(root, capsys, "--folds", "3")
+    assert report["model"] == "cnn" and "small cnn" in report["model_detail"]
     assert report["num_images"] == 3 * PER_CLASS + 7
     groups = {(g["kind"], tuple(g["paths"])) for g in report["duplicates"]}
     assert {("exact", pair) for pair in faults["exact"]} <= groups  # a re-saved PNG is still a copy
@@ -44,14 +56,56 @@ def test_planted_duplicates_and_flipped_labels_are_found(planted, capsys):
     conflict = next(g for g in report["duplicates"] if tuple(g["paths"]) == faults["conflict"])
     assert conflict["classes"] == ["a", "b"]
     issues = report["label_issues"]
-    top = {i["path"]: i["suggested"] for i in issues[: len(faults["flipped"])]}
-    assert top == faults["flipped"]  # the flips first, each with the class it came from
+    wrong = {**faults["flipped"], faults["conflict"][1]: "a"}  # the flips, and a's picture copied into b
+    top = {i["path"]: i["suggested"] for i in issues[: len(wrong)]}
+    assert top == wrong  # first, each with the class it came from; no clean image above them
     assert [i["score"] for i in issues] == sorted((i["score"] for i in issues), reverse=True)
+    assert set(faults["flipped"]) <= {o["path"] for o in report["outliers"]}  # far from c in the cnn's features
+
+
+@pytest.mark.parametrize("model", ["linear", "knn"])
+def test_the_pixel_models_remain_options(planted, capsys, model):
+    root, faults = planted
+    report = health_json(root, capsys, "--model", model)
+    assert report["model"] == model and "pixels" in report["model_detail"]
+    found = set(faults["flipped"]) & {i["path"] for i in report["label_issues"][:4]}  # beside the cross-class copy
+    assert len(found) == (2 if model == "linear" else 1)  # a 10-neighbour vote on 16 per class misses one
+
+
+def test_the_probe_runs_on_a_cached_backbone_and_its_features_are_torchvisions(planted, capsys, no_weights):
+    """With resnet18's weights file in the hub cache (written here: random weights, never downloaded), auto is a
+    linear probe on its features; they equal torchvision's resnet18 without its fc on ImageNet-normalized pixels."""
+    import torch
+    import torchvision
+
+    from lib.health.quick import backbone_features
+    from tests.test_models import seed_weights
+
+    assert main(["health", str(planted[0]), "--model", "probe"]) == 2  # no weights at hand: one sentence
+    assert "torch hub's cache" in capsys.readouterr().err
+    state = seed_weights("resnet18")
+    assert (no_weights / "resnet18-f37072fd.pth").is_file()
+    root, faults = planted
+    report = health_json(root, capsys, "--folds", "3")
+    assert report["model"] == "probe" and "resnet18" in report["model_detail"] and "64 px" in report["model_detail"]
+    assert set(faults["flipped"]) <= {i["path"] for i in report["label_issues"]}
+    images = np.stack([np.asarray(load_rgb(p).resize((64, 64))) for p in sorted(root.rglob("a0*.png"))])
+    reference = torchvision.models.resnet18()
+    reference.load_state_dict(state)
+    reference.fc = torch.nn.Identity()
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - mean) / std  # ImageNet's, by hand
+    with torch.no_grad():
+        expected = reference.eval()(x).numpy()
+    np.testing.assert_allclose(backbone_features(images, "resnet18"), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_findings_are_stored_and_the_threshold_regroups(planted, capsys):
     root, faults = planted
-    again = health_json(root, capsys, "--threshold", "0")
+    again = health_json(root, capsys, "--folds", "3", "--threshold", "0")
     assert {tuple(g["paths"]) for g in again["duplicates"]} == set(faults["exact"])  # near copies need bits
 
 

@@ -230,9 +230,19 @@ def health(p: ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (default: a text summary)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for the label check (default: 5)")
     p.add_argument(
-        "--model", choices=HEALTH_MODELS, default="linear", help="the label check's quick model (default: linear)"
+        "--model",
+        choices=HEALTH_MODELS,
+        default="auto",
+        help="the label check's quick model: probe (a linear probe on a pretrained backbone whose weights are in "
+        "torch hub's cache), cnn (the small cnn trained per fold), linear or knn (on the pixels); auto picks probe "
+        "when weights are at hand, else cnn (default: auto)",
     )
-    p.add_argument("--image-size", type=int, default=16, help="side images are resized to for features (default: 16)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=0,
+        help="side images are resized to for features, 4-128 (default: 0, the model's own: 64 for probe, else 16)",
+    )
     p.add_argument(
         "--threshold",
         type=int,

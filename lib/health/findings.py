@@ -18,20 +18,21 @@ from pathlib import Path
 import numpy as np
 
 from lib.data.marks import dataset_folder
-from lib.health import MAX_THRESHOLD, MODELS, NEAR_THRESHOLD, duplicates, labels, outliers
+from lib.health import MAX_THRESHOLD, MODELS, NEAR_THRESHOLD, duplicates, labels, outliers, quick
 from lib.health.scan import perceptual_hashes, scan
 
 Progress = Callable[[int, int], None]
-VERSION = 1
+VERSION = 2
 
 
 @dataclass(frozen=True)
 class HealthConfig:
-    """The options that change the findings. image_size: side the images are resized to for features."""
+    """The options that change the findings. image_size: side the images are resized to for features (0: the
+    model's own: lib.health.quick's PROBE_SIZE for the probe, SMALL_SIZE otherwise)."""
 
     folds: int = 5
-    model: str = "linear"
-    image_size: int = 16
+    model: str = "auto"
+    image_size: int = 0
     threshold: int = NEAR_THRESHOLD  # near duplicates: Hamming distance, bits of 64
 
     def __post_init__(self):
@@ -39,13 +40,41 @@ class HealthConfig:
             raise ValueError(f"--folds {self.folds} is out of range; choose between 2 and 20.")
         if self.model not in MODELS:
             raise ValueError(f"Unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
-        if not 4 <= self.image_size <= 64:
-            raise ValueError(f"--image-size {self.image_size} is out of range; choose between 4 and 64.")
+        if self.image_size and not 4 <= self.image_size <= 128:
+            raise ValueError(f"--image-size {self.image_size} is out of range; choose between 4 and 128.")
         if not 0 <= self.threshold <= MAX_THRESHOLD:
             raise ValueError(f"The near-duplicate threshold must be 0 to {MAX_THRESHOLD} bits.")
 
+    def resolved(self) -> tuple[str, str, int]:
+        """(the model that runs: probe, cnn, linear or knn; the probe's backbone or ""; the image side).
+
+        Raises:
+            ValueError: for --model probe when no backbone's weights are in torch hub's cache.
+        """
+        model, backbone = self.model, ""
+        if model in ("auto", "probe"):
+            backbone = quick.probe_backbone() or ""
+            if model == "probe" and not backbone:
+                raise ValueError(
+                    f"No pretrained backbone's weights ({', '.join(quick.PROBE_BACKBONES)}) are in torch hub's cache "
+                    "($TORCH_HOME/hub/checkpoints); copy resnet18's file there or use --model cnn."
+                )
+            model = "probe" if backbone else "cnn"
+        return model, backbone, self.image_size or (quick.PROBE_SIZE if model == "probe" else quick.SMALL_SIZE)
+
     def key(self) -> str:
-        return f"k{self.folds}-{self.model}-s{self.image_size}"  # not the threshold: regroup answers for any
+        model, backbone, size = self.resolved()  # auto's answer changes when weights arrive
+        return f"k{self.folds}-{model}{backbone and '-' + backbone}-s{size}"  # not the threshold: regroup answers
+
+
+def describe(model: str, backbone: str, size: int) -> str:
+    """The quick model in words, for the report and the page."""
+    return {
+        "probe": f"a linear probe (logistic regression) on the features of a frozen pretrained {backbone} at {size} px",
+        "cnn": f"the small cnn, trained {quick.CNN_EPOCHS} epochs per fold at {size} px (no pretrained weights at hand)",
+        "linear": f"logistic regression on the pixels at {size} px (64 PCA dimensions)",
+        "knn": f"a 10-nearest-neighbour vote on the pixels at {size} px (64 PCA dimensions)",
+    }[model]
 
 
 @dataclass
@@ -64,6 +93,8 @@ class Findings:
     pairs: list[list[int]] = field(default_factory=list)  # (i, j, bits) up to MAX_THRESHOLD
     digests: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # checks that could not run, and why
+    model: str = ""  # the label check's model that ran: probe, cnn, linear or knn
+    model_detail: str = ""  # ... in words (backbone, image size, epochs)
 
     def report(self) -> dict:
         """The JSON shape of the command: num_images, duplicates, label_issues, outliers (and failed, notes)."""
@@ -76,6 +107,8 @@ class Findings:
             "outliers": self.outliers,
             "failed": self.failed,
             "notes": self.notes,
+            "model": self.model,
+            "model_detail": self.model_detail,
         }
 
     def regroup(self, threshold: int) -> list[dict]:
@@ -91,9 +124,10 @@ def check_health(index, config: HealthConfig | None = None, progress: Progress |
     Progress counts the decode (one unit an image), then the folds (as many units again).
     """
     config = config or HealthConfig()
+    model, backbone, size = config.resolved()
     n = index.num_images
     step = (lambda done, total: progress(done, 2 * n)) if progress else None
-    found = scan([p for p, _ in index.samples], config.image_size, progress=step)
+    found = scan([p for p, _ in index.samples], size, progress=step)
     rel = [index.relpath(p) for p in found.paths]
     target_of = dict(index.samples)
     targets = np.array([target_of[p] for p in found.paths], dtype=np.int64)
@@ -109,37 +143,57 @@ def check_health(index, config: HealthConfig | None = None, progress: Progress |
         {"path": rel[i], "reason": reason, "score": round(score, 3)}
         for i, reason, score in outliers.plain_outliers(found.grey, found.sizes)
     ]
+    findings.model, findings.model_detail = model, describe(model, backbone, size)
     _label_checks(
-        findings, found.features, targets, config, progress and (lambda d, t: progress(n + n * d // t, 2 * n))
-    )
+        findings, found.features, targets, (model, backbone, config.folds),
+        progress and (lambda d, t: progress(n + n * d // t, 2 * n)),
+    )  # fmt: skip
     return findings
 
 
-def _label_checks(findings: Findings, images: np.ndarray, targets: np.ndarray, config: HealthConfig, progress) -> None:
-    """Label issues and feature outliers, added to findings (a note instead when the folds cannot run)."""
+def _label_checks(findings: Findings, images: np.ndarray, targets: np.ndarray, how: tuple, progress) -> None:
+    """Label issues and feature outliers, added to findings (a note instead when the folds cannot run).
+
+    how: (model, backbone, folds). The folds' features are the outlier score's: the backbone's, the cnn's
+    penultimate layer (scored within each fold, each fold its own model), or the pixels'.
+    """
     if len(targets) == 0:
         return
-    features = labels.pixel_features(images)
-    rel, names = findings.paths, findings.classes
-    for i, score in outliers.feature_outliers(features, targets):
+    model, backbone, folds = how
+    names, probs, groups = findings.classes, None, None
+    if model == "probe":
+        features = labels.standardized(quick.backbone_features(images, backbone, progress))
+    elif model in ("linear", "knn"):
+        features = labels.pixel_features(images)
+    try:
+        if model == "cnn":
+            probs, features, groups = quick.cnn_out_of_sample(
+                images, targets, len(names), folds=folds, progress=progress
+            )
+        else:
+            probs = labels.out_of_sample_probs(features, targets, len(names), folds=folds, model=model)
+    except ValueError as e:
+        findings.notes.append(f"Label check skipped: {e}")
+        if model == "cnn":  # no fold ran: the outliers are scored on the pixels
+            features = labels.pixel_features(images)
+    _add_feature_outliers(findings, features, targets, groups)
+    if probs is None:
+        return
+    findings.label_issues = [
+        {"path": findings.paths[i], "given": names[targets[i]], "suggested": names[s], "score": round(score, 4)}
+        for i, s, score in labels.label_issues(targets, probs)
+    ]
+
+
+def _add_feature_outliers(findings: Findings, features: np.ndarray, targets: np.ndarray, groups) -> None:
+    for i, score in outliers.feature_outliers(features, targets, groups=groups):
         findings.outliers.append(
             {
-                "path": rel[i],
+                "path": findings.paths[i],
                 "reason": f"far from its class in feature space (robust z {score:.1f})",
                 "score": round(score, 3),
             }
         )
-    try:
-        probs = labels.out_of_sample_probs(
-            features, targets, len(names), folds=config.folds, model=config.model, progress=progress
-        )
-    except ValueError as e:
-        findings.notes.append(f"Label check skipped: {e}")
-        return
-    findings.label_issues = [
-        {"path": rel[i], "given": names[targets[i]], "suggested": names[s], "score": round(score, 4)}
-        for i, s, score in labels.label_issues(targets, probs)
-    ]
 
 
 def dataset_findings(index, config: HealthConfig, progress: Progress | None = None, base: Path | None = None):

@@ -1,10 +1,12 @@
 """Likely wrong labels: out-of-sample probabilities from K-fold cross-validation, then confident learning.
 
-Features: each image at the feature size (lib.health.scan), flattened, standardized and reduced by PCA
-to at most FEATURE_DIMS dimensions; the outlier score reuses them. The quick model is a multinomial
-logistic regression ("linear", the default) or a k-nearest-neighbour vote ("knn"), fitted K times, each
-time on K-1 folds and predicting the held-out fold, so no image is scored by a model that saw its label.
-No pretrained weights are needed (none can be downloaded here).
+The quick model (lib.health.findings picks it; `auto` is the first of the first two that can run):
+`probe`, logistic regression on a frozen pretrained backbone's features (lib.health.quick), standardized;
+`cnn`, the small cnn trained per fold (lib.health.quick); or on the pixels alone, each image at the
+feature size, flattened, centred and reduced by PCA to at most FEATURE_DIMS dimensions, `linear` (a
+multinomial logistic regression) or `knn` (a k-nearest-neighbour vote). Each is fitted K times, each time
+on K-1 stratified folds, predicting the held-out fold, so no image is scored by a model that saw its label.
+The outlier score reuses the same features.
 
 Confident learning (cleanlab's `find_label_issues`, filter_by="confident_learning"): each class j gets a
 threshold t_j, the mean out-of-sample probability of j over the images labeled j. An image labeled y is
@@ -43,18 +45,15 @@ def _model(name: str):
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
 
-    if name == "linear":
+    if name in ("linear", "probe"):
         return LogisticRegression(max_iter=300, C=0.1)  # strong prior: calibrated, not overconfident
     if name == "knn":
         return KNeighborsClassifier(n_neighbors=10, weights="distance")
     raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)}.")
 
 
-def out_of_sample_probs(
-    features: np.ndarray, labels: np.ndarray, num_classes: int, *, folds: int = 5, model: str = "linear",
-    progress: Progress | None = None,
-) -> np.ndarray:  # fmt: skip
-    """(N, num_classes) probabilities of each image from the model fitted on the other folds.
+def stratified_folds(labels: np.ndarray, num_classes: int, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train indices, held-out indices) of each stratified fold (seeded), fewer folds when a class is small.
 
     Raises:
         ValueError: when a class has fewer images than folds allow (at least 2 each), or folds < 2.
@@ -68,14 +67,32 @@ def out_of_sample_probs(
             "Label checks need at least 2 folds and 2 images in every class; add images or use fewer folds."
         )
     folds = min(folds, smallest)  # every fold must hold each class once
+    return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=0).split(labels, labels))
+
+
+def out_of_sample_probs(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, *, folds: int = 5, model: str = "linear",
+    progress: Progress | None = None,
+) -> np.ndarray:  # fmt: skip
+    """(N, num_classes) probabilities of each image from the model fitted on the other folds.
+
+    Raises:
+        ValueError: when a class has too few images for the folds (stratified_folds).
+    """
+    split = stratified_folds(labels, num_classes, folds)
     probs = np.zeros((len(labels), num_classes))
-    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0).split(features, labels)
     for k, (train, held) in enumerate(split):
         fitted = _model(model).fit(features[train], labels[train])
         probs[np.ix_(held, fitted.classes_)] = fitted.predict_proba(features[held])
         if progress:
-            progress(k + 1, folds)
+            progress(k + 1, len(split))
     return probs
+
+
+def standardized(features: np.ndarray) -> np.ndarray:
+    """Each feature centred and scaled to unit variance (constant ones left at 0): a probe's input."""
+    x = features.astype(np.float64)
+    return (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 1e-8, x.std(axis=0), 1.0)
 
 
 def label_issues(labels: np.ndarray, probs: np.ndarray) -> list[tuple[int, int, float]]:

@@ -1,8 +1,8 @@
 """Outliers: images far from their class in feature space, and plain ones anyone would flag.
 
-Feature outliers: in the label check's features (lib.health.labels.pixel_features), each image's distance
-to its class centroid, as a robust z-score within its class: (d - median) / (1.4826 * MAD). Flagged at
-FEATURE_Z or more. Plain ones, from the decoded pixels and native size:
+Feature outliers: in the label check's features (the probe's backbone features, the cnn's penultimate
+features per fold, or the pixel models' PCA), each image's distance to its class centroid, as a robust
+z-score within its class (and fold, for the cnn): (d - median) / (1.4826 * MAD). Flagged at FEATURE_Z or more. Plain ones, from the decoded pixels and native size:
 
     near-constant     grey standard deviation under CONSTANT_STD levels (of 255)
     too dark/bright   mean grey level under DARK or over BRIGHT (of 255)
@@ -21,17 +21,24 @@ TINY_SIDE = 8
 MAX_ASPECT = 4.0
 
 
-def feature_outliers(features: np.ndarray, labels: np.ndarray, z: float = FEATURE_Z) -> list[tuple[int, float]]:
-    """(index, robust z-score) of images at least z from their class centroid's typical distance."""
+def feature_outliers(
+    features: np.ndarray, labels: np.ndarray, z: float = FEATURE_Z, *, groups: np.ndarray | None = None
+) -> list[tuple[int, float]]:
+    """(index, robust z-score) of images at least z from their class centroid's typical distance.
+
+    groups: scored within each group apart (the cnn's folds: each fold's features come from its own model).
+    """
+    groups = np.zeros(len(labels), dtype=np.int64) if groups is None else groups
     out = []
     for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) < 5:  # too few to say what is typical
-            continue
-        d = np.linalg.norm(features[idx] - features[idx].mean(axis=0), axis=1)
-        mad = np.median(np.abs(d - np.median(d))) * 1.4826
-        scores = (d - np.median(d)) / max(mad, 1e-9)
-        out += [(int(i), float(s)) for i, s in zip(idx, scores) if s >= z]
+        for g in np.unique(groups[labels == c]):
+            idx = np.flatnonzero((labels == c) & (groups == g))
+            if len(idx) < 5:  # too few to say what is typical
+                continue
+            d = np.linalg.norm(features[idx] - features[idx].mean(axis=0), axis=1)
+            mad = np.median(np.abs(d - np.median(d))) * 1.4826
+            scores = (d - np.median(d)) / max(mad, 1e-9)
+            out += [(int(i), float(s)) for i, s in zip(idx, scores) if s >= z]
     return sorted(out, key=lambda t: -t[1])
 
 
