@@ -1,18 +1,24 @@
 """Dataset health: duplicates over 20,000 32x32 PNGs vs one decode pass; the label check on sklearn's digits.
 
-    python bench/bench_health.py [--images 20000] [--repeats 2]
+    python bench/bench_health.py [--images 20000] [--repeats 2] [--labels-only]
 
 (a) duplicates: lib.health's scan (decode, content hash, phash thumbnail, features) + perceptual hashes +
     every pair within 16 bits + the groups, against one decode pass of the same files at 32 px
     (lib.pixels.decode.Decoding, what training does), alternating, best of --repeats. Wants <= 2x.
-(b) the label check (5-fold linear model on the features, cleanlab's confident learning, feature outliers) on
+(b) the label check (5 folds of the default quick model, cleanlab's confident learning, feature outliers) on
     the 1,797 8x8 digits that ship with scikit-learn (load_digits, no download), written once as PNGs with
-    20 labels flipped; the whole `check_health`. Wants < 120 s; prints how many flips rank in the top 40.
+    20 labels flipped; the whole `check_health`, with `--model auto`: the probe when a backbone's weights are
+    in torch hub's cache, else the small cnn (the line says which). Wants < 120 s; prints how many flips rank
+    in the top 40, and the load average.
+(c) the probe's cost when (b) ran the cnn: the same check with --model probe on resnet18 weights of random
+    values written to a temporary torch hub cache (the same architecture and work; its findings mean nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,11 +83,48 @@ def decode_pass(paths: list[str]) -> float:
     return time.perf_counter() - t
 
 
+def label_check(index, flipped: set[str], model: str = "auto") -> str:
+    """One timed check_health over the digits, as a line."""
+    t = time.perf_counter()
+    findings = check_health(index, HealthConfig(model=model))
+    took = time.perf_counter() - t
+    top = {i["path"] for i in findings.label_issues[: 2 * FLIPS]}
+    return (f"{findings.model_detail}: {took:.1f} s (wants < 120) at load average {os.getloadavg()[0]:.1f}; "
+            f"{len(findings.label_issues)} issues, {len(top & flipped)} of the {FLIPS} flipped labels in the top "
+            f"{2 * FLIPS}")  # fmt: skip
+
+
+def stand_in_probe(index, flipped: set[str]) -> str:
+    """(c): the probe's time on random resnet18 weights in a temporary hub cache."""
+    import torch
+    import torchvision
+
+    from lib.training.models import weights_enum, weights_file
+
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["TORCH_HOME"] = home
+        path = weights_file(weights_enum("resnet18"))
+        path.parent.mkdir(parents=True)
+        torch.save(torchvision.models.resnet18().state_dict(), path)
+        return label_check(index, flipped, "probe")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--labels-only", action="store_true", help="skip (a), the duplicates (default: run it)")
     args = ap.parse_args()
+    if not args.labels_only:
+        duplicates_bench(args)
+    root, flipped = digits_folder()
+    index = build_index(str(root), marks=False)
+    print(f"(b) label check on {index.num_images:,} digits, {label_check(index, flipped)}")
+    if HealthConfig().resolved()[0] == "cnn":
+        print(f"(c) stand-in weights, {stand_in_probe(index, flipped)}")
+
+
+def duplicates_bench(args) -> None:
     paths = [p for p, _ in build_index(str(noise_folder(args.images)), marks=False).samples]
     decode_pass(paths)  # warm: page cache and the worker pool
     ours, bare = [], []
@@ -90,14 +133,6 @@ def main() -> None:
         ours.append(duplicates_pass(paths))
     print(f"(a) duplicates over {len(paths):,} images: {min(ours):.2f} s vs one decode pass {min(bare):.2f} s: "
           f"{min(ours) / min(bare):.2f}x (wants <= 2)")  # fmt: skip
-    root, flipped = digits_folder()
-    index = build_index(str(root), marks=False)
-    t = time.perf_counter()
-    findings = check_health(index, HealthConfig())
-    took = time.perf_counter() - t
-    top = {i["path"] for i in findings.label_issues[: 2 * FLIPS]}
-    print(f"(b) label check on {index.num_images:,} digits: {took:.1f} s (wants < 120); {len(findings.label_issues)} "
-          f"issues, {len(top & flipped)} of the {FLIPS} flipped labels in the top {2 * FLIPS}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ locally they are the dataset's, shared with the command line (`<cache>/health`).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -17,6 +18,7 @@ from lib.app.jobs import BackgroundJob
 from lib.data.images import load_rgb
 from lib.data.marks import read_marks, toggle_marks
 from lib.health.findings import Findings, HealthConfig, dataset_findings, findings_path, load_findings
+from lib.settings import runs_dir
 
 DIFF_SIDE = 96
 
@@ -67,3 +69,24 @@ def difference(a: str, b: str) -> tuple[np.ndarray, int] | str:
         return str(e)
     diff = np.abs(x - y)
     return (diff * (255.0 / max(int(diff.max()), 1))).astype(np.uint8), int(diff.max())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _val_paths(run_id: str, key: int) -> frozenset[str]:
+    """The validation split of a run's last checkpoint (key: its mtime, so a run that trains on is read again)."""
+    ckpt = cache.run_store(str(runs_dir())).files.load_checkpoint(run_id, "last")
+    return frozenset(ckpt.get("val_paths", []))
+
+
+def explain_runs(root: str, owner: str | None) -> dict[str, str]:
+    """Each image of the dataset at root that a run (trained on it, with a checkpoint) validated -> the newest
+    such run: the Explain page explains a run's validation images only. owner: deployed, the visitor's runs."""
+    here, found = Path(root).resolve(), {}
+    for record in reversed(cache.run_store(str(runs_dir())).list_runs(owner)):  # oldest first: the newest wins
+        if not record.root or Path(record.root).resolve() != here:
+            continue
+        try:
+            found.update(dict.fromkeys(_val_paths(record.id, cache.checkpoint_key(record.id)), record.id))
+        except (ValueError, OSError, RuntimeError):  # no checkpoint yet, or one that cannot be read: nothing to explain
+            continue
+    return found

@@ -57,7 +57,7 @@ class HealthConfig:
             if model == "probe" and not backbone:
                 raise ValueError(
                     f"No pretrained backbone's weights ({', '.join(quick.PROBE_BACKBONES)}) are in torch hub's cache "
-                    "($TORCH_HOME/hub/checkpoints); copy resnet18's file there or use --model cnn."
+                    "($TORCH_HOME/hub/checkpoints); copy resnet18's file there or choose the cnn."
                 )
             model = "probe" if backbone else "cnn"
         return model, backbone, self.image_size or (quick.PROBE_SIZE if model == "probe" else quick.SMALL_SIZE)
