@@ -38,11 +38,11 @@ repairs.install()  # first: a deep link on a fresh server runs this page alone (
 AUTO_CHECK_MAX = 2_000
 SHOWN = 24  # findings drawn per section at first; each "Show more" adds as many (the CSV has them all)
 MODEL_NAMES = {
-    "auto": "auto: the probe when weights are at hand, else the cnn",
-    "probe": "probe: a linear probe on a pretrained backbone",
-    "cnn": "cnn: the small cnn, trained per fold",
-    "linear": "linear: logistic regression on the pixels",
-    "knn": "knn: nearest neighbours on the pixels",
+    "auto": "auto (probe, else cnn)",
+    "probe": "probe (pretrained backbone)",
+    "cnn": "cnn (trained per fold)",
+    "linear": "linear (on the pixels)",
+    "knn": "knn (on the pixels)",
 }
 THUMB_PX = 96
 
@@ -63,8 +63,9 @@ with st.container(horizontal=True, key="health_options"):
     keep("health_model", "auto", options=MODELS)
     keep("health_folds", 5, valid=lambda v: isinstance(v, int) and 2 <= v <= 20)
     st.selectbox(
-        "Label check's model", MODELS, format_func=MODEL_NAMES.get, key="health_model", width=340,
-        help="Fitted on all folds but one, it scores the held-out fold; its features also score the outliers.",
+        "Label check's model", MODELS, format_func=MODEL_NAMES.get, key="health_model", width=260,
+        help="auto: a linear probe on a pretrained backbone whose weights are in torch hub's cache, else the small "
+        "cnn. Fitted on all folds but one, it scores the held-out fold; its features also score the outliers.",
     )  # fmt: skip
     st.number_input("Folds", 2, 20, key="health_folds", width=120)
 config = HealthConfig(st.session_state.health_folds, st.session_state.health_model)

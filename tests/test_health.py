@@ -16,7 +16,7 @@ from lib.data.index import build_index
 from lib.data.marks import read_marks, toggle_marks
 from lib.health.duplicates import near_pairs
 from lib.health.labels import label_issues
-from lib.health.outliers import plain_outliers
+from lib.health.outliers import feature_outliers, plain_outliers
 from lib.health.scan import perceptual_hashes, scan
 from lib.runs.store import RunStore
 from tests.health_helpers import PER_CLASS, blobs, planted_folder
@@ -60,7 +60,7 @@ def test_planted_duplicates_and_flipped_labels_are_found(planted, capsys):
     top = {i["path"]: i["suggested"] for i in issues[: len(wrong)]}
     assert top == wrong  # first, each with the class it came from; no clean image above them
     assert [i["score"] for i in issues] == sorted((i["score"] for i in issues), reverse=True)
-    assert set(faults["flipped"]) <= {o["path"] for o in report["outliers"]}  # far from c in the cnn's features
+    assert report["outliers"][0]["path"] in wrong  # the farthest from its class in the cnn's features
 
 
 @pytest.mark.parametrize("model", ["linear", "knn"])
@@ -142,6 +142,23 @@ def test_confident_learning_on_a_matrix_worked_by_hand():
         labels, probs, filter_by="confident_learning", return_indices_ranked_by="self_confidence"
     )
     assert list(ranked) == [2, 5]
+
+
+def test_feature_outliers_compare_folds_of_different_scales():
+    """Two folds of one class, the second's features in a space 10 times larger (another model): only the
+    planted far point is an outlier, and its z is the one a single space would give (numpy by hand)."""
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(0, 1, (12, 4)), rng.normal(0, 10, (12, 4))
+    first[3] += 12.0  # far from the rest of its fold
+    features, labels = np.concatenate([first, second]), np.zeros(24, dtype=np.int64)
+    groups = np.repeat([0, 1], 12)
+    found = feature_outliers(features, labels, groups=groups)
+    assert [i for i, _ in found] == [3]
+    d = [np.linalg.norm(f - f.mean(axis=0), axis=1) for f in (first, second)]
+    pooled = np.concatenate([x / np.median(x) for x in d])
+    expected = (pooled[3] - np.median(pooled)) / (1.4826 * np.median(np.abs(pooled - np.median(pooled))))
+    assert found[0][1] == pytest.approx(expected)
+    assert 3 not in [i for i, _ in feature_outliers(features, labels)]  # as one space, the larger fold hides it
 
 
 def test_plain_outliers_by_their_thresholds():

@@ -2,7 +2,8 @@
 
 Feature outliers: in the label check's features (the probe's backbone features, the cnn's penultimate
 features per fold, or the pixel models' PCA), each image's distance to its class centroid, as a robust
-z-score within its class (and fold, for the cnn): (d - median) / (1.4826 * MAD). Flagged at FEATURE_Z or more. Plain ones, from the decoded pixels and native size:
+z-score within its class: (d - median) / (1.4826 * MAD). The cnn's folds are different models: there each
+distance is taken within its fold and divided by that fold's median distance first. Flagged at FEATURE_Z or more. Plain ones, from the decoded pixels and native size:
 
     near-constant     grey standard deviation under CONSTANT_STD levels (of 255)
     too dark/bright   mean grey level under DARK or over BRIGHT (of 255)
@@ -26,19 +27,26 @@ def feature_outliers(
 ) -> list[tuple[int, float]]:
     """(index, robust z-score) of images at least z from their class centroid's typical distance.
 
-    groups: scored within each group apart (the cnn's folds: each fold's features come from its own model).
+    groups: features from different spaces (the cnn's folds, each its own model). Within a group each image's
+    distance to its class centroid there is divided by the group's median distance, so that the groups'
+    distances compare; the z-score is then taken over the whole class, as for one space.
     """
-    groups = np.zeros(len(labels), dtype=np.int64) if groups is None else groups
+    d = np.zeros(len(labels))
+    for g in np.unique(groups) if groups is not None else [None]:
+        part = np.flatnonzero(groups == g) if g is not None else np.arange(len(labels))
+        for c in np.unique(labels[part]):
+            idx = part[labels[part] == c]
+            d[idx] = np.linalg.norm(features[idx] - features[idx].mean(axis=0), axis=1)
+        if g is not None:
+            d[part] /= max(float(np.median(d[part])), 1e-9)
     out = []
     for c in np.unique(labels):
-        for g in np.unique(groups[labels == c]):
-            idx = np.flatnonzero((labels == c) & (groups == g))
-            if len(idx) < 5:  # too few to say what is typical
-                continue
-            d = np.linalg.norm(features[idx] - features[idx].mean(axis=0), axis=1)
-            mad = np.median(np.abs(d - np.median(d))) * 1.4826
-            scores = (d - np.median(d)) / max(mad, 1e-9)
-            out += [(int(i), float(s)) for i, s in zip(idx, scores) if s >= z]
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < 5:  # too few to say what is typical
+            continue
+        mad = np.median(np.abs(d[idx] - np.median(d[idx]))) * 1.4826
+        scores = (d[idx] - np.median(d[idx])) / max(mad, 1e-9)
+        out += [(int(i), float(s)) for i, s in zip(idx, scores) if s >= z]
     return sorted(out, key=lambda t: -t[1])
 
 

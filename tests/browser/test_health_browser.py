@@ -1,5 +1,5 @@
 """Health in a real browser: a duplicate pair shows side by side, one copy is marked, and the run trained next
-reports one image fewer."""
+reports one image fewer; then a finding that run validated opens on Explain."""
 
 import re
 
@@ -39,4 +39,13 @@ def test_mark_a_duplicate_then_train_on_one_image_fewer(page, app_url, tmp_path)
     page.get_by_text(re.compile(rf"Left out 1 marked file: trained on {total - 1} images")).first.wait_for(
         timeout=240_000
     )
+    assert page.locator("[data-testid='stException']").count() == 0
+    go(page, "Health")
+    explain = page.locator(".st-key-health_duplicates").get_by_role("link", name="Explain").first
+    explain.wait_for(timeout=60_000)  # the run's validation images now open on Explain
+    shot(page, "health-explain-links")
+    explain.click()
+    page.get_by_role("heading", name="Explain", exact=True).wait_for()
+    wait_idle(page)
+    assert "image=" in page.url and page.get_by_text(re.compile(r"is not in this run's validation split")).count() == 0
     assert page.locator("[data-testid='stException']").count() == 0
