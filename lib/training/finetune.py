@@ -138,8 +138,8 @@ def feature_data(config, data: Data, model: nn.Module, prepare: Prepare, *, cach
 
     features = _cached(key, count, cache_bytes, note, compute)
     n = len(train_targets)
-    if device.type == "cuda":
-        features = features.to(device)
+    if device.type == "cuda":  # a batch is then a gather on the GPU, as for decoded images
+        features, train_targets, val_targets = (t.to(device) for t in (features, train_targets, val_targets))
     batches = dict(batch_size=config.batch_size)
     data.train = TensorBatches(features[:n], train_targets, shuffle=True, generator=data.shuffle, **batches)
     data.val = TensorBatches(features[n:], val_targets, shuffle=False, **batches)
