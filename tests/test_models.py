@@ -172,7 +172,7 @@ def test_head_training_leaves_every_backbone_tensor_bit_identical_to_the_file(hu
     backbone = [k for k in state if not k.startswith("fc.")]
     assert len(backbone) == 120  # BatchNorm running statistics and counters included
     assert all(torch.equal(trained[k].cpu(), state[k]) for k in backbone)
-    assert not torch.equal(trained["fc.weight"], build_model("resnet18", 3, 32).fc.weight)
+    assert not torch.equal(trained["fc.weight"].cpu(), build_model("resnet18", 3, 32).fc.weight)
 
 
 def test_head_on_cached_features_steps_like_the_frozen_backbone_run_every_step(hub, tiny, monkeypatch):

@@ -70,7 +70,7 @@ def test_the_lr_finder_trains_the_head_alone(seeded, monkeypatch):
     assert len(result.losses) >= 5 and result.suggested_lr is not None
     trained = built[0].state_dict()
     assert backbone_is_the_file(trained, state)  # frozen, BatchNorm statistics included (eval mode)
-    assert not torch.equal(trained["fc.weight"], build("resnet18", 3, 32, weights="IMAGENET1K_V1").fc.weight)
+    assert not torch.equal(trained["fc.weight"].cpu(), build("resnet18", 3, 32, weights="IMAGENET1K_V1").fc.weight)
 
 
 def test_the_lr_finder_command_runs_on_a_pretrained_head(seeded, capsys):
