@@ -112,7 +112,9 @@ def main(out_dir: Path) -> int:
     two = subprocess.run([*launch, str(count + 1), *train], capture_output=True, text=True, timeout=300)
     said = [line for line in two.stderr.splitlines() if line.startswith("error: ")]
     check(
-        f"torchrun, {count + 1} processes on {count} GPU(s): one sentence", two.returncode != 0 and bool(said), said[:1]
+        f"torchrun, {count + 1} processes on {count} GPU(s): one sentence",
+        two.returncode != 0 and bool(said),
+        "; ".join(said[:1]),
     )
     return 1 if FAILED else 0
 

@@ -5,6 +5,7 @@ The list of pages is read from the router's own `st.Page(...)` calls, so a page 
 
 import ast
 import asyncio
+import concurrent.futures
 from pathlib import Path
 
 import pytest
@@ -191,7 +192,10 @@ def _parse_upload(body: bytes, chunk: int = 65_536) -> tuple[str, bytes]:
         (upload,) = form.values()
         return upload.filename, await upload.read()
 
-    return asyncio.run(parse())
+    # In a thread of its own: in the whole suite the browser tests' Playwright keeps an event loop running in
+    # the main thread, and asyncio.run refuses to start beside it.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, parse()).result()
 
 
 LONG_NAMES = {

@@ -2,16 +2,19 @@
 or a pretrained weights' own (`weights.transforms()`: the shorter side to a resize size, then the centre crop).
 
 Used by the engine's decoder, the statistics workers and the Channels preview, so all three see the
-same pixels. Imports only Pillow: statistics worker processes start without torch.
+same pixels. Uses only Pillow (statistics worker processes start without torch), and imports it only when it
+resizes: the training config names `Resizing` and the filters, and `--help` imports neither numpy nor Pillow.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PIL import Image
+if TYPE_CHECKING:
+    from PIL import Image
 
-INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+INTERPOLATIONS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC"}  # name -> Pillow's Image.Resampling member
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,9 @@ def resize(img: Image.Image, how: int | Resizing | None) -> Image.Image:
     if how is None:
         return img
     how = how if isinstance(how, Resizing) else Resizing(how)
-    resample = INTERPOLATIONS[how.interpolation]
+    from PIL import Image
+
+    resample = Image.Resampling[INTERPOLATIONS[how.interpolation]]
     if how.short_side is None:
         return img if img.size == (how.size, how.size) else img.resize((how.size, how.size), resample)
     w, h = img.size
