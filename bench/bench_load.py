@@ -277,7 +277,7 @@ async def _bundles(page) -> list[str]:
     await page.get_by_text("Import runs (.zip bundle)").click()
     for case, why in (("path", "not a plain relative path"), ("image size", "px"), ("step", "out of range")):
         files = {"name": f"{case}.zip", "mimeType": "application/zip", "buffer": _bundle(case)}
-        await page.locator(".st-key-runs_import_file input[type='file']").set_input_files(files)
+        await page.locator(".st-key-runs_import_upload input[type='file']").set_input_files(files)
         await page.get_by_text(f"{case}.zip").first.wait_for()  # the upload is in before Import is pressed
         await page.locator(IDLE).wait_for(state="attached")
         refused = False

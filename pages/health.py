@@ -75,14 +75,21 @@ except ValueError as e:
     st.error(plain_error(e))
     st.stop()
 findings = app_health.stored(full, config)
-job = None if findings else app_health.findings_job(full, config, start=full.num_images <= AUTO_CHECK_MAX)
+try:
+    job = None if findings else app_health.findings_job(full, config, start=full.num_images <= AUTO_CHECK_MAX)
+except ValueError as e:  # deployed: this tab's checks are at their cap
+    st.info(plain_error(e))
+    st.stop()
 if findings is None and job is None:
     st.info(
         f"The check decodes each of the {full.num_images:,} images once, then fits a quick model "
         f"{config.folds} times to score every label."
     )
     if st.button("Check the dataset's health", key="health_start"):
-        job = app_health.findings_job(full, config, start=True)
+        try:
+            job = app_health.findings_job(full, config, start=True)
+        except ValueError as e:
+            st.error(plain_error(e))
 
 
 @st.fragment(run_every=1.0 if job is not None and not job.done else None)
@@ -91,7 +98,9 @@ def check_progress() -> None:
     if job is None:
         return
     sessions.touch(st.session_state.session_id)  # a tab watching the check is not idle
-    if not job.done:
+    if not job.done and app_health.waiting(full, config):
+        st.progress(0.0, text=f"Health check: waiting for a free place ({app_health.CHECKS_AT_ONCE} run at once)…")
+    elif not job.done:
         half = "decoding every image once" if job.done_count <= job.total // 2 else "scoring the labels"
         st.progress(job.fraction, text=f"Health check: {half}…")
     elif job.error:

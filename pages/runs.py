@@ -4,7 +4,8 @@ Widget keys (stable, for tests and URLs):
     runs_status, runs_dataset, runs_model (filters), runs_table (dataframe row selection), runs_x (x axis),
     runs_smoothing, runs_scatter_x, runs_scatter_y, runs_csv, runs_bundle, runs_ckpt_run, runs_ckpt_which,
     runs_checkpoint (downloads), runs_edit (run to edit), runs_name_<run id>, runs_rename, runs_note_<run id>, runs_save_note,
-    runs_delete, runs_delete_confirm, runs_import_file, runs_import_rename, runs_import; runs_more_run,
+    runs_delete, runs_delete_confirm, runs_import_file_<n> (in the container runs_import_upload; n grows with
+    each import, so the box is empty again), runs_import_rename, runs_import; runs_more_run,
     runs_more_epochs, runs_more ("Train more", lib/app/train_tools.py); runs_metric (an extra metric of logged
     or imported runs, shown when a selected run has one); runs_inside_layer (the tensor whose update ratio is
     overlaid).
@@ -13,7 +14,8 @@ runs_parallel_chart, runs_scatter_chart.
 Kept across page switches (lib.app.state): the filters, runs_x, runs_smoothing, runs_inside_layer, runs_scatter_x,
 runs_scatter_y.
 Session state read: session_id (str). Written: runs_selected (the selected run ids, kept across pages),
-runs_imported (what the last import added, shown below Import until the next file or import), runs_reselect
+runs_imported (what the last import added, shown below Import until the next file or import), runs_import_gen
+(the uploader's n: an imported or refused file leaves the box, as it left the server's memory), runs_reselect
 (set when the rows change: the table's selection is set again from runs_selected).
 """
 
@@ -92,11 +94,11 @@ def forget_selection() -> None:
 
 def import_box() -> None:
     """Upload a bundle (.zip from Export or `python -m lib export`); refused bundles say why in one line."""
-    with st.expander("Import runs (.zip bundle)"):
+    with st.expander("Import runs (.zip bundle)"), st.container(key="runs_import_upload"):
         up = st.file_uploader(
             f"Run bundle (up to {settings.max_upload_mb} MB)",
             type=["zip"],
-            key="runs_import_file",
+            key=f"runs_import_file_{st.session_state.get('runs_import_gen', 0)}",
             max_upload_size=settings.max_upload_mb,
             on_change=lambda: st.session_state.pop("runs_imported", None),  # a new file: the last import is told
         )
@@ -112,12 +114,14 @@ def import_upload(up, rename: bool) -> None:
     st.session_state.pop("runs_imported", None)
     if up.size > settings.max_upload_mb * 2**20:
         sessions.release_upload(up)
+        next_uploader()
         st.error(f"That bundle is over this app's {settings.max_upload_mb} MB limit; export fewer runs.")
         return
     path = store.root / f".upload-{uuid.uuid4().hex}.zip"
     room = sessions.disk_room(st.session_state.session_id, settings, store)  # imported checkpoints count too
     if up.size * 2 > room:  # the bundle and what it unpacks to are on disk together for a moment
         sessions.release_upload(up)
+        next_uploader()
         st.error(
             f"Importing that bundle needs more disk than is left for this session ({room / 2**20:,.0f} MB, up to "
             f"{settings.max_session_mb:,} MB); delete runs first."
@@ -140,6 +144,7 @@ def import_upload(up, rename: bool) -> None:
         path.unlink(missing_ok=True)
         if not keep_upload:  # imported, or refused for good: the bundle's bytes need not stay in memory
             sessions.release_upload(up)
+            next_uploader()
     forget_selection()
     st.session_state.runs_selected = list(ids.values())
     names = [store.get_run(i).name for i in ids.values()]
@@ -148,6 +153,12 @@ def import_upload(up, rename: bool) -> None:
     cache.run_curves.clear()  # keyed by run id: a run deleted here may come back under its id
     cache.run_metrics.clear()
     st.rerun()  # the table, its counts and every run picker were drawn from the store before this import
+
+
+def next_uploader() -> None:
+    """An empty upload box from the next run on: the released file is gone from the server (a click on Import
+    with the old box still showing it did nothing), and the old box's state leaves with it."""
+    st.session_state.runs_import_gen = st.session_state.get("runs_import_gen", 0) + 1
 
 
 def filtered(summary: pd.DataFrame) -> pd.DataFrame:

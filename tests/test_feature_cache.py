@@ -9,6 +9,8 @@ them (tests/test_models.py's seed_weights)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from PIL import Image
@@ -153,3 +155,24 @@ def test_a_damaged_cache_file_is_computed_again_and_rewritten(setup):
     assert "computing features of 18 images once" in said and calls == 5
     assert again.losses == first.losses and torch.load(file, weights_only=True).shape == (18, 512)
     assert [f.name for f in features.iterdir()] == [file.name]  # no partial file left behind
+
+
+def test_the_disk_cache_stays_under_its_size_removing_the_least_recently_used_first(tmp_path, monkeypatch):
+    """Files of ~0.9 MiB under a 3 MiB cap: three fit, a fourth removes the one used longest ago (a read renews
+    a file's use); a file alone over the cap is kept (the run that wrote it reads it)."""
+    monkeypatch.setenv("TORCHSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCHSCOPE_FEATURE_CACHE_MB", "3")
+    folder = cache_dir() / "features"
+
+    def cached(key: str, floats: int = 235_000):  # 940,000 bytes of float32 and torch.save's header
+        return finetune._cached(key, 1, 0, lambda _: None, lambda: torch.full((floats,), float(ord(key))))
+
+    for i, key in enumerate("abc"):
+        cached(key)
+        os.utime(folder / f"{key}.pt", (1_000_000 + i, 1_000_000 + i))  # used in the order a, b, c, long ago
+    assert cached("a")[0] == ord("a")  # read back from disk: a is now the most recently used
+    cached("d")
+    assert sorted(f.stem for f in folder.glob("*.pt")) == ["a", "c", "d"]  # b, the least recently used, went
+    monkeypatch.setenv("TORCHSCOPE_FEATURE_CACHE_MB", "1")
+    assert torch.equal(cached("e", 400_000), torch.full((400_000,), float(ord("e"))))  # 1.6 MB: over the cap alone
+    assert [f.stem for f in folder.glob("*.pt")] == ["e"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -135,3 +136,57 @@ def test_galleries_show_more_and_findings_open_on_explain_once_a_run_validated_t
     assert all(link["run"] == [run_id] for link in links)
     assert {link["image"][0] for link in links} == val  # every image is in a pair: each validated one, only those
     assert not any("no run with a checkpoint" in c.value for c in at.caption)
+
+
+@pytest.fixture
+def held_checks(monkeypatch):
+    """The server's check registry emptied, and dataset_findings replaced by one that holds until released:
+    (entered: a semaphore released as each check starts computing, release: lets them all end)."""
+    from lib.app import health as app_health
+
+    app_health._jobs.clear()
+    app_health._slots.clear()
+    entered, release = threading.Semaphore(0), threading.Event()
+
+    def held(index, config, progress, base):
+        entered.release()
+        assert release.wait(60)
+        return config.folds
+
+    monkeypatch.setattr(app_health, "dataset_findings", held)
+    yield entered, release
+    release.set()
+    app_health._jobs.clear()
+    app_health._slots.clear()
+
+
+def test_no_more_than_two_checks_compute_at_once_and_the_third_waits_its_turn(planted, held_checks):
+    from lib.app import health as app_health
+    from lib.health.findings import HealthConfig
+
+    entered, release = held_checks
+    index = build_index(str(planted[0]), marks=False)
+    jobs = [app_health.findings_job(index, HealthConfig(folds), start=True) for folds in (2, 3, 4)]
+    assert entered.acquire(timeout=30) and entered.acquire(timeout=30)  # two compute...
+    assert not entered.acquire(timeout=1.5)  # ...and the third does not start
+    assert sum(app_health.waiting(index, HealthConfig(f)) for f in (2, 3, 4)) == 1
+    assert app_health.CHECKS_AT_ONCE == 2 and not any(j.done for j in jobs)
+    release.set()
+    assert all(j.wait(30) for j in jobs) and [j.result for j in jobs] == [2, 3, 4]
+    assert not any(app_health.waiting(index, HealthConfig(f)) for f in (2, 3, 4))
+
+
+def test_deployed_a_tab_gets_two_checks_under_way_and_a_sentence_for_a_third(planted, held_checks, monkeypatch):
+    from lib.app import health as app_health
+    from lib.health.findings import HealthConfig
+
+    monkeypatch.setenv("TORCHSCOPE_MODE", "deployed")
+    entered, release = held_checks
+    index = build_index(str(planted[0]), marks=False)
+    first = [app_health.findings_job(index, HealthConfig(folds), start=True) for folds in (2, 3)]
+    with pytest.raises(ValueError, match="This tab already has 2 health checks under way; start another when one"):
+        app_health.findings_job(index, HealthConfig(4), start=True)
+    assert app_health.findings_job(index, HealthConfig(4)) is None  # nothing was started
+    release.set()
+    assert all(j.wait(30) for j in first)
+    assert app_health.findings_job(index, HealthConfig(4), start=True).wait(30)  # once they ended, it starts

@@ -21,6 +21,8 @@ from lib.health.findings import Findings, HealthConfig, dataset_findings, findin
 from lib.settings import runs_dir
 
 DIFF_SIDE = 96
+CHECKS_AT_ONCE = 2  # health checks computing at once on a server (they train in its process); others wait
+CHECKS_PER_TAB = 2  # deployed: checks a tab may have under way (computing or waiting)
 
 
 def marks(root: str) -> list[str]:
@@ -37,6 +39,20 @@ def _jobs() -> tuple[dict[tuple, BackgroundJob], threading.Lock]:
     return {}, threading.Lock()
 
 
+class _Slots:
+    """CHECKS_AT_ONCE places to compute in; who waits for one, and which tab started which check."""
+
+    def __init__(self):
+        self.free = threading.BoundedSemaphore(CHECKS_AT_ONCE)
+        self.waiting: set[tuple] = set()
+        self.started_by: dict[tuple, str | None] = {}
+
+
+@st.cache_resource(show_spinner=False)
+def _slots() -> _Slots:
+    return _Slots()
+
+
 def _job_key(index, config: HealthConfig) -> tuple:
     return (str(findings_path(index, config, cache.marks_base())),)
 
@@ -50,13 +66,43 @@ def stored(index, config: HealthConfig) -> Findings | None:
 
 
 def findings_job(index, config: HealthConfig, *, start: bool = False) -> BackgroundJob | None:
-    """The background computation of a dataset's findings; started when asked, once per dataset and options."""
+    """The background computation of a dataset's findings; started when asked, once per dataset and options.
+
+    At most CHECKS_AT_ONCE compute at once on the server (the others wait their turn: `waiting`); deployed, a
+    tab with CHECKS_PER_TAB checks under way is refused another (ValueError, one sentence)."""
     jobs, lock = _jobs()
-    key, base = _job_key(index, config), cache.marks_base()
+    key, base, slots = _job_key(index, config), cache.marks_base(), _slots()
     with lock:
         if key not in jobs and start:
-            jobs[key] = BackgroundJob(lambda progress: dataset_findings(index, config, progress, base), "health")
+            tab = st.session_state.get("session_id")
+            if cache.settings().deployed:
+                mine = [k for k, j in jobs.items() if not j.done and slots.started_by.get(k) == tab]
+                if len(mine) >= CHECKS_PER_TAB:
+                    raise ValueError(
+                        f"This tab already has {len(mine)} health checks under way; start another when one ends."
+                    )
+            slots.started_by[key] = tab
+            jobs[key] = BackgroundJob(lambda progress: _in_turn(key, progress, slots, index, config, base), "health")
         return jobs.get(key)
+
+
+def _in_turn(key: tuple, progress, slots: _Slots, index, config: HealthConfig, base):
+    """dataset_findings once one of the server's places is free (progress stays 0 while waiting)."""
+    slots.waiting.add(key)
+    try:
+        while not slots.free.acquire(timeout=0.5):
+            progress(0, 0)  # raises when the server is closing
+    finally:
+        slots.waiting.discard(key)
+    try:
+        return dataset_findings(index, config, progress, base)
+    finally:
+        slots.free.release()
+
+
+def waiting(index, config: HealthConfig) -> bool:
+    """Whether this check waits for a free place (CHECKS_AT_ONCE others compute)."""
+    return _job_key(index, config) in _slots().waiting
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

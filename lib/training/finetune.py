@@ -5,7 +5,8 @@ included, so its tensors end bit-identical to the weights file. When one process
 augmentation, each image's features (the head's input) are computed once (images too many to keep decoded
 are decoded for that one pass) and the epochs train the head alone on them: a cache keyed by model, weights
 (the backbone's tensors), size, normalization and the images (pixels, or the files when streamed), kept in
-memory within the cache budget, else on disk (written atomically; a damaged file is computed again). With augmentation every
+memory within the cache budget, else on disk (written atomically; a damaged file is computed again; the folder
+kept under FEATURE_CACHE_MB, least recently used files removed first). With augmentation every
 augmented view is new, so nothing is cached: the frozen backbone runs at every step (full-forward speed).
 """
 
@@ -27,6 +28,8 @@ from lib.training.config import TrainConfig
 from lib.training.models import head_module, head_path
 
 Prepare = Callable[[torch.Tensor, bool], torch.Tensor]
+
+FEATURE_CACHE_MB = 4096  # the disk cache's size (TORCHSCOPE_FEATURE_CACHE_MB); the least recently used go first
 
 
 class FrozenBackbone(nn.Module):
@@ -155,6 +158,7 @@ def _cached(key: str, count: int, cache_bytes: int, note, compute) -> torch.Tens
         try:
             features = torch.load(path, weights_only=True, mmap=True)
             note("features from the cache")
+            os.utime(path)  # used now: the last to be removed
             return features
         except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):  # damaged: computed again, rewritten
             path.unlink(missing_ok=True)
@@ -165,8 +169,35 @@ def _cached(key: str, count: int, cache_bytes: int, note, compute) -> torch.Tens
         partial = path.with_suffix(f".{os.getpid()}.partial")  # a run that dies mid-write leaves no half file
         torch.save(features, partial)
         os.replace(partial, path)
+        trim_cache(path.parent, keep=path)
         return torch.load(path, weights_only=True, mmap=True)
     return features
+
+
+def trim_cache(folder: Path, *, keep: Path, limit_mb: int | None = None) -> list[Path]:
+    """Remove the least recently used feature files (by modification time, which a read renews) until the
+    folder holds at most `limit_mb` (TORCHSCOPE_FEATURE_CACHE_MB, else FEATURE_CACHE_MB); `keep` stays even when
+    alone over it. Returns what was removed. Files another run removes meanwhile are skipped."""
+    if limit_mb is None:
+        raw = os.environ.get("TORCHSCOPE_FEATURE_CACHE_MB", "")
+        limit_mb = int(raw) if raw.strip().isdigit() else FEATURE_CACHE_MB
+    files = []
+    for f in folder.glob("*.pt"):
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            continue
+        files.append((st.st_mtime_ns, st.st_size, f))
+    total = sum(size for _, size, _ in files)
+    removed = []
+    for _, size, f in sorted(files, key=lambda t: t[0]):  # oldest use first
+        if total <= limit_mb * 2**20:
+            break
+        if f != keep:
+            f.unlink(missing_ok=True)  # a run reading it memory-mapped keeps its pages
+            total -= size
+            removed.append(f)
+    return removed
 
 
 def stepped_model(

@@ -106,7 +106,7 @@ def test_uploads_whose_names_are_over_the_multipart_limit_open_under_a_shortened
         other = RunStore(tmp_path / "elsewhere")
         bundle = bundle_bytes(other, [add_run(other, "longname", lr=0.1, steps=5)])
         page.get_by_text("Import runs (.zip bundle)").click()
-        page.locator(".st-key-runs_import_file input[type='file']").set_input_files(
+        page.locator(".st-key-runs_import_upload input[type='file']").set_input_files(
             {"name": "b" * 4_300 + ".zip", "mimeType": "application/zip", "buffer": bundle}
         )
         wait_idle(page)

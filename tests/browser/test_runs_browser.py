@@ -81,7 +81,7 @@ def test_an_imported_bundle_joins_the_table_and_leaves_server_memory(page, runs_
     page.get_by_role("heading", name="Runs", exact=True).wait_for()
     wait_idle(page)
     page.get_by_text("Import runs (.zip bundle)").click()
-    page.locator(".st-key-runs_import_file input[type='file']").set_input_files(
+    page.locator(".st-key-runs_import_upload input[type='file']").set_input_files(
         {"name": "delta.zip", "mimeType": "application/zip", "buffer": bundle}
     )
     wait_idle(page)
@@ -94,7 +94,7 @@ def test_an_imported_bundle_joins_the_table_and_leaves_server_memory(page, runs_
 
 def pick(page, name: str, data: bytes) -> None:
     """Choose a bundle in the import box's file picker, as a user does."""
-    page.locator(".st-key-runs_import_file input[type='file']").set_input_files(
+    page.locator(".st-key-runs_import_upload input[type='file']").set_input_files(
         {"name": name, "mimeType": "application/zip", "buffer": data}
     )
     wait_idle(page)
@@ -126,13 +126,16 @@ def test_a_bundle_imported_twice_reads_apart_and_counts_at_once(page, runs_app, 
     wait_idle(page)
     expect(button).to_be_enabled()  # the refused file is still picked: no need to choose it again
     for n in (2, 3):
-        if n == 3:  # an imported upload is let go (it left the server's memory): pick the bundle again
+        if n == 3:  # an imported upload is let go (it left the server's memory): the box is empty again
+            expect(button).to_be_disabled()
             pick(page, f"{name}.zip", bundle)
-        button.click()
+        button.click()  # waits for the upload's run to enable it
         page.get_by_text(f"Imported 1 run(s): {name} ({n}).").wait_for()
         wait_idle(page)
-        rows, text = grid(page)  # at once: no page switch between the import and the count
-        assert rows == before + n - 1, (rows, before)
+        # At once: no page switch between the import and the count (the grid redraws a moment after the run).
+        table = page.locator(".st-key-runs_table table[role='grid']")
+        expect(table).to_have_attribute("aria-rowcount", str(before + n - 1 + 1), timeout=30_000)
+        rows, text = grid(page)
         assert all(f"{name} ({k})" in text for k in range(2, n + 1)) and f"{name} ({n + 1})" not in text
         loss = page.locator("[data-testid='stVegaLiteChart']").filter(has_text="Training loss")
         assert f">{name} ({n})<" in loss.locator("svg").inner_html()  # the copy is ticked and drawn

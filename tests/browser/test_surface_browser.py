@@ -353,7 +353,9 @@ def test_refusals_are_sentences_where_the_user_looks(page, app):
     go(page, "Channels")
     page.locator(SIDEBAR).get_by_text("Dataset (computed)").click()
     page.get_by_text(re.compile(r"mean and std at 64 px are not computed yet")).wait_for()
-    expect(page.locator(CHART)).to_have_count(3)  # still drawn, unnormalized: heatmaps, two histograms
+    # Still drawn, unnormalized: three channel heatmaps, their colour bar, and the two histograms.
+    expect(page.locator(CHART)).to_have_count(6)
+    expect(page.locator(CHART).filter(has_text=histogram_titles(False)[1])).to_have_count(1)
     page.get_by_role("button", name="Compute mean/std at 64 px").click()
     page.get_by_role("heading", name="Normalized", exact=True).wait_for()
     assert page.get_by_text(re.compile(r"not computed yet")).count() == 0
