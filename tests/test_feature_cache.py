@@ -10,6 +10,7 @@ them (tests/test_models.py's seed_weights)."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -176,3 +177,25 @@ def test_the_disk_cache_stays_under_its_size_removing_the_least_recently_used_fi
     monkeypatch.setenv("TORCHSCOPE_FEATURE_CACHE_MB", "1")
     assert torch.equal(cached("e", 400_000), torch.full((400_000,), float(ord("e"))))  # 1.6 MB: over the cap alone
     assert [f.stem for f in folder.glob("*.pt")] == ["e"]
+
+
+FEATURE_PROGRESS = re.compile(r"computing features \d")
+
+
+@pytest.mark.parametrize("cache_bytes", [BUDGET, 10_000], ids=["in memory", "streamed"])
+def test_the_feature_pass_says_how_far_it_is_and_a_stop_ends_it(setup, monkeypatch, cache_bytes):
+    data, _ = setup
+    monkeypatch.setattr(finetune, "PROGRESS_EVERY_S", 0.0)  # every batch of 4: 18 images in 4, 8, 12, 16, 18
+    _, said, _ = train(data, cache_bytes=cache_bytes)
+    assert [m for m in said if FEATURE_PROGRESS.match(m)] == [f"computing features {n}/18" for n in (4, 8, 12, 16, 18)]
+
+    class StopAtEight(Phases):
+        def on_progress(self, message: str) -> bool:
+            super().on_progress(message)
+            return message == "computing features 8/18"
+
+    index, hooks = build_index(str(data)), StopAtEight()
+    config = TrainConfig(**{**CONFIG, "seed": 1})  # another split's images: not in the cache yet
+    result = fit(config, index.samples, index.classes, hooks, cache_bytes=cache_bytes, workers=0)
+    assert result.status == "stopped" and result.losses == [], (result.status, result.message)
+    assert [m for m in hooks.messages if FEATURE_PROGRESS.match(m)][-1] == "computing features 8/18"

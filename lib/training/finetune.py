@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from lib.training.batches import Data, TensorBatches, streaming_batches
 from lib.training.config import TrainConfig
+from lib.training.loop import Stopped
 from lib.training.models import head_module, head_path
 
 Prepare = Callable[[torch.Tensor, bool], torch.Tensor]
@@ -77,8 +79,12 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
     return [{"params": backbone, "lr": config.lr * config.backbone_lr_scale}, {"params": list(head.parameters())}]
 
 
-def head_features(model: nn.Module, head: nn.Module, images: torch.Tensor, prepare: Prepare, batch: int):
-    """The head's input for every image (N, ...): the backbone in eval mode, batch by batch, on the CPU."""
+def head_features(
+    model: nn.Module, head: nn.Module, images: torch.Tensor, prepare: Prepare, batch: int,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """The head's input for every image (N, ...): the backbone in eval mode, batch by batch, on the CPU.
+    `progress(images done)` after each batch."""
     seen: list[torch.Tensor] = []
     handle = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().cpu()))
     model.eval()
@@ -86,9 +92,30 @@ def head_features(model: nn.Module, head: nn.Module, images: torch.Tensor, prepa
         with torch.inference_mode():
             for i in range(0, len(images), batch):
                 model(prepare(images[i : i + batch], False))
+                if progress:
+                    progress(min(i + batch, len(images)))
     finally:
         handle.remove()
     return torch.cat(seen) if seen else torch.empty(0)
+
+
+PROGRESS_EVERY_S = 0.5  # the feature pass reports (and reads a stop) at most this often, and at its end
+
+
+def feature_progress(count: int, note) -> Callable[[int], None]:
+    """`progress(done)` for a feature pass over `count` images: says "computing features done/count" through
+    `note` (Hooks.on_progress) at most every PROGRESS_EVERY_S and at the end; raises Stopped when note asks."""
+    last = [0.0]
+
+    def progress(done: int) -> None:
+        now = time.monotonic()
+        if done < count and now - last[0] < PROGRESS_EVERY_S:
+            return
+        last[0] = now
+        if note(f"computing features {done:,}/{count:,}"):
+            raise Stopped()
+
+    return progress
 
 
 def cache_key(config: TrainConfig, mean_std, model: nn.Module, content: torch.Tensor | list[str]) -> str:
@@ -128,7 +155,7 @@ def feature_data(config, data: Data, model: nn.Module, prepare: Prepare, *, cach
         key, count = cache_key(config, data.mean_std, model, images), len(images)
 
         def compute() -> torch.Tensor:
-            return head_features(model, head, images, prepare, config.batch_size)
+            return head_features(model, head, images, prepare, config.batch_size, feature_progress(count, note))
     else:  # DataLoaders over lib.training.batches.DecodingDataset
         train_s, val_s = data.train.dataset.samples, data.val.dataset.samples
         train_targets, val_targets = (torch.tensor([t for _, t in s]) for s in (train_s, val_s))
@@ -137,7 +164,12 @@ def feature_data(config, data: Data, model: nn.Module, prepare: Prepare, *, cach
                                    generator=None, workers=data.train.num_workers)  # fmt: skip
 
         def compute() -> torch.Tensor:
-            return torch.cat([head_features(model, head, x, prepare, config.batch_size) for x, _ in loader])
+            progress, parts, done = feature_progress(count, note), [], 0
+            for x, _ in loader:
+                parts.append(head_features(model, head, x, prepare, config.batch_size))
+                done += len(x)
+                progress(done)
+            return torch.cat(parts)
 
     features = _cached(key, count, cache_bytes, note, compute)
     n = len(train_targets)
