@@ -19,6 +19,7 @@ from lib.data.sample import sample_root
 from lib.runs import compare
 from lib.runs.export import CSV_COLUMNS, PLAIN_TORCH, bundle_bytes, csv_bytes
 from lib.runs.importer import IdTaken, Limits, copy_name, import_bundle
+from lib.runs.inside import write_rows
 from lib.runs.store import RunStore
 from lib.runs.sweeps import create_sweep, finish_sweep, sweep_runs
 from lib.training.checkpoint import load_model
@@ -48,6 +49,7 @@ def runs(tmp_path_factory) -> tuple[Path, list[str]]:
     store.record_epoch(long, 2, 0.25, float("nan"), 0.75, 0.01, 950.0)
     store.finish(long, "stopped", "Stopped on request.")
     store.set_note(long, "lr 0.1 *too* high? [x](http://e.x)")
+    write_rows(store, long, "dead_units", [(1, "features.1", 0.25, 64), (2, "features.1", 0.5, 64)])  # linear has none
     store.rename_run(trained, "baseline")
     store.files.save_predictions(trained, {"predicted": np.arange(4), "paths": np.array(["a/1.png", "b/2.png"])})
     return folder, [trained, long]
@@ -91,6 +93,15 @@ def test_long_csv_has_a_row_per_recorded_step_and_epoch_at_full_resolution(runs,
     assert sum(r["kind"] == "step" for r in rows) == 2000 + 6  # the trained run: 2 epochs x 3 batches
 
 
+# What the trained run's layers and process did (lib/runs/inside.py): carried by its bundle as they are.
+INSIDE_TABLES = (
+    "SELECT * FROM layer_norms ORDER BY run_id, step, name",
+    "SELECT * FROM layer_histograms ORDER BY run_id, epoch, name, which",
+    "SELECT * FROM dead_units ORDER BY run_id, epoch, name",
+    "SELECT * FROM machine ORDER BY run_id, time",
+)
+
+
 def test_bundle_round_trips_runs_into_an_empty_folder_exactly(runs, tmp_path):
     folder, ids = runs
     bundle, empty = tmp_path / "b.zip", tmp_path / "empty"
@@ -104,8 +115,10 @@ def test_bundle_round_trips_runs_into_an_empty_folder_exactly(runs, tmp_path):
         "SELECT * FROM steps ORDER BY run_id, step",
         "SELECT * FROM epochs ORDER BY run_id, epoch",
         "SELECT * FROM notes ORDER BY run_id",
+        *INSIDE_TABLES,
     ):
         assert same(table(empty, sql), table(folder, sql)), sql
+    assert all(table(folder, f"SELECT COUNT(*) FROM ({sql})")[0][0] for sql in INSIDE_TABLES)  # none empty
     src = sorted(p.relative_to(folder) for p in (folder / "checkpoints").rglob("*") if p.is_file())
     assert {p.name for p in src} >= {"last.pt", "best.pt", "predictions-last.npz"}
     assert src == sorted(p.relative_to(empty) for p in (empty / "checkpoints").rglob("*") if p.is_file())
@@ -252,6 +265,10 @@ def hostile(folder: Path, run_id: str, case: str) -> dict[str, bytes | None]:
             f"{run_id}/run.json": json.dumps({**json.loads(m[f"{run_id}/run.json"]), "status": "x"}).encode()
         },
         "bad metrics": {f"{run_id}/metrics.csv": b"run_id,kind\n"},
+        "inside text for a norm": {f"{run_id}/inside.json": b'{"norms": [[1, 1, "fc.weight", "big", 0.1, 1e-3]]}'},
+        "inside NaN time": {f"{run_id}/inside.json": b'{"machine": [[NaN, 1, 50.0, 100.0, null, null]]}'},
+        "inside unknown kind": {f"{run_id}/inside.json": b'{"secrets": []}'},
+        "inside short histogram": {f"{run_id}/inside.json": b'{"histograms": [[1, "w", "grad", [0, 1], [3, 4]]]}'},
         "no manifest": {"torchscope-bundle.json": None},
         "bad run id": {"torchscope-bundle.json": b'{"format": 1, "runs": ["../x"]}'},
     }[case]
@@ -290,6 +307,10 @@ CASES = {
     "pickled predictions": "does not load as plain data",
     "bad status": "unknown status",
     "bad metrics": "metrics.csv is not valid",
+    "inside text for a norm": "inside.json is not valid \\(a norms row has 'big' where a number belongs",
+    "inside NaN time": "inside.json is not valid \\(a machine row has 'nan' where a time belongs",
+    "inside unknown kind": "inside.json is not valid \\(it must be an object with keys among",
+    "inside short histogram": "inside.json is not valid \\(a histogram needs one edge more than it has counts",
     "no manifest": "not a Torchscope run bundle",
     "bad run id": "not a valid run id",
 }
@@ -300,6 +321,15 @@ def test_hostile_bundle_refused_and_nothing_written(runs, tmp_path, case):
     folder, ids = runs
     path = write_zip(tmp_path / "h.zip", hostile(folder, ids[0], case))
     assert_refused_cleanly(path, tmp_path / "dest", CASES[case])
+
+
+def test_an_inside_json_over_its_size_is_refused_before_it_is_read(runs, tmp_path, monkeypatch):
+    from lib.runs import importer
+
+    folder, ids = runs
+    monkeypatch.setattr(importer, "MAX_BUNDLE_MB", 1)
+    files = {**members(folder, ids[0]), f"{ids[0]}/inside.json": b" " * (2**20 + 1)}  # blank: valid JSON? no matter
+    assert_refused_cleanly(write_zip(tmp_path / "h.zip", files), tmp_path / "dest", "inside.json is over 1 MB")
 
 
 def test_symlink_member_refused(runs, tmp_path):

@@ -17,6 +17,8 @@ A bundle holds one or more runs, each as it is in the store:
     torchscope-bundle.json         {"format": 1, "runs": [run_id, ...]}
     <run_id>/run.json              the run's row of the runs table (config and classes as JSON) and its note
     <run_id>/metrics.csv           the run's rows of the long CSV
+    <run_id>/inside.json           what its layers and process did, when recorded: {kind: [row, ...]} for
+                                   norms, histograms, dead_units, machine (lib/runs/inside.py's bundle_rows)
     <run_id>/checkpoints/<file>    every file of the run's checkpoint folder (last.pt, best.pt, predictions)
 """
 
@@ -29,6 +31,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from lib.runs.inside import bundle_rows
 from lib.runs.store import RunStore
 
 CSV_COLUMNS = [
@@ -142,6 +145,8 @@ def write_bundle(
             buf = io.StringIO()
             write_csv(store, [run_id], buf)
             zf.writestr(f"{run_id}/metrics.csv", buf.getvalue())
+            if inside := bundle_rows(store, run_id):
+                zf.writestr(f"{run_id}/inside.json", json.dumps(inside, allow_nan=False))
             for name, path in checkpoint_files(store, run_id).items():
                 if private and name in ("last.pt", "best.pt"):
                     zf.writestr(f"{run_id}/checkpoints/{name}", checkpoint_bytes(path, private=True))

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from lib.data.archive import extract_all
 from lib.runs.export import BUNDLE_FORMAT, CSV_COLUMNS, JSON_COLUMNS, LOCAL_COLUMNS, MANIFEST
+from lib.runs.inside import MAX_BUNDLE_MB, checked_rows, write_rows
 from lib.runs.status import Status
 from lib.runs.store import RunStore, new_run_id
 from lib.runs.sweeps import new_sweep_id
@@ -66,6 +67,7 @@ class _Run:
     epochs: list[tuple]
     metrics: list[tuple]
     folder: Path  # the extracted run folder
+    inside: dict[str, list[tuple]]  # its layers' and process's rows (lib/runs/inside.py), when the bundle has them
 
 
 def import_bundle(
@@ -140,7 +142,7 @@ def _check_member(parts: tuple[str, ...], ids: set[str], name: str) -> None:
     ok = parts == (MANIFEST,) or (
         parts[0] in ids
         and (
-            parts[1:] in (("run.json",), ("metrics.csv",))
+            parts[1:] in (("run.json",), ("metrics.csv",), ("inside.json",))
             or (len(parts) == 3 and parts[1] == "checkpoints" and parts[2].endswith(FILE_TYPES))
         )
     )
@@ -179,7 +181,21 @@ def _read_run(folder: Path, run_id: str, name: str, check_config: Callable) -> _
     steps, epochs, metrics = _read_metrics(folder / "metrics.csv", run_id, name)
     for path in sorted((folder / "checkpoints").glob("*")):
         _check_checkpoint_file(path, f"{run_id}/checkpoints/{path.name}", name, check_config)
-    return _Run(row, note, steps, epochs, metrics, folder)
+    return _Run(row, note, steps, epochs, metrics, folder, _read_inside(folder / "inside.json", run_id, name))
+
+
+def _read_inside(path: Path, run_id: str, name: str) -> dict[str, list[tuple]]:
+    """A run's inside.json as rows (none when the bundle has no such file)."""
+    where = f"{run_id}/inside.json"
+    if not path.is_file():
+        return {}
+    if path.stat().st_size > MAX_BUNDLE_MB * 2**20:
+        raise ValueError(f"{name} was refused: {where} is over {MAX_BUNDLE_MB} MB.")
+    data = _json(path, name, where)
+    try:
+        return checked_rows(data)
+    except ValueError as e:
+        raise ValueError(f"{name} was refused: {where} is not valid ({str(e)[:120]}).") from None
 
 
 def _row_problem(row: dict) -> str | None:
@@ -371,6 +387,9 @@ def _add(store: RunStore, runs: list[_Run], ids: dict[str, str], owner: str | No
         for dest in moved:
             shutil.rmtree(dest, ignore_errors=True)
         raise
+    for run in runs:  # after the runs' own transaction: a failure here leaves the runs whole, without these
+        for kind, rows in run.inside.items():
+            write_rows(store, ids[run.row["id"]], kind, rows)
     return ids
 
 

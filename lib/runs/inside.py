@@ -2,8 +2,9 @@
 `dead_units` and `machine` (created and healed with the rest, lib/runs/store.py).
 
 Writers: the engine's recorder through StoreHooks (lib/runs/recorder.py says what a row holds), the
-logger's `run.watch(model)`, and the machine sampler (lib/runs/machine.py). Readers: the Train and Runs
-pages, and `python -m lib layers`. No torch here.
+logger's `run.watch(model)`, the machine sampler (lib/runs/machine.py) and a bundle's import. Readers: the
+Train and Runs pages, `python -m lib layers`, and export (a bundle's `<run_id>/inside.json`: `bundle_rows`,
+read back through `checked_rows`, which refuses anything but plain numbers and names in range). No torch here.
 """
 
 from __future__ import annotations
@@ -40,6 +41,83 @@ def write_rows(store: RunStore, run_id: str, kind: str, rows: list[tuple]) -> No
         rows = [(e, n, w, json.dumps(edges), json.dumps(counts)) for e, n, w, edges, counts in rows]
     with store.transaction() as con:
         con.executemany(_INSERT[kind], [(run_id, *row) for row in rows])
+
+
+# What a bundle carries of each kind: the columns write_rows takes, in its order.
+_ROWS = {
+    "norms": "SELECT step, epoch, name, weight_norm, grad_norm, update_ratio FROM layer_norms WHERE run_id = ?"
+    " ORDER BY step, rowid",
+    "histograms": "SELECT epoch, name, which, edges, counts FROM layer_histograms WHERE run_id = ? ORDER BY epoch, rowid",
+    "dead_units": "SELECT epoch, name, fraction, units FROM dead_units WHERE run_id = ? ORDER BY epoch, rowid",
+    "machine": f"SELECT {', '.join(MACHINE_COLUMNS)} FROM machine WHERE run_id = ? ORDER BY time",
+}
+MAX_BUNDLE_ROWS = 200_000  # per run, all kinds together (a bundle's metrics are bounded alike)
+MAX_BINS = 1_000
+MAX_NAME = 200  # characters of a tensor's or a ReLU's name
+MAX_WHOLE = 2**53  # steps, epochs and unit counts: exact in JSON and float
+MAX_BUNDLE_MB = 64  # an inside.json is read whole: refused above this before it is parsed
+
+
+def bundle_rows(store: RunStore, run_id: str) -> dict[str, list[list]]:
+    """Every row of each kind a run has (write_rows' shape: histogram edges and counts as lists); NaN and
+    infinities, which SQLite keeps as NULL, are None."""
+    out = {}
+    for kind, sql in _ROWS.items():
+        rows = [
+            [None if isinstance(v, float) and not math.isfinite(v) else v for v in r]
+            for r in _select(store, sql, run_id)
+        ]
+        if kind == "histograms":
+            rows = [[e, n, w, json.loads(edges), json.loads(counts)] for e, n, w, edges, counts in rows]
+        if rows:
+            out[kind] = rows
+    return out
+
+
+# A cell's rule: "whole" (0..MAX_WHOLE), "name" (1..MAX_NAME characters), "number" (finite or None),
+# "time" (seconds since 1970), "which" (weight or grad), "edges"/"counts" (lists of finite numbers/wholes).
+_CELLS = {
+    "norms": ("whole", "whole", "name", "number", "number", "number"),
+    "histograms": ("whole", "name", "which", "edges", "counts"),
+    "dead_units": ("whole", "name", "number", "whole"),
+    "machine": ("time", "whole", "number", "number", "number", "number"),
+}
+
+
+def checked_rows(data: object) -> dict[str, list[tuple]]:
+    """A bundle's inside.json as rows for write_rows, or ValueError saying what is wrong (untrusted input)."""
+    if not isinstance(data, dict) or not set(data) <= set(_CELLS):
+        raise ValueError(f"it must be an object with keys among {', '.join(_CELLS)}")
+    if sum(len(rows) if isinstance(rows, list) else 0 for rows in data.values()) > MAX_BUNDLE_ROWS:
+        raise ValueError(f"it has over {MAX_BUNDLE_ROWS:,} rows")
+    out = {}
+    for kind, rows in data.items():
+        if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(_CELLS[kind]) for r in rows):
+            raise ValueError(f"its {kind} must be a list of rows of {len(_CELLS[kind])} values")
+        out[kind] = [tuple(_cell(rule, v, kind) for rule, v in zip(_CELLS[kind], row, strict=True)) for row in rows]
+        for row in out[kind] if kind == "histograms" else ():
+            if len(row[3]) != len(row[4]) + 1:
+                raise ValueError("a histogram needs one edge more than it has counts")
+    return out
+
+
+def _cell(rule: str, value: object, kind: str):
+    plain = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if rule == "whole" and plain and value == int(value) and 0 <= value <= MAX_WHOLE:
+        return int(value)
+    if rule == "name" and isinstance(value, str) and 0 < len(value) <= MAX_NAME:
+        return value
+    if rule == "which" and value in ("weight", "grad"):
+        return value
+    if rule == "number" and (value is None or (plain and math.isfinite(value))):
+        return None if value is None else float(value)
+    if rule == "time" and plain and math.isfinite(value) and 0 <= value <= 2e10:
+        return float(value)
+    if rule == "finite" and plain and math.isfinite(value):
+        return float(value)
+    if rule in ("edges", "counts") and isinstance(value, list) and len(value) <= MAX_BINS + 1:
+        return [_cell("finite" if rule == "edges" else "whole", v, kind) for v in value]
+    raise ValueError(f"a {kind} row has {str(value)[:40]!r} where a {rule} belongs")
 
 
 @heals
