@@ -14,6 +14,7 @@ from lib.__main__ import main
 from lib.data.images import load_rgb
 from lib.data.index import build_index
 from lib.data.marks import read_marks, toggle_marks
+from lib.health import duplicates
 from lib.health.duplicates import near_pairs
 from lib.health.labels import label_issues
 from lib.health.outliers import feature_outliers, plain_outliers
@@ -109,7 +110,11 @@ def test_findings_are_stored_and_the_threshold_regroups(planted, capsys):
     assert {tuple(g["paths"]) for g in again["duplicates"]} == set(faults["exact"])  # near copies need bits
 
 
-def test_perceptual_hash_is_imagehash_phash(planted):
+@pytest.mark.parametrize("chunk", [2048, 5], ids=["one chunk", "chunks of 5"])
+def test_perceptual_hash_is_imagehash_phash(planted, monkeypatch, chunk):
+    from lib.health import scan as scan_module
+
+    monkeypatch.setattr(scan_module, "HASH_CHUNK", chunk)
     root, _ = planted
     paths = sorted(str(p) for p in root.rglob("*.*"))[:12]
     found = scan(paths)
@@ -117,14 +122,20 @@ def test_perceptual_hash_is_imagehash_phash(planted):
     assert [int(h) for h in ours] == [int(str(imagehash.phash(load_rgb(p))), 16) for p in paths]
 
 
-def test_near_pairs_match_every_pair_counted_by_imagehash():
+@pytest.mark.parametrize(
+    ("block_bytes", "threads"), [(2**25, 1), (8 * 300 * 16, 3)], ids=["one block", "19 blocks, 3 threads"]
+)
+def test_near_pairs_match_every_pair_counted_by_imagehash(monkeypatch, block_bytes, threads):
+    monkeypatch.setattr(duplicates, "BLOCK_BYTES", block_bytes)  # 16 rows a block: blocks end mid-way too
     rng = np.random.default_rng(3)
     hashes = rng.integers(0, 2**63, 300, dtype=np.int64).astype(np.uint64)
     hashes[7] = hashes[200] ^ np.uint64(0b1011)  # 3 bits apart
-    found = {(i, j, d) for i, j, d in near_pairs(hashes, 20).tolist()}
+    pairs = near_pairs(hashes, 20, threads=threads).tolist()
+    found = {(i, j, d) for i, j, d in pairs}
     as_hash = [imagehash.hex_to_hash(f"{int(h):016x}") for h in hashes]
     expected = {(i, j, as_hash[i] - as_hash[j]) for i in range(300) for j in range(i + 1, 300)}
     assert found == {e for e in expected if e[2] <= 20} and (7, 200, 3) in found
+    assert pairs == sorted(pairs) and len(pairs) == len(found)  # by i then j, each pair once
 
 
 def test_confident_learning_on_a_matrix_worked_by_hand():

@@ -10,12 +10,15 @@ whose images sit in more than one class is a label conflict.
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from lib.health import NEAR_THRESHOLD
+from lib.settings import default_threads
 
-BLOCK = 1024  # rows compared at a time: memory BLOCK x N bytes
+BLOCK_BYTES = 32 * 2**20  # one block's XOR of its rows with every later hash (uint64): rows = this / (8 N)
+MAX_THREADS = 4  # blocks compared at once (numpy releases the GIL): memory up to MAX_THREADS x ~2.6 BLOCK_BYTES
 
 
 def exact_groups(digests: list[str]) -> list[list[int]]:
@@ -26,18 +29,25 @@ def exact_groups(digests: list[str]) -> list[list[int]]:
     return [g for g in by_digest.values() if len(g) > 1]
 
 
-def near_pairs(hashes: np.ndarray, threshold: int = NEAR_THRESHOLD) -> np.ndarray:
-    """(i, j, distance) rows, i < j, of every pair of uint64 hashes at most `threshold` bits apart.
+def near_pairs(hashes: np.ndarray, threshold: int = NEAR_THRESHOLD, *, threads: int | None = None) -> np.ndarray:
+    """(i, j, distance) rows, i < j, ordered by i then j, of every pair of uint64 hashes at most `threshold`
+    bits apart.
 
-    All pairs, blocked: N^2 / 2 XORs and bit counts, about 0.3 s at 20,000 images.
+    All pairs, N^2 / 2 XORs and bit counts, in blocks of rows (memory bounded by BLOCK_BYTES whatever N) on
+    up to MAX_THREADS threads: 0.55 s at 20,000 images on 2 cores (1.0 s on one).
     """
-    n, out = len(hashes), []
-    for start in range(0, n, BLOCK):
-        rows = hashes[start : start + BLOCK, None]  # (B, 1)
-        dist = np.bitwise_count(rows ^ hashes[None, start:])  # (B, N - start)
+    n = len(hashes)
+    block = max(16, BLOCK_BYTES // (8 * max(n, 1)))
+    threads = max(1, min(threads or default_threads(), MAX_THREADS))
+
+    def pairs_from(start: int) -> np.ndarray:
+        dist = np.bitwise_count(hashes[start : start + block, None] ^ hashes[None, start:])  # (B, N - start)
         i, j = np.nonzero(dist <= threshold)
         keep = j > i  # upper triangle: each pair once, no self pairs
-        out.append(np.stack([i[keep] + start, j[keep] + start, dist[i[keep], j[keep]]], axis=1))
+        return np.stack([i[keep] + start, j[keep] + start, dist[i[keep], j[keep]]], axis=1)
+
+    with ThreadPoolExecutor(threads) as pool:
+        out = list(pool.map(pairs_from, range(0, n, block)))  # in order: as one thread finds them
     return np.concatenate(out).astype(np.int64) if out else np.zeros((0, 3), dtype=np.int64)
 
 

@@ -100,9 +100,14 @@ def _dct_matrix(n: int) -> np.ndarray:
 _D = _dct_matrix(HASH_SIDE)[:8]  # only the 8 lowest frequencies are kept
 
 
+HASH_CHUNK = 2048  # thumbnails hashed at a time: their float64 copy stays in cache (the whole set was 8x slower)
+
+
 def perceptual_hashes(grey: np.ndarray) -> np.ndarray:
     """imagehash.phash of each grey 32x32 thumbnail (N, 32, 32) as uint64, batched: DCT rows and columns,
     the 8x8 lowest frequencies, each bit whether its coefficient is above their median."""
+    if len(grey) > HASH_CHUNK:
+        return np.concatenate([perceptual_hashes(grey[i : i + HASH_CHUNK]) for i in range(0, len(grey), HASH_CHUNK)])
     low = _D @ grey.astype(np.float64) @ _D.T  # (N, 8, 8)
     flat = low.reshape(len(grey), 64)
     bits = flat > np.median(flat, axis=1, keepdims=True)
