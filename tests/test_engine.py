@@ -2,7 +2,11 @@
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,9 +17,10 @@ from torch import nn
 from lib.data.images import load_rgb
 from lib.data.index import build_index
 from lib.data.sample import sample_root
+from lib.training import device
 from lib.training.batches import TensorBatches, batch_preparer, decode_images, stratified_split
 from lib.training.config import TrainConfig
-from lib.training.device import idle_cores, resolve_device
+from lib.training.device import idle_cores, procs_running, resolve_device
 from lib.training.engine import Hooks, fit
 from lib.training.loop import Diverged, check_validation_loss, evaluate
 
@@ -266,8 +271,34 @@ def test_the_divergence_line_is_a_hundred_uniform_guesses(classes):
         check_validation_loss(line * (1 + 1e-9), classes, 3)
 
 
-@pytest.mark.parametrize(("load", "cores", "threads"), [(0.3, 2, 2), (1.2, 2, 1), (14.0, 2, 1), (2.5, 8, 6)])
-def test_trainer_threads_leave_out_the_busy_cores(monkeypatch, load, cores, threads):
+@pytest.mark.parametrize(
+    ("load", "now", "cores", "threads"),
+    [(0.3, 0.0, 2, 2), (1.2, 3.0, 2, 1), (14.0, 3.0, 2, 1), (2.5, None, 8, 6), (2.5, 1.0, 8, 7),
+     (1.2, 0.0, 2, 2)],  # the last: the load average of work that has ended (it trails by a minute)
+)  # fmt: skip
+def test_trainer_threads_leave_out_the_busy_cores(monkeypatch, load, now, cores, threads):
     monkeypatch.setattr("lib.training.device.os.getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr("lib.training.device.running_elsewhere", lambda: now)
     monkeypatch.setattr("lib.training.device.default_threads", lambda: cores)
     assert idle_cores() == threads
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux's /proc tells a process's own threads")
+def test_a_busy_child_counts_as_this_process_own_work_not_other_work():
+    # A decode worker spinning while the trainer picks its threads must not take a core from it.
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 20: pass"])
+    try:
+        deadline = time.time() + 10
+        while device._own_running() < 2 and time.time() < deadline:  # the child is runnable once it started
+            time.sleep(0.05)
+        assert device._own_running() >= 2  # this thread and the spinning child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_runnable_threads_are_read_from_proc_stat():
+    stat = "cpu  10 0 5 100 0 0 0 0 0 0\nctxt 12345\nprocs_running 3\nprocs_blocked 0\n"
+    assert procs_running(stat) == 3
+    with pytest.raises(ValueError):
+        procs_running("cpu 1 2 3\n")
