@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from lib.__main__ import main
 from lib.data.index import build_index
@@ -140,3 +142,36 @@ def test_torchrun_with_two_processes_steps_as_one_process_does(seeded, tmp_path)
     assert steps_two == pytest.approx(steps_one, abs=1e-5)
     loaded = load_model(b["run_id"], runs_dir=tmp_path / "two")
     assert loaded.config.world_size == 2 and backbone_is_the_file(loaded.model.state_dict(), state)
+
+
+def test_the_lr_finder_and_a_sweep_take_the_weights_own_resize(seeded, tmp_path, monkeypatch):
+    """`--resize weights` reaches the finder's batches: every image it trains on is torchvision's own
+    Resize(round(256 x 32 / 224) = 37) + CenterCrop(32) of a file, none the squashed 32 x 32; each run of a
+    sweep records the weights' sizes."""
+    from torchvision.transforms import v2
+
+    from lib.training import lr_finder
+
+    data, _, _ = seeded
+    seen, real = [], lr_finder.prepare_data
+
+    def spied(*args, **kwargs):
+        prepared = real(*args, **kwargs)
+        seen.append(prepared.train.images)  # the decoded training images (head mode then swaps in features)
+        return prepared
+
+    monkeypatch.setattr(lr_finder, "prepare_data", spied)
+    assert main(["lr-find", str(data), *HEAD, "--resize", "weights", "--num-batches", "10", "--json"]) == 0
+    files = sorted(data.rglob("*.png"))
+    cropped = {np.asarray(v2.CenterCrop(32)(v2.Resize(37)(Image.open(f).convert("RGB")))).tobytes() for f in files}
+    squashed = {np.asarray(Image.open(f).convert("RGB").resize((32, 32), Image.BILINEAR)).tobytes() for f in files}
+    fed = [x.permute(1, 2, 0).contiguous().numpy().tobytes() for x in seen[0]]
+    assert fed and set(fed) <= cropped and not set(fed) & squashed
+    runs = tmp_path / "sweep-runs"
+    assert main(["sweep", str(data), "--vary", "lr=0.01,0.1", *HEAD, "--resize", "weights", "--epochs", "1",
+                 "--runs-dir", str(runs), "--json"]) == 0  # fmt: skip
+    swept = RunStore(runs).list_runs()
+    assert len(swept) == 2 and all(r.status == "completed" for r in swept)
+    assert {(r.config["resize"], r.config["resize_size"], r.config["crop_size"]) for r in swept} == {
+        ("weights", 256, 224)
+    }
